@@ -1,0 +1,1 @@
+//! otter-agent (skeleton).

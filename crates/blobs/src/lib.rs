@@ -1,0 +1,298 @@
+//! Content-addressed firmware storage.
+//!
+//! Firmware files are stored once, under the key `sha256/<lowercase hex>`, behind an
+//! [`object_store::ObjectStore`] so the same code runs on a local folder today and on S3-compatible
+//! storage later (Otter nodes are stateless). Ingest streams the upload into a staging object while
+//! hashing it, then moves it under its final key, so a crash never leaves a half-written object
+//! where downloads look.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use md5::Md5;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{GetOptions, ObjectStore, ObjectStoreExt, WriteMultipart};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// Folder (key prefix) of finished blobs.
+const BLOB_PREFIX: &str = "sha256";
+/// Folder (key prefix) of uploads in progress; see [`Blobs::sweep_staging`].
+const STAGING_PREFIX: &str = "staging";
+/// Bytes read from the uploader per step.
+const READ_CHUNK: usize = 64 * 1024;
+/// Multipart parts in flight at once: bounds ingest memory to a few parts (5 MiB each).
+const MAX_PARTS_IN_FLIGHT: usize = 2;
+/// Longest piece of a rejected input echoed back in an error (inputs come from the network).
+const MAX_ECHO: usize = 80;
+
+/// What ingest learned about a stored blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobInfo {
+    /// SHA-256 of the content, lowercase hex; also the blob's name.
+    pub sha256: String,
+    /// MD5 of the content, lowercase hex (Tencent and Alibaba devices check it).
+    pub md5: String,
+    /// Length in bytes.
+    pub size: u64,
+}
+
+/// Why a blob operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("invalid sha256 {0:?}: expected 64 lowercase hex characters")]
+    InvalidSha256(String),
+    #[error("blob {0} not found")]
+    NotFound(String),
+    #[error("invalid range {start}..{end}")]
+    InvalidRange { start: u64, end: u64 },
+    #[error("invalid blob store spec {0:?}")]
+    InvalidSpec(String),
+    #[error("unsupported blob store: {0}")]
+    Unsupported(String),
+    #[error("blob I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("object store: {0}")]
+    Store(#[from] object_store::Error),
+}
+
+/// Handle on the blob store; cheap to clone (shares one engine).
+#[derive(Clone, Debug)]
+pub struct Blobs {
+    store: Arc<dyn ObjectStore>,
+}
+
+impl Blobs {
+    /// Opens the store named by `spec`: a plain path or `file://path` is a local folder (created if
+    /// missing); `s3://` is reserved for the S3 engine, not built yet.
+    pub fn open(spec: &str) -> Result<Self, BlobError> {
+        let spec = spec.trim();
+        if let Some(path) = spec.strip_prefix("file://") {
+            return Self::open_local(path);
+        }
+        if spec.starts_with("s3://") {
+            return Err(BlobError::Unsupported(
+                "s3:// blob storage is not built yet; use a local path".into(),
+            ));
+        }
+        if let Some((scheme, _)) = spec.split_once("://") {
+            return Err(BlobError::Unsupported(format!(
+                "unknown blob store scheme {}://",
+                echo(scheme)
+            )));
+        }
+        Self::open_local(spec)
+    }
+
+    /// Wraps an already-built engine (other engines, or tests).
+    pub fn from_store(store: Arc<dyn ObjectStore>) -> Self {
+        Self { store }
+    }
+
+    fn open_local(path: &str) -> Result<Self, BlobError> {
+        if path.is_empty() {
+            return Err(BlobError::InvalidSpec(path.into()));
+        }
+        std::fs::create_dir_all(path)?;
+        // fsync: a blob reported as ingested must survive a power cut, as on S3.
+        let fs = LocalFileSystem::new_with_prefix(path)?.with_fsync(true);
+        Ok(Self::from_store(Arc::new(fs)))
+    }
+
+    /// Streams `reader` into the store, computing size, MD5 and SHA-256 on the way, and stores it
+    /// under `sha256/<hex>`. Storing content that is already there is fine (same key, same bytes).
+    pub async fn ingest<R: AsyncRead + Unpin + Send>(
+        &self,
+        mut reader: R,
+    ) -> Result<BlobInfo, BlobError> {
+        let staging = staging_key();
+        let mut writer = WriteMultipart::new(self.store.put_multipart(&staging).await?);
+        let info = match copy_hashing(&mut reader, &mut writer).await {
+            Ok(info) => info,
+            Err(err) => {
+                if let Err(abort) = writer.abort().await {
+                    tracing::warn!(%staging, error = %abort, "could not abort staging upload");
+                }
+                return Err(err);
+            }
+        };
+        writer.finish().await?;
+        if let Err(err) = self.promote(&staging, &blob_key(&info.sha256)).await {
+            self.delete_quietly(&staging).await;
+            return Err(err);
+        }
+        tracing::info!(sha256 = %info.sha256, size = info.size, "blob ingested");
+        Ok(info)
+    }
+
+    /// Moves a finished staging object under its final key in one atomic step.
+    async fn promote(&self, staging: &Path, key: &Path) -> Result<(), BlobError> {
+        match self.store.head(key).await {
+            // Same key means same content: keep the stored copy, drop ours.
+            Ok(_) => {
+                self.delete_quietly(staging).await;
+                Ok(())
+            }
+            Err(object_store::Error::NotFound { .. }) => {
+                Ok(self.store.rename(staging, key).await?)
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    async fn delete_quietly(&self, key: &Path) {
+        if let Err(err) = self.store.delete(key).await {
+            tracing::warn!(%key, error = %err, "could not delete staging object");
+        }
+    }
+
+    /// Size of the blob, or `None` when it is not stored.
+    pub async fn size(&self, sha256: &str) -> Result<Option<u64>, BlobError> {
+        let key = checked_key(sha256)?;
+        match self.store.head(&key).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Streams bytes `range` of the blob (end exclusive, clamped to the blob's size by the store).
+    /// Memory stays constant whatever the size: the store yields the bytes in chunks.
+    pub async fn read(
+        &self,
+        sha256: &str,
+        range: Range<u64>,
+    ) -> Result<BoxStream<'static, Result<Bytes, BlobError>>, BlobError> {
+        let key = checked_key(sha256)?;
+        if range.start > range.end {
+            return Err(BlobError::InvalidRange {
+                start: range.start,
+                end: range.end,
+            });
+        }
+        if range.is_empty() {
+            // Stores reject empty ranges; still report a missing blob as missing.
+            return match self.size(sha256).await? {
+                Some(_) => Ok(stream::empty().boxed()),
+                None => Err(BlobError::NotFound(sha256.into())),
+            };
+        }
+        let options = GetOptions::new().with_range(Some(range));
+        match self.store.get_opts(&key, options).await {
+            Ok(got) => Ok(got.into_stream().map_err(BlobError::from).boxed()),
+            Err(object_store::Error::NotFound { .. }) => Err(BlobError::NotFound(sha256.into())),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Deletes staging objects older than `older_than`: leftovers of ingests cut short by a crash.
+    /// Returns how many were removed. Safe to run while other ingests are in progress as long as
+    /// `older_than` is longer than any upload takes.
+    pub async fn sweep_staging(&self, older_than: Duration) -> Result<usize, BlobError> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let cutoff = i64::try_from(now.saturating_sub(older_than.as_secs())).unwrap_or(i64::MAX);
+        let prefix = Path::from(STAGING_PREFIX);
+        let mut listing = self.store.list(Some(&prefix));
+        let mut removed = 0;
+        while let Some(meta) = listing.try_next().await? {
+            if meta.last_modified.timestamp() < cutoff {
+                self.delete_quietly(&meta.location).await;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// Reads `reader` to its end into `writer`, hashing as it goes.
+async fn copy_hashing<R: AsyncRead + Unpin + Send>(
+    reader: &mut R,
+    writer: &mut WriteMultipart,
+) -> Result<BlobInfo, BlobError> {
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut md5 = Md5::new();
+    let mut sha = Sha256::new();
+    let mut size = 0u64;
+    loop {
+        // Back-pressure: never buffer more than a few parts, however fast the reader is.
+        writer.wait_for_capacity(MAX_PARTS_IN_FLIGHT).await?;
+        let n = reader.read(&mut buf).await?;
+        let Some(chunk) = buf.get(..n).filter(|c| !c.is_empty()) else {
+            break;
+        };
+        md5.update(chunk);
+        sha.update(chunk);
+        size += n as u64;
+        writer.write(chunk);
+    }
+    Ok(BlobInfo {
+        sha256: hex::encode(sha.finalize()),
+        md5: hex::encode(md5.finalize()),
+        size,
+    })
+}
+
+/// Checks that `sha256` is 64 lowercase hex characters, the only names blobs have.
+/// Anything else (path separators, `..`, upper case) is refused before it reaches the store.
+pub fn validate_sha256(sha256: &str) -> Result<(), BlobError> {
+    let ok = sha256.len() == 64
+        && sha256
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(BlobError::InvalidSha256(echo(sha256)))
+    }
+}
+
+fn checked_key(sha256: &str) -> Result<Path, BlobError> {
+    validate_sha256(sha256)?;
+    Ok(blob_key(sha256))
+}
+
+fn blob_key(sha256: &str) -> Path {
+    Path::from(BLOB_PREFIX).join(sha256)
+}
+
+/// A fresh, unguessable staging name, unique across nodes sharing one store.
+fn staging_key() -> Path {
+    Path::from(STAGING_PREFIX).join(format!("{:032x}", rand::random::<u128>()))
+}
+
+/// At most [`MAX_ECHO`] characters of untrusted input, for error messages.
+fn echo(input: &str) -> String {
+    input.chars().take(MAX_ECHO).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha256_validation() {
+        let good = "a".repeat(64);
+        assert!(validate_sha256(&good).is_ok());
+        assert!(validate_sha256(&"A".repeat(64)).is_err());
+        assert!(validate_sha256(&"a".repeat(63)).is_err());
+        assert!(validate_sha256(&"a".repeat(65)).is_err());
+        assert!(validate_sha256(&format!("../{}", "a".repeat(61))).is_err());
+        assert!(validate_sha256("").is_err());
+        // Multi-byte characters must not confuse the length check.
+        assert!(validate_sha256(&"é".repeat(32)).is_err());
+    }
+
+    #[test]
+    fn errors_do_not_echo_huge_input() {
+        let long = "x".repeat(10_000);
+        let msg = validate_sha256(&long).unwrap_err().to_string();
+        assert!(msg.len() < 200, "{msg}");
+    }
+}

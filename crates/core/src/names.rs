@@ -1,0 +1,138 @@
+//! Newtypes that make invalid identifiers unrepresentable. Names reach us from the network (topics,
+//! client ids) and from operators, and end up in topics, URLs and file names, so each is checked
+//! once, here, against a conservative alphabet.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid {kind} {value:?}: {reason}")]
+pub struct InvalidName {
+    pub kind: &'static str,
+    pub value: String,
+    pub reason: &'static str,
+}
+
+fn check(kind: &'static str, value: &str, max: usize, allowed: fn(char) -> bool) -> Result<(), InvalidName> {
+    let fail = |reason| {
+        Err(InvalidName {
+            kind,
+            value: value.chars().take(80).collect(),
+            reason,
+        })
+    };
+    if value.is_empty() {
+        return fail("must not be empty");
+    }
+    if value.len() > max {
+        return fail("too long");
+    }
+    if !value.chars().all(allowed) {
+        return fail("contains a character that is not allowed");
+    }
+    Ok(())
+}
+
+macro_rules! name_type {
+    ($(#[$doc:meta])* $name:ident, $kind:literal, $max:literal, $allowed:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn parse(value: impl Into<String>) -> Result<Self, InvalidName> {
+                let value = value.into();
+                check($kind, &value, $max, $allowed)?;
+                Ok(Self(value))
+            }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl std::str::FromStr for $name {
+            type Err = InvalidName;
+            fn from_str(s: &str) -> Result<Self, InvalidName> {
+                Self::parse(s)
+            }
+        }
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                Self::parse(s).map_err(serde::de::Error::custom)
+            }
+        }
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+fn ident_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '-')
+}
+fn device_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '@')
+}
+fn version_char(c: char) -> bool {
+    c.is_ascii_graphic() && !matches!(c, '/' | '\\' | '"' | '+' | '#')
+}
+
+name_type!(
+    /// A product id (Tencent productId, Alibaba productKey, EnOS productKey).
+    ProductId, "product id", 64, ident_char
+);
+name_type!(
+    /// A device name (Alibaba deviceName, EnOS deviceKey, Tencent deviceName).
+    DeviceName, "device name", 64, device_char
+);
+name_type!(
+    /// A firmware version as devices report it; compared for equality only (policy lives in campaigns).
+    Version, "version", 64, version_char
+);
+name_type!(
+    /// A firmware module (Alibaba's `module`); `default` when a device names none.
+    Module, "module", 64, ident_char
+);
+
+impl Default for Module {
+    fn default() -> Self {
+        Module("default".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_vendor_shaped_names() {
+        assert!(ProductId::parse("a1B2c3D4e5F").is_ok());
+        assert!(DeviceName::parse("device01").is_ok());
+        assert!(Version::parse("1-45-345a").is_ok());
+        assert!(Version::parse("res-1.2.5").is_ok());
+    }
+
+    #[test]
+    fn rejects_path_tricks_and_topic_characters() {
+        assert!(ProductId::parse("../etc").is_err());
+        assert!(DeviceName::parse("a/b").is_err());
+        assert!(DeviceName::parse("a+").is_err());
+        assert!(Version::parse("1.0 beta").is_err());
+        assert!(Version::parse("").is_err());
+        assert!(ProductId::parse("x".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn deserialize_validates() {
+        let r: Result<ProductId, _> = serde_json::from_str("\"bad/id\"");
+        assert!(r.is_err());
+    }
+}

@@ -1,0 +1,117 @@
+//! Otter's wire protocol, kept pure (no I/O, no async) so the broker, the server and the device
+//! agent share one implementation of the contract in `PROTOCOL.md`: topics and ACLs, the JSON
+//! payloads of the three dialects in both directions, failure codes and device authentication.
+//!
+//! Everything that reads network input returns a typed error instead of panicking.
+
+pub mod auth;
+pub mod codes;
+pub mod dialect;
+pub mod downlink;
+mod error;
+mod json;
+pub mod topic;
+pub mod uplink;
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+pub use auth::{
+    AuthError, Credentials, DEFAULT_REGIONS, Login, generate_secret_format, parse_login, sign,
+    verify, verify_with_regions,
+};
+pub use codes::{FailureKind, explain, failure_code, failure_kind};
+pub use downlink::{
+    Answer, Downlink, Offer, Outbound, answer, encode_push, error_reply, parse_downlink,
+    reply_offers,
+};
+pub use error::ProtocolError;
+pub use topic::{
+    DownKind, UpKind, down_topic, downstream_topics, filter_matches, may_publish, may_receive,
+    parse_down_topic, parse_up_topic, up_topic, upstream_topics,
+};
+pub use uplink::{
+    Progress, Rejected, UpMessage, Uplink, encode_uplink, parse_uplink, try_encode_uplink,
+};
+
+/// Largest payload Otter parses; anything bigger is rejected before JSON parsing.
+pub const MAX_PAYLOAD: usize = 64 * 1024;
+
+/// Module name used when a message does not name one (Alibaba's convention, applied everywhere).
+pub const DEFAULT_MODULE: &str = "default";
+
+/// The vendor protocol a device speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dialect {
+    /// Tencent IoT Hub (`$ota/report`, `$ota/update`).
+    Tencent,
+    /// Alibaba Cloud IoT (`/ota/device/...`, `/sys/.../thing/ota/firmware/get`).
+    Aliyun,
+    /// EnOS (`/sys/{pk}/{dk}/ota/device/...`, JSON-RPC-like).
+    Enos,
+}
+
+impl Dialect {
+    /// All dialects, for iteration in configuration and tests.
+    pub const ALL: [Dialect; 3] = [Dialect::Tencent, Dialect::Aliyun, Dialect::Enos];
+
+    /// The lowercase name used in configuration, URLs and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dialect::Tencent => "tencent",
+            Dialect::Aliyun => "aliyun",
+            Dialect::Enos => "enos",
+        }
+    }
+}
+
+impl fmt::Display for Dialect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Error of [`Dialect::from_str`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown dialect {0:?}: expected \"tencent\", \"aliyun\" or \"enos\"")]
+pub struct UnknownDialect(pub String);
+
+impl FromStr for Dialect {
+    type Err = UnknownDialect;
+
+    /// Accepts the names case-insensitively, since operators type them.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Dialect::ALL
+            .into_iter()
+            .find(|d| d.as_str().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| UnknownDialect(s.to_owned()))
+    }
+}
+
+/// A device as the protocol names it: product id / product key and device name / device key.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct DeviceAddr {
+    /// Tencent productId, Alibaba productKey, EnOS productKey.
+    pub product: String,
+    /// Tencent deviceName, Alibaba deviceName, EnOS deviceKey.
+    pub device: String,
+}
+
+impl DeviceAddr {
+    /// Convenience constructor.
+    pub fn new(product: impl Into<String>, device: impl Into<String>) -> Self {
+        DeviceAddr {
+            product: product.into(),
+            device: device.into(),
+        }
+    }
+}
+
+impl fmt::Display for DeviceAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.product, self.device)
+    }
+}

@@ -1,0 +1,102 @@
+//! `/products/{product}/devices`: device identities, secrets and what each device is doing.
+
+use super::{ApiError, ApiState};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use otter_core::{DeviceName, ProductId};
+use otter_protocol::Dialect;
+use otter_store::{Device, ModuleVersion, Upgrade};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/products/{product}/devices", get(list).post(create))
+        .route("/products/{product}/devices/{device}", get(show))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct NewDevice {
+    pub name: String,
+    /// Generated in the dialect's format when absent (base64 for Tencent, hex otherwise).
+    pub secret: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct CreatedDevice {
+    #[serde(flatten)]
+    device: Device,
+    /// Shown once, at creation.
+    secret: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/products/{product}/devices", request_body = NewDevice,
+    responses((status = 201, description = "created; the body carries the secret"), (status = 404), (status = 409)))]
+pub async fn create(State(s): State<ApiState>, Path(product): Path<String>, Json(d): Json<NewDevice>) -> Result<(StatusCode, Json<CreatedDevice>), ApiError> {
+    let product = s.store.product(&ProductId::parse(product)?).await?;
+    let name = DeviceName::parse(d.name)?;
+    let secret = match d.secret {
+        Some(secret) if secret.is_empty() || secret.len() > 256 => return Err(ApiError::BadRequest("secret must be 1 to 256 characters".into())),
+        Some(secret) => secret,
+        None => {
+            let dialect: Dialect = product.dialect.parse().map_err(|_| ApiError::Internal("stored dialect".into()))?;
+            let mut bytes = [0u8; 16];
+            rand::rng().fill_bytes(&mut bytes);
+            otter_protocol::generate_secret_format(dialect, &bytes)
+        }
+    };
+    let device = s.store.create_device(&product.id, &name, &secret).await?;
+    tracing::info!(device = %format!("{}/{}", product.id, name), "device created");
+    Ok((StatusCode::CREATED, Json(CreatedDevice { device, secret })))
+}
+
+#[derive(Deserialize)]
+pub struct Page {
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+#[utoipa::path(get, path = "/api/v1/products/{product}/devices", params(("limit" = Option<i64>, Query), ("offset" = Option<i64>, Query)), responses((status = 200)))]
+pub async fn list(State(s): State<ApiState>, Path(product): Path<String>, Query(page): Query<Page>) -> Result<Json<Vec<Device>>, ApiError> {
+    let product = ProductId::parse(product)?;
+    s.store.product(&product).await?;
+    let limit = page.limit.unwrap_or(100).clamp(1, 1000);
+    let offset = page.offset.unwrap_or(0).max(0);
+    Ok(Json(s.store.devices(&product, limit, offset).await?))
+}
+
+/// A device as `otter device show` prints it.
+#[derive(Serialize)]
+pub struct DeviceView {
+    #[serde(flatten)]
+    device: Device,
+    /// Version of the default module, for the common case.
+    version: Option<String>,
+    versions: Vec<ModuleVersion>,
+    upgrade: Option<UpgradeView>,
+}
+
+#[derive(Serialize)]
+pub struct UpgradeView {
+    #[serde(flatten)]
+    upgrade: Upgrade,
+    /// What `result_code` means in the device's dialect.
+    result_explained: Option<&'static str>,
+}
+
+#[utoipa::path(get, path = "/api/v1/products/{product}/devices/{device}", responses((status = 200), (status = 404)))]
+pub async fn show(State(s): State<ApiState>, Path((product, device)): Path<(String, String)>) -> Result<Json<DeviceView>, ApiError> {
+    let product = s.store.product(&ProductId::parse(product)?).await?;
+    let name = DeviceName::parse(device)?;
+    let device = s.store.device(&product.id, &name).await?;
+    let versions = s.store.versions(&product.id, &name).await?;
+    let dialect: Option<Dialect> = product.dialect.parse().ok();
+    let upgrade = s.store.latest_upgrade(&product.id, &name).await?.map(|upgrade| UpgradeView {
+        result_explained: upgrade.status.result_code.zip(dialect).map(|(code, d)| otter_protocol::explain(d, code)),
+        upgrade,
+    });
+    let version = versions.iter().find(|v| v.module.as_str() == "default").map(|v| v.version.to_string());
+    Ok(Json(DeviceView { device, version, versions, upgrade }))
+}

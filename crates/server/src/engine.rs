@@ -1,0 +1,244 @@
+//! The device side of the platform: every message a device sends goes through here.
+//!
+//! Decode (otter-protocol) → decide (otter-core) → persist (otter-store) → answer (broker).
+//! Messages are handled in order per device (workers are sharded by device), and concurrently
+//! across devices. Nothing a device sends can make this fail for other devices: every error is
+//! logged with the device it came from and the message is dropped.
+
+use crate::gate::DeviceIdentity;
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use otter_broker::{Broker, BrokerEvent};
+use otter_core::{Fact, Module, UpgradeStatus, Version, decide};
+use otter_download::UrlSigner;
+use otter_protocol::{self as protocol, Answer, Offer, Outbound, Progress, UpMessage, Uplink};
+use otter_store::{Store, Upgrade};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tracing::{debug, error, info, warn};
+
+const SHARDS: usize = 4;
+
+pub struct Engine {
+    pub store: Store,
+    pub broker: Broker<DeviceIdentity>,
+    pub signer: Arc<UrlSigner>,
+    pub url_ttl: Duration,
+    next_id: AtomicU64,
+}
+
+/// What applying a fact to a device's live upgrade produced.
+#[derive(Default)]
+struct Applied {
+    /// The device had a live upgrade of that module.
+    found: bool,
+    /// The offer to send, when the rules say to (re)send it.
+    offer: Option<Offer>,
+}
+
+impl Engine {
+    pub fn new(store: Store, broker: Broker<DeviceIdentity>, signer: Arc<UrlSigner>, url_ttl: Duration) -> Arc<Self> {
+        Arc::new(Self { store, broker, signer, url_ttl, next_id: AtomicU64::new(otter_store::now_ms() as u64) })
+    }
+
+    /// Consumes broker events until the broker's sender is dropped.
+    pub fn spawn(self: &Arc<Self>, mut events: mpsc::Receiver<BrokerEvent<DeviceIdentity>>) -> tokio::task::JoinHandle<()> {
+        let shards: Vec<_> = (0..SHARDS)
+            .map(|_| {
+                let (tx, mut rx) = mpsc::channel::<BrokerEvent<DeviceIdentity>>(1024);
+                let engine = Arc::clone(self);
+                tokio::spawn(async move {
+                    while let Some(event) = rx.recv().await {
+                        engine.handle(event).await;
+                    }
+                });
+                tx
+            })
+            .collect();
+        tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                let who = match &event {
+                    BrokerEvent::Connected(id) | BrokerEvent::Disconnected(id) => id,
+                    BrokerEvent::Message { from, .. } => from,
+                };
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                who.hash(&mut h);
+                if shards[h.finish() as usize % SHARDS].send(event).await.is_err() {
+                    break;
+                }
+            }
+        })
+    }
+
+    async fn handle(&self, event: BrokerEvent<DeviceIdentity>) {
+        let (who, result) = match event {
+            BrokerEvent::Connected(id) => {
+                let r = self.store.set_online(&id.product, &id.device, true).await.map_err(Into::into);
+                (id, r)
+            }
+            BrokerEvent::Disconnected(id) => {
+                let r = self.store.set_online(&id.product, &id.device, false).await.map_err(Into::into);
+                (id, r)
+            }
+            BrokerEvent::Message { from, topic, payload } => {
+                metrics::counter!("otter_device_messages_total").increment(1);
+                let r = self.on_message(&from, &topic, &payload).await;
+                (from, r)
+            }
+        };
+        if let Err(e) = result {
+            error!(device = %who.addr(), error = format!("{e:#}"), "handling a device message failed");
+        }
+    }
+
+    async fn on_message(&self, from: &DeviceIdentity, topic: &str, payload: &[u8]) -> Result<()> {
+        let uplink = match protocol::parse_uplink(topic, payload) {
+            Ok(uplink) => uplink,
+            Err(rejected) => {
+                metrics::counter!("otter_device_messages_rejected_total").increment(1);
+                warn!(device = %from.addr(), topic, error = %rejected.error, "rejected device message");
+                if let Some(reply) = protocol::error_reply(&rejected) {
+                    self.send(reply).await?;
+                }
+                return Ok(());
+            }
+        };
+        if uplink.device != from.addr() || uplink.dialect != from.dialect {
+            // The broker's ACL already stops this; never trust one layer alone.
+            warn!(device = %from.addr(), topic, "message about another device ignored");
+            return Ok(());
+        }
+        match &uplink.message {
+            UpMessage::VersionReport { module, version } => self.on_version(from, &uplink, module, version).await,
+            UpMessage::Progress { module, version, progress } => self.on_progress(from, &uplink, module, version.as_deref(), progress).await,
+            UpMessage::FirmwareRequest { module } => {
+                let applied = self.apply(from, &parse_module(module)?, Fact::Requested).await?;
+                self.answer(&uplink, Answer::Offer(applied.offer)).await
+            }
+            UpMessage::UpgradeReply { code } => {
+                debug!(device = %from.addr(), ?code, "upgrade reply");
+                Ok(())
+            }
+        }
+    }
+
+    async fn on_version(&self, from: &DeviceIdentity, uplink: &Uplink, module: &str, version: &str) -> Result<()> {
+        let (module, version) = match (Module::parse(module), Version::parse(version)) {
+            (Ok(m), Ok(v)) => (m, v),
+            (Err(e), _) | (_, Err(e)) => {
+                warn!(device = %from.addr(), error = %e, "version report refused");
+                return Ok(());
+            }
+        };
+        self.store.record_version(&from.product, &from.device, &module, &version).await?;
+        self.answer(uplink, Answer::Ack).await?;
+        let applied = self.apply(from, &module, Fact::VersionReported(&version)).await?;
+        if let Some(offer) = applied.offer {
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            self.send(protocol::encode_push(from.dialect, &from.addr(), &offer, id)).await?;
+        }
+        Ok(())
+    }
+
+    async fn on_progress(&self, from: &DeviceIdentity, uplink: &Uplink, module: &str, version: Option<&str>, progress: &Progress) -> Result<()> {
+        let module = parse_module(module)?;
+        // A version we cannot parse cannot be our target: treat it as "about another version".
+        let version = version.map(|v| Version::parse(v).ok());
+        let applied = match version {
+            Some(None) => Applied { found: true, offer: None },
+            Some(Some(ref v)) => self.apply(from, &module, progress_fact(progress, Some(v))).await?,
+            None => self.apply(from, &module, progress_fact(progress, None)).await?,
+        };
+        let answer = if applied.found { Answer::Ack } else { Answer::TaskNotFound };
+        self.answer(uplink, answer).await
+    }
+
+    /// Applies a fact to the device's live upgrade of `module`, storing any change.
+    async fn apply(&self, from: &DeviceIdentity, module: &Module, fact: Fact<'_>) -> Result<Applied> {
+        let Some(upgrade) = self.store.live_upgrade(&from.product, &from.device, module).await? else {
+            return Ok(Applied::default());
+        };
+        let decision = decide(&upgrade.status, fact);
+        if let Some(next) = &decision.next {
+            self.record(&upgrade, next).await?;
+        }
+        let offer = match decision.push {
+            true => Some(self.offer_for(&upgrade).await?),
+            false => None,
+        };
+        Ok(Applied { found: true, offer })
+    }
+
+    async fn record(&self, upgrade: &Upgrade, next: &UpgradeStatus) -> Result<()> {
+        let written = self.store.update_upgrade(upgrade.campaign_id, &upgrade.product, &upgrade.device, next).await?;
+        if written && next.state != upgrade.status.state {
+            metrics::counter!("otter_upgrade_transitions_total", "state" => next.state.as_str()).increment(1);
+            info!(device = %format!("{}/{}", upgrade.product, upgrade.device), campaign = upgrade.campaign_id,
+                from = %upgrade.status.state, to = %next.state, code = ?next.result_code, "upgrade state changed");
+        }
+        Ok(())
+    }
+
+    /// Sends the offer of a pending upgrade now (campaign start for an online device).
+    pub async fn push(&self, upgrade: &Upgrade, dialect: protocol::Dialect) -> Result<()> {
+        let offer = self.offer_for(upgrade).await?;
+        let addr = protocol::DeviceAddr::new(upgrade.product.as_str(), upgrade.device.as_str());
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.send(protocol::encode_push(dialect, &addr, &offer, id)).await?;
+        if let Some(next) = decide(&upgrade.status, Fact::Requested).next {
+            self.record(upgrade, &next).await?;
+        }
+        Ok(())
+    }
+
+    /// The offer for an upgrade, with a freshly signed download URL. Counts the push.
+    async fn offer_for(&self, upgrade: &Upgrade) -> Result<Offer> {
+        let firmware = self
+            .store
+            .firmware_by_version(&upgrade.product, &upgrade.module, &upgrade.status.target)
+            .await
+            .context("firmware of a live upgrade")?;
+        let expires = (otter_store::now_ms() / 1000) as u64 + self.url_ttl.as_secs();
+        let url = self.signer.url(&firmware.sha256, upgrade.product.as_str(), upgrade.device.as_str(), expires);
+        self.store.count_push(upgrade.campaign_id, &upgrade.product, &upgrade.device).await?;
+        metrics::counter!("otter_pushes_total").increment(1);
+        Ok(Offer {
+            module: firmware.module.to_string(),
+            version: firmware.version.to_string(),
+            url,
+            size: firmware.size,
+            md5: firmware.md5,
+            sha256: firmware.sha256,
+        })
+    }
+
+    async fn answer(&self, uplink: &Uplink, answer: Answer) -> Result<()> {
+        match protocol::answer(uplink, answer) {
+            Some(reply) => self.send(reply).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn send(&self, out: Outbound) -> Result<()> {
+        self.broker
+            .publish(&out.topic, Bytes::from(out.payload), out.qos)
+            .await
+            .with_context(|| format!("publishing to {}", out.topic))
+    }
+}
+
+fn parse_module(module: &str) -> Result<Module> {
+    Module::parse(module).context("module name from a device")
+}
+
+fn progress_fact<'a>(progress: &'a Progress, version: Option<&'a Version>) -> Fact<'a> {
+    match progress {
+        Progress::Downloading { percent } => Fact::Downloading { percent: *percent, version },
+        Progress::Burning => Fact::Burning { version },
+        Progress::Done => Fact::Done { version },
+        Progress::Failed { code, message } => Fact::Failed { code: *code, message, version },
+    }
+}

@@ -1,0 +1,17 @@
+//! `otter serve`: the platform in one process.
+//!
+//! Wires the pieces together and owns nothing else: the embedded broker (otter-broker) feeds device
+//! messages to the [`engine`], which decodes them (otter-protocol), decides (otter-core), persists
+//! (otter-store) and answers through the broker; the HTTP side serves the admin API, the OpenAPI
+//! document, metrics and firmware downloads (otter-download) from one listener.
+
+mod api;
+mod app;
+mod config;
+mod engine;
+mod gate;
+mod telemetry;
+
+pub use app::Application;
+pub use config::ServeConfig;
+pub use gate::DeviceIdentity;

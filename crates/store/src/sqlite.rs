@@ -1,0 +1,467 @@
+//! The SQLite engine: the embedded default under `--data-dir`.
+
+use crate::*;
+use otter_core::{DeviceName, Module, ProductId, UpgradeState, UpgradeStatus, Version};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{FromRow, Row};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Appends the live upgrade states to a query, keeping it a `&'static str`. Must match
+/// `UpgradeState::is_live` and the partial index in the migrations.
+macro_rules! live_states {
+    ($sql:literal) => {
+        concat!($sql, "('pending', 'pushed', 'downloading', 'burning')")
+    };
+}
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+/// Maps a uniqueness violation to a clear conflict, anything else to a database error.
+fn conflict_or(e: sqlx::Error, what: impl FnOnce() -> String) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what()),
+        _ => StoreError::Database(e),
+    }
+}
+
+#[derive(FromRow)]
+struct ProductRow {
+    id: String,
+    dialect: String,
+    name: String,
+    created_at: i64,
+}
+
+impl TryFrom<ProductRow> for Product {
+    type Error = StoreError;
+    fn try_from(r: ProductRow) -> Result<Self> {
+        Ok(Product { id: ProductId::parse(r.id).map_err(corrupt)?, dialect: r.dialect, name: r.name, created_at: r.created_at })
+    }
+}
+
+#[derive(FromRow)]
+struct DeviceRow {
+    product_id: String,
+    name: String,
+    secret: String,
+    online: bool,
+    last_seen: Option<i64>,
+    created_at: i64,
+}
+
+impl TryFrom<DeviceRow> for Device {
+    type Error = StoreError;
+    fn try_from(r: DeviceRow) -> Result<Self> {
+        Ok(Device {
+            product: ProductId::parse(r.product_id).map_err(corrupt)?,
+            name: DeviceName::parse(r.name).map_err(corrupt)?,
+            secret: r.secret,
+            online: r.online,
+            last_seen: r.last_seen,
+            created_at: r.created_at,
+        })
+    }
+}
+
+#[derive(FromRow)]
+struct FirmwareRow {
+    id: i64,
+    product_id: String,
+    module: String,
+    version: String,
+    size: i64,
+    md5: String,
+    sha256: String,
+    created_at: i64,
+}
+
+impl TryFrom<FirmwareRow> for Firmware {
+    type Error = StoreError;
+    fn try_from(r: FirmwareRow) -> Result<Self> {
+        Ok(Firmware {
+            id: r.id,
+            product: ProductId::parse(r.product_id).map_err(corrupt)?,
+            module: Module::parse(r.module).map_err(corrupt)?,
+            version: Version::parse(r.version).map_err(corrupt)?,
+            size: u64::try_from(r.size).map_err(corrupt)?,
+            md5: r.md5,
+            sha256: r.sha256,
+            created_at: r.created_at,
+        })
+    }
+}
+
+#[derive(FromRow)]
+struct UpgradeRow {
+    campaign_id: i64,
+    product_id: String,
+    device_name: String,
+    module: String,
+    target: String,
+    state: String,
+    percent: Option<i64>,
+    result_code: Option<i64>,
+    result_msg: Option<String>,
+    pushes: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<UpgradeRow> for Upgrade {
+    type Error = StoreError;
+    fn try_from(r: UpgradeRow) -> Result<Self> {
+        let state = UpgradeState::parse(&r.state).ok_or_else(|| corrupt(format!("upgrade state {:?}", r.state)))?;
+        Ok(Upgrade {
+            campaign_id: r.campaign_id,
+            product: ProductId::parse(r.product_id).map_err(corrupt)?,
+            device: DeviceName::parse(r.device_name).map_err(corrupt)?,
+            module: Module::parse(r.module).map_err(corrupt)?,
+            status: UpgradeStatus {
+                target: Version::parse(r.target).map_err(corrupt)?,
+                state,
+                percent: r.percent.map(|p| p.clamp(0, 100) as u8),
+                result_code: r.result_code.map(|c| c as i32),
+                result_msg: r.result_msg,
+            },
+            pushes: r.pushes,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+fn convert<R, T: TryFrom<R, Error = StoreError>>(rows: Vec<R>) -> Result<Vec<T>> {
+    rows.into_iter().map(T::try_from).collect()
+}
+
+impl Store {
+    /// Opens (creating if needed) the SQLite database at `path` and brings its schema up to date.
+    pub async fn open_sqlite(path: &std::path::Path) -> Result<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        Self::connect(options).await
+    }
+
+    /// Opens a database from a URL such as `sqlite://otter.db` or `sqlite::memory:`.
+    pub async fn open(url: &str) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        Self::connect(options).await
+    }
+
+    async fn connect(options: SqliteConnectOptions) -> Result<Self> {
+        // One writer connection: SQLite serializes writers anyway, and a single connection makes
+        // every read-then-write sequence atomic without BUSY retries.
+        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    // ---- products
+
+    pub async fn create_product(&self, id: &ProductId, dialect: &str, name: &str) -> Result<Product> {
+        let now = now_ms();
+        sqlx::query("INSERT INTO products (id, dialect, name, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(id.as_str())
+            .bind(dialect)
+            .bind(name)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| conflict_or(e, || format!("product {id} already exists")))?;
+        Ok(Product { id: id.clone(), dialect: dialect.into(), name: name.into(), created_at: now })
+    }
+
+    pub async fn product(&self, id: &ProductId) -> Result<Product> {
+        let row: Option<ProductRow> = sqlx::query_as("SELECT * FROM products WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.ok_or_else(|| StoreError::NotFound(format!("product {id}")))?.try_into()
+    }
+
+    pub async fn products(&self) -> Result<Vec<Product>> {
+        convert(sqlx::query_as::<_, ProductRow>("SELECT * FROM products ORDER BY id").fetch_all(&self.pool).await?)
+    }
+
+    // ---- devices
+
+    pub async fn create_device(&self, product: &ProductId, name: &DeviceName, secret: &str) -> Result<Device> {
+        self.product(product).await?;
+        let now = now_ms();
+        sqlx::query("INSERT INTO devices (product_id, name, secret, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(product.as_str())
+            .bind(name.as_str())
+            .bind(secret)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| conflict_or(e, || format!("device {product}/{name} already exists")))?;
+        Ok(Device { product: product.clone(), name: name.clone(), secret: secret.into(), online: false, last_seen: None, created_at: now })
+    }
+
+    pub async fn device(&self, product: &ProductId, name: &DeviceName) -> Result<Device> {
+        let row: Option<DeviceRow> = sqlx::query_as("SELECT * FROM devices WHERE product_id = $1 AND name = $2")
+            .bind(product.as_str())
+            .bind(name.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.ok_or_else(|| StoreError::NotFound(format!("device {product}/{name}")))?.try_into()
+    }
+
+    pub async fn devices(&self, product: &ProductId, limit: i64, offset: i64) -> Result<Vec<Device>> {
+        convert(
+            sqlx::query_as::<_, DeviceRow>("SELECT * FROM devices WHERE product_id = $1 ORDER BY name LIMIT $2 OFFSET $3")
+                .bind(product.as_str())
+                .bind(limit)
+                .bind(offset)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    pub async fn set_online(&self, product: &ProductId, name: &DeviceName, online: bool) -> Result<()> {
+        sqlx::query("UPDATE devices SET online = $1, last_seen = $2 WHERE product_id = $3 AND name = $4")
+            .bind(online)
+            .bind(now_ms())
+            .bind(product.as_str())
+            .bind(name.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Marks every device offline: at start-up no device is connected to this node yet.
+    pub async fn reset_online(&self) -> Result<()> {
+        sqlx::query("UPDATE devices SET online = FALSE WHERE online").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn record_version(&self, product: &ProductId, name: &DeviceName, module: &Module, version: &Version) -> Result<()> {
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO device_versions (product_id, device_name, module, version, reported_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (product_id, device_name, module) DO UPDATE SET version = excluded.version, reported_at = excluded.reported_at",
+        )
+        .bind(product.as_str())
+        .bind(name.as_str())
+        .bind(module.as_str())
+        .bind(version.as_str())
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        sqlx::query("UPDATE devices SET last_seen = $1 WHERE product_id = $2 AND name = $3")
+            .bind(now)
+            .bind(product.as_str())
+            .bind(name.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn versions(&self, product: &ProductId, name: &DeviceName) -> Result<Vec<ModuleVersion>> {
+        let rows = sqlx::query("SELECT module, version, reported_at FROM device_versions WHERE product_id = $1 AND device_name = $2 ORDER BY module")
+            .bind(product.as_str())
+            .bind(name.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(ModuleVersion {
+                    module: Module::parse(r.try_get::<String, _>("module")?).map_err(corrupt)?,
+                    version: Version::parse(r.try_get::<String, _>("version")?).map_err(corrupt)?,
+                    reported_at: r.try_get("reported_at")?,
+                })
+            })
+            .collect()
+    }
+
+    // ---- firmware
+
+    pub async fn create_firmware(&self, fw: &NewFirmware) -> Result<Firmware> {
+        self.product(&fw.product).await?;
+        let now = now_ms();
+        let size = i64::try_from(fw.size).map_err(|_| StoreError::Conflict("firmware too large".into()))?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO firmware (product_id, module, version, size, md5, sha256, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        )
+        .bind(fw.product.as_str())
+        .bind(fw.module.as_str())
+        .bind(fw.version.as_str())
+        .bind(size)
+        .bind(&fw.md5)
+        .bind(&fw.sha256)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| conflict_or(e, || format!("firmware {} {} (module {}) already exists", fw.product, fw.version, fw.module)))?;
+        self.firmware(id).await
+    }
+
+    pub async fn firmware(&self, id: i64) -> Result<Firmware> {
+        let row: Option<FirmwareRow> = sqlx::query_as("SELECT * FROM firmware WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+        row.ok_or_else(|| StoreError::NotFound(format!("firmware #{id}")))?.try_into()
+    }
+
+    pub async fn firmware_by_version(&self, product: &ProductId, module: &Module, version: &Version) -> Result<Firmware> {
+        let row: Option<FirmwareRow> = sqlx::query_as("SELECT * FROM firmware WHERE product_id = $1 AND module = $2 AND version = $3")
+            .bind(product.as_str())
+            .bind(module.as_str())
+            .bind(version.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.ok_or_else(|| StoreError::NotFound(format!("firmware {product} {version} (module {module})")))?.try_into()
+    }
+
+    pub async fn firmware_list(&self, product: &ProductId) -> Result<Vec<Firmware>> {
+        convert(
+            sqlx::query_as::<_, FirmwareRow>("SELECT * FROM firmware WHERE product_id = $1 ORDER BY created_at, id")
+                .bind(product.as_str())
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    // ---- campaigns and upgrades
+
+    /// Creates a campaign of `firmware` over `devices`, each upgrade pending. All or nothing: a
+    /// device that is unknown or already in a live upgrade of the same module refuses the whole.
+    pub async fn create_campaign(&self, firmware: &Firmware, devices: &[DeviceName]) -> Result<Campaign> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let id: i64 = sqlx::query_scalar("INSERT INTO campaigns (product_id, firmware_id, created_at) VALUES ($1, $2, $3) RETURNING id")
+            .bind(firmware.product.as_str())
+            .bind(firmware.id)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+        for device in devices {
+            let known: Option<i64> = sqlx::query_scalar("SELECT 1 FROM devices WHERE product_id = $1 AND name = $2")
+                .bind(firmware.product.as_str())
+                .bind(device.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+            if known.is_none() {
+                return Err(StoreError::NotFound(format!("device {}/{device}", firmware.product)));
+            }
+            sqlx::query(
+                "INSERT INTO upgrades (campaign_id, product_id, device_name, module, target, state, updated_at) VALUES ($1, $2, $3, $4, $5, 'pending', $6)",
+            )
+            .bind(id)
+            .bind(firmware.product.as_str())
+            .bind(device.as_str())
+            .bind(firmware.module.as_str())
+            .bind(firmware.version.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| conflict_or(e, || format!("device {}/{device} is already in a live upgrade of module {}", firmware.product, firmware.module)))?;
+        }
+        tx.commit().await?;
+        Ok(Campaign { id, product: firmware.product.clone(), firmware_id: firmware.id, created_at: now })
+    }
+
+    pub async fn campaign(&self, id: i64) -> Result<Campaign> {
+        let row = sqlx::query("SELECT id, product_id, firmware_id, created_at FROM campaigns WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("campaign #{id}")))?;
+        Ok(Campaign {
+            id: row.try_get("id")?,
+            product: ProductId::parse(row.try_get::<String, _>("product_id")?).map_err(corrupt)?,
+            firmware_id: row.try_get("firmware_id")?,
+            created_at: row.try_get("created_at")?,
+        })
+    }
+
+    pub async fn campaign_counts(&self, id: i64) -> Result<StateCounts> {
+        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM upgrades WHERE campaign_id = $1 GROUP BY state")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut counts = StateCounts::default();
+        for r in rows {
+            counts.0.insert(r.try_get("state")?, r.try_get("n")?);
+        }
+        Ok(counts)
+    }
+
+    pub async fn campaign_upgrades(&self, id: i64) -> Result<Vec<Upgrade>> {
+        convert(
+            sqlx::query_as::<_, UpgradeRow>("SELECT * FROM upgrades WHERE campaign_id = $1 ORDER BY device_name")
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// The device's live upgrade of `module`, if any (at most one, by a unique index).
+    pub async fn live_upgrade(&self, product: &ProductId, device: &DeviceName, module: &Module) -> Result<Option<Upgrade>> {
+        const SQL: &str = live_states!("SELECT * FROM upgrades WHERE product_id = $1 AND device_name = $2 AND module = $3 AND state IN ");
+        let row: Option<UpgradeRow> = sqlx::query_as(SQL)
+            .bind(product.as_str())
+            .bind(device.as_str())
+            .bind(module.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(Upgrade::try_from).transpose()
+    }
+
+    /// The device's most recent upgrade, live or not, for `device show`.
+    pub async fn latest_upgrade(&self, product: &ProductId, device: &DeviceName) -> Result<Option<Upgrade>> {
+        let row: Option<UpgradeRow> =
+            sqlx::query_as("SELECT * FROM upgrades WHERE product_id = $1 AND device_name = $2 ORDER BY updated_at DESC, campaign_id DESC LIMIT 1")
+                .bind(product.as_str())
+                .bind(device.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(Upgrade::try_from).transpose()
+    }
+
+    /// Stores a new status, only if the upgrade is still live (a late report never revives a
+    /// finished upgrade). Returns whether it was written.
+    pub async fn update_upgrade(&self, campaign_id: i64, product: &ProductId, device: &DeviceName, status: &UpgradeStatus) -> Result<bool> {
+        const SQL: &str = live_states!(
+            "UPDATE upgrades SET state = $1, percent = $2, result_code = $3, result_msg = $4, updated_at = $5
+             WHERE campaign_id = $6 AND product_id = $7 AND device_name = $8 AND state IN "
+        );
+        let done = sqlx::query(SQL)
+            .bind(status.state.as_str())
+            .bind(status.percent.map(i64::from))
+            .bind(status.result_code.map(i64::from))
+            .bind(status.result_msg.as_deref())
+            .bind(now_ms())
+            .bind(campaign_id)
+            .bind(product.as_str())
+            .bind(device.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Counts one more push of the offer to the device.
+    pub async fn count_push(&self, campaign_id: i64, product: &ProductId, device: &DeviceName) -> Result<()> {
+        sqlx::query("UPDATE upgrades SET pushes = pushes + 1, updated_at = $1 WHERE campaign_id = $2 AND product_id = $3 AND device_name = $4")
+            .bind(now_ms())
+            .bind(campaign_id)
+            .bind(product.as_str())
+            .bind(device.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
