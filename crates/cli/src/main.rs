@@ -1,1 +1,82 @@
-fn main() {}
+//! `otter`: one binary for the server, the admin CLI and the device agent.
+//!
+//! Kept thin: argument parsing and output here; the work happens in otter-server, otter-agent and
+//! the server's HTTP API (which the admin commands call).
+
+mod admin;
+mod agent;
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "otter", version, about = "Otter: over-the-air firmware updates for MQTT device fleets")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the platform: embedded MQTT broker, HTTP API and downloads, SQLite and blob store.
+    Serve(serve::ServeArgs),
+    /// Manage products (device models and their dialect).
+    #[command(subcommand)]
+    Product(admin::ProductCmd),
+    /// Manage devices.
+    #[command(subcommand)]
+    Device(admin::DeviceCmd),
+    /// Upload and list firmware.
+    #[command(subcommand)]
+    Firmware(admin::FirmwareCmd),
+    /// Upgrade one device to a firmware version (a campaign with one target).
+    Upgrade(admin::UpgradeArgs),
+    /// Run the device agent: report the version, take updates, download, verify, install.
+    Agent(agent::AgentArgs),
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OTTER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rmqtt=warn,rmqtt_net=warn,rmqtt_codec=warn,sqlx=warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args).await,
+        Command::Product(cmd) => admin::product(cmd).await,
+        Command::Device(cmd) => admin::device(cmd).await,
+        Command::Firmware(cmd) => admin::firmware(cmd).await,
+        Command::Upgrade(args) => admin::upgrade(args).await,
+        Command::Agent(args) => agent::run(args).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

@@ -1,0 +1,291 @@
+//! Admin commands: thin clients of the server's HTTP API (`/api/v1`). With `--json` each prints
+//! exactly one JSON document (the API's answer); otherwise a short human summary.
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use reqwest::{Method, RequestBuilder};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+
+#[derive(Args, Debug, Clone)]
+pub struct Conn {
+    /// Server base URL.
+    #[arg(long, env = "OTTER_SERVER", default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// Admin token [default: contents of ./otter-data/admin-token when present].
+    #[arg(long, env = "OTTER_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Print one machine-readable JSON document.
+    #[arg(long)]
+    json: bool,
+}
+
+impl Conn {
+    fn token(&self) -> Result<String> {
+        if let Some(token) = &self.token {
+            return Ok(token.clone());
+        }
+        let dir = std::env::var_os("OTTER_DATA_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("otter-data"));
+        let path = dir.join("admin-token");
+        std::fs::read_to_string(&path)
+            .map(|t| t.trim().to_owned())
+            .with_context(|| format!("no admin token: set OTTER_TOKEN (or run next to {})", path.display()))
+    }
+
+    fn request(&self, method: Method, path: &str) -> Result<RequestBuilder> {
+        let url = format!("{}/api/v1{path}", self.server.trim_end_matches('/'));
+        Ok(reqwest::Client::new().request(method, url).bearer_auth(self.token()?))
+    }
+
+    async fn send(&self, request: RequestBuilder) -> Result<Value> {
+        let response = request.send().await.with_context(|| format!("cannot reach the server at {}", self.server))?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            let message = body.get("error").and_then(Value::as_str).unwrap_or("no details");
+            bail!("server answered {status}: {message}");
+        }
+        Ok(body)
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value> {
+        let mut request = self.request(method, path)?;
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        self.send(request).await
+    }
+
+    /// Prints the API's answer as JSON, or as text made by `human`.
+    fn print(&self, value: &Value, human: impl FnOnce(&Value) -> String) {
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+        } else {
+            println!("{}", human(value));
+        }
+    }
+}
+
+fn s<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or("-")
+}
+
+fn field(v: &Value, key: &str) -> String {
+    match v.get(key) {
+        None | Some(Value::Null) => "-".into(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ProductCmd {
+    /// Create a product.
+    Create {
+        #[arg(long)]
+        id: String,
+        /// Wire dialect of its devices: tencent, aliyun or enos.
+        #[arg(long)]
+        dialect: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// List products.
+    List {
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+pub async fn product(cmd: ProductCmd) -> Result<()> {
+    match cmd {
+        ProductCmd::Create { id, dialect, name, conn } => {
+            let v = conn.call(Method::POST, "/products", Some(json!({ "id": id, "dialect": dialect, "name": name }))).await?;
+            conn.print(&v, |v| format!("created product {} ({})", s(v, "id"), s(v, "dialect")));
+        }
+        ProductCmd::List { conn } => {
+            let v = conn.call(Method::GET, "/products", None).await?;
+            conn.print(&v, |v| table(v, &["id", "dialect", "name"]));
+        }
+    }
+    Ok(())
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DeviceCmd {
+    /// Register a device; prints its secret (generated in the dialect's format unless given).
+    Create {
+        #[arg(long)]
+        product: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        secret: Option<String>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// List a product's devices.
+    List {
+        #[arg(long)]
+        product: String,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long, default_value_t = 0)]
+        offset: u32,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Show a device: versions, online state, current upgrade and its last result.
+    Show {
+        #[arg(long)]
+        product: String,
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+pub async fn device(cmd: DeviceCmd) -> Result<()> {
+    match cmd {
+        DeviceCmd::Create { product, name, secret, conn } => {
+            let v = conn.call(Method::POST, &format!("/products/{product}/devices"), Some(json!({ "name": name, "secret": secret }))).await?;
+            conn.print(&v, |v| format!("created device {}/{}\nsecret: {}", s(v, "product"), s(v, "name"), s(v, "secret")));
+        }
+        DeviceCmd::List { product, limit, offset, conn } => {
+            let v = conn.call(Method::GET, &format!("/products/{product}/devices?limit={limit}&offset={offset}"), None).await?;
+            conn.print(&v, |v| table(v, &["name", "online", "last_seen"]));
+        }
+        DeviceCmd::Show { product, name, conn } => {
+            let v = conn.call(Method::GET, &format!("/products/{product}/devices/{name}"), None).await?;
+            conn.print(&v, show_device);
+        }
+    }
+    Ok(())
+}
+
+fn show_device(v: &Value) -> String {
+    let mut out = format!(
+        "device    {}/{}\nversion   {}\nonline    {}\nlast seen {}\n",
+        s(v, "product"),
+        s(v, "name"),
+        field(v, "version"),
+        field(v, "online"),
+        field(v, "last_seen")
+    );
+    match v.get("upgrade").filter(|u| !u.is_null()) {
+        Some(u) => out.push_str(&format!(
+            "upgrade   campaign #{} to {}: {} {}%\nresult    {} {} {}",
+            field(u, "campaign_id"),
+            field(u, "target"),
+            field(u, "state"),
+            field(u, "percent"),
+            field(u, "result_code"),
+            field(u, "result_msg"),
+            field(u, "result_explained"),
+        )),
+        None => out.push_str("upgrade   none"),
+    }
+    out
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FirmwareCmd {
+    /// Upload a firmware file; size, MD5 and SHA-256 are computed and shown.
+    Upload {
+        #[arg(long)]
+        product: String,
+        #[arg(long)]
+        version: String,
+        #[arg(long)]
+        module: Option<String>,
+        file: PathBuf,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// List a product's firmware.
+    List {
+        #[arg(long)]
+        product: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+pub async fn firmware(cmd: FirmwareCmd) -> Result<()> {
+    match cmd {
+        FirmwareCmd::Upload { product, version, module, file, conn } => {
+            let v = upload(&conn, &product, &version, module.as_deref(), &file).await?;
+            conn.print(&v, |v| {
+                format!("uploaded {} {} ({} bytes)\nmd5    {}\nsha256 {}", s(v, "product"), s(v, "version"), field(v, "size"), s(v, "md5"), s(v, "sha256"))
+            });
+        }
+        FirmwareCmd::List { product, conn } => {
+            let v = conn.call(Method::GET, &format!("/products/{product}/firmware"), None).await?;
+            conn.print(&v, |v| table(v, &["id", "module", "version", "size", "sha256"]));
+        }
+    }
+    Ok(())
+}
+
+/// Streams the file to the server with a progress bar (hidden with --json).
+async fn upload(conn: &Conn, product: &str, version: &str, module: Option<&str>, file: &PathBuf) -> Result<Value> {
+    let handle = tokio::fs::File::open(file).await.with_context(|| format!("opening {}", file.display()))?;
+    let size = handle.metadata().await?.len();
+    let bar = if conn.json { ProgressBar::hidden() } else { ProgressBar::new(size) };
+    bar.set_style(ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+    let counter = bar.clone();
+    let stream = tokio_util::io::ReaderStream::new(handle).inspect(move |chunk| {
+        if let Ok(bytes) = chunk {
+            counter.inc(bytes.len() as u64);
+        }
+    });
+    let mut query = vec![("version", version)];
+    query.extend(module.map(|m| ("module", m)));
+    let request = conn
+        .request(Method::POST, &format!("/products/{product}/firmware"))?
+        .query(&query)
+        .header(reqwest::header::CONTENT_LENGTH, size)
+        .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+        .body(reqwest::Body::wrap_stream(stream));
+    let result = conn.send(request).await;
+    bar.finish_and_clear();
+    result
+}
+
+#[derive(Args, Debug)]
+pub struct UpgradeArgs {
+    #[arg(long)]
+    product: String,
+    #[arg(long)]
+    device: String,
+    /// Target firmware version (uploaded beforehand).
+    #[arg(long)]
+    version: String,
+    #[arg(long)]
+    module: Option<String>,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+pub async fn upgrade(a: UpgradeArgs) -> Result<()> {
+    let body = json!({ "product": a.product, "version": a.version, "module": a.module, "devices": [a.device] });
+    let v = a.conn.call(Method::POST, "/campaigns", Some(body)).await?;
+    a.conn.print(&v, |v| {
+        let state = v.pointer("/upgrades/0/state").and_then(Value::as_str).unwrap_or("-");
+        format!("campaign #{}: {} → {} ({state})", field(v, "id"), a.device, a.version)
+    });
+    Ok(())
+}
+
+/// A plain text table of an array of objects.
+fn table(v: &Value, columns: &[&str]) -> String {
+    let rows: Vec<Vec<String>> = v.as_array().into_iter().flatten().map(|row| columns.iter().map(|c| field(row, c)).collect()).collect();
+    let widths: Vec<usize> = columns.iter().enumerate().map(|(i, c)| rows.iter().map(|r| r[i].len()).chain([c.len()]).max().unwrap_or(0)).collect();
+    let line = |cells: Vec<String>| cells.iter().zip(&widths).map(|(c, w)| format!("{c:w$}")).collect::<Vec<_>>().join("  ").trim_end().to_owned();
+    std::iter::once(line(columns.iter().map(|c| c.to_uppercase()).collect())).chain(rows.into_iter().map(line)).collect::<Vec<_>>().join("\n")
+}
