@@ -21,6 +21,8 @@ use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
 const SHARDS: usize = 4;
+/// Topic + payload a Tencent SDK device can take in one PUBLISH (PROTOCOL.md §1).
+const TENCENT_MAX_PUBLISH: usize = 1900;
 
 pub struct Engine {
     pub store: Store,
@@ -137,10 +139,19 @@ impl Engine {
         self.answer(uplink, Answer::Ack).await?;
         let applied = self.apply(from, &module, Fact::VersionReported(&version)).await?;
         if let Some(offer) = applied.offer {
-            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-            self.send(protocol::encode_push(from.dialect, &from.addr(), &offer, id)).await?;
+            self.send_push(from.dialect, &from.addr(), &offer).await?;
         }
         Ok(())
+    }
+
+    async fn send_push(&self, dialect: protocol::Dialect, addr: &protocol::DeviceAddr, offer: &Offer) -> Result<()> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let push = protocol::encode_push(dialect, addr, offer, id);
+        if dialect == protocol::Dialect::Tencent && push.topic.len() + push.payload.len() > TENCENT_MAX_PUBLISH {
+            // Tencent's C SDK has a 2048-byte receive buffer: a longer push is silently lost.
+            warn!(device = %addr, bytes = push.topic.len() + push.payload.len(), "push exceeds what Tencent SDK devices can receive; shorten --public-url or names");
+        }
+        self.send(push).await
     }
 
     async fn on_progress(&self, from: &DeviceIdentity, uplink: &Uplink, module: &str, version: Option<&str>, progress: &Progress) -> Result<()> {
@@ -186,8 +197,7 @@ impl Engine {
     pub async fn push(&self, upgrade: &Upgrade, dialect: protocol::Dialect) -> Result<()> {
         let offer = self.offer_for(upgrade).await?;
         let addr = protocol::DeviceAddr::new(upgrade.product.as_str(), upgrade.device.as_str());
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.send(protocol::encode_push(dialect, &addr, &offer, id)).await?;
+        self.send_push(dialect, &addr, &offer).await?;
         if let Some(next) = decide(&upgrade.status, Fact::Requested).next {
             self.record(upgrade, &next).await?;
         }

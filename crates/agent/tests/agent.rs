@@ -1,0 +1,546 @@
+//! The agent against a real broker and a real download server, with the test playing the OTA
+//! server by hand: it answers the agent's requests, pushes offers, and asserts the reports the
+//! agent sends in each dialect, and what the install command saw.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use otter_agent::{Agent, AgentConfig};
+use otter_blobs::{BlobInfo, Blobs};
+use otter_broker::{Broker, BrokerConfig, BrokerEvent, Gate, Grant, Login, Refusal};
+use otter_download::{DownloadState, UrlSigner, router, serve};
+use otter_protocol::{
+    Answer, Credentials, DeviceAddr, Dialect, FailureKind, Offer, Progress, UpMessage, Uplink,
+    answer, downstream_topics, encode_push, failure_code, generate_secret_format, parse_uplink,
+    upstream_topics, verify,
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+const SIZE: usize = 300_000;
+const OLD: &str = "1.0.0";
+const NEW: &str = "2.0.0";
+const WAIT: Duration = Duration::from_secs(20);
+const QUIET: Duration = Duration::from_millis(800);
+
+/// Lets in exactly one device, with its dialect's real authentication and topic grants.
+struct OneDevice {
+    dialect: Dialect,
+    dev: DeviceAddr,
+    secret: String,
+}
+
+impl Gate for OneDevice {
+    type Identity = DeviceAddr;
+
+    async fn authenticate(&self, login: Login) -> Result<Grant<DeviceAddr>, Refusal> {
+        let creds = Credentials {
+            client_id: login.client_id,
+            username: login.username,
+            password: login.password,
+        };
+        verify(self.dialect, &self.dev, &self.secret, &creds)
+            .map_err(|_| Refusal::BadCredentials)?;
+        Ok(Grant {
+            identity: self.dev.clone(),
+            publish_topics: upstream_topics(self.dialect, &self.dev),
+            receive_topics: downstream_topics(self.dialect, &self.dev),
+        })
+    }
+}
+
+/// The server side: broker, download server, one firmware image, and the agent under test.
+struct Rig {
+    dialect: Dialect,
+    dev: DeviceAddr,
+    broker: Broker<DeviceAddr>,
+    events: mpsc::Receiver<BrokerEvent<DeviceAddr>>,
+    http: SocketAddr,
+    signer: Arc<UrlSigner>,
+    image: BlobInfo,
+    data: Vec<u8>,
+    /// What the server answers to a job request.
+    job: Option<Offer>,
+    next_push_id: u64,
+    state: tempfile::TempDir,
+    _blobs: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    agent: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Rig {
+    async fn start(dialect: Dialect) -> Rig {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+        let dev = DeviceAddr::new("PROD1", "dev-1");
+        let secret = generate_secret_format(dialect, &[7u8; 16]);
+        let blob_dir = tempfile::tempdir().unwrap();
+        let blobs = Blobs::open(blob_dir.path().to_str().unwrap()).unwrap();
+        let data: Vec<u8> = (0..SIZE).map(|i| (i * 7 % 253) as u8).collect();
+        let image = blobs.ingest(&data[..]).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http = listener.local_addr().unwrap();
+        let signer = Arc::new(UrlSigner::new(b"test key", &format!("http://{http}")));
+        let app = router(DownloadState {
+            blobs,
+            signer: signer.clone(),
+        });
+        tokio::spawn(serve(listener, app, std::future::pending()));
+        let gate = OneDevice {
+            dialect,
+            dev: dev.clone(),
+            secret,
+        };
+        let (tx, events) = mpsc::channel(256);
+        let listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        let broker = Broker::start(BrokerConfig::new(listen), Arc::new(gate), tx)
+            .await
+            .unwrap();
+        Rig {
+            dialect,
+            dev,
+            broker,
+            events,
+            http,
+            signer,
+            image,
+            data,
+            job: None,
+            next_push_id: 100,
+            state: tempfile::tempdir().unwrap(),
+            _blobs: blob_dir,
+            stop: None,
+            agent: None,
+        }
+    }
+
+    fn marker(&self) -> PathBuf {
+        self.state.path().join("installed.env")
+    }
+
+    fn installed_copy(&self) -> PathBuf {
+        self.state.path().join("installed.bin")
+    }
+
+    /// The install command records its environment and a copy of the image, then exits `exit`.
+    fn install_command(&self, exit: u8) -> String {
+        format!(
+            "printf '%s\\n' \"$OTTER_FIRMWARE_PATH\" \"$OTTER_FIRMWARE_VERSION\" \
+             \"$OTTER_FIRMWARE_MD5\" \"$OTTER_FIRMWARE_SHA256\" > '{}' && \
+             cp \"$OTTER_FIRMWARE_PATH\" '{}' && exit {exit}",
+            self.marker().display(),
+            self.installed_copy().display()
+        )
+    }
+
+    fn config(&self, install_command: Option<String>) -> AgentConfig {
+        AgentConfig {
+            broker: self.broker.local_addr().to_string(),
+            dialect: self.dialect,
+            product: self.dev.product.clone(),
+            device: self.dev.device.clone(),
+            secret: generate_secret_format(self.dialect, &[7u8; 16]),
+            version: OLD.into(),
+            module: "default".into(),
+            state_dir: self.state.path().join("agent"),
+            install_command,
+        }
+    }
+
+    /// Starts the agent and waits for its first version report (and job request).
+    async fn run_agent(&mut self, install_exit: u8) {
+        let agent = Agent::new(self.config(Some(self.install_command(install_exit)))).unwrap();
+        assert_eq!(agent.current_version(), OLD);
+        let (stop, stopped) = oneshot::channel::<()>();
+        self.stop = Some(stop);
+        self.agent = Some(tokio::spawn(agent.run(async {
+            let _ = stopped.await;
+        })));
+        let first = self.next_uplink().await;
+        assert_eq!(first.message, version_report(OLD), "first report");
+        if self.dialect != Dialect::Tencent {
+            let second = self.next_uplink().await;
+            assert!(matches!(second.message, UpMessage::FirmwareRequest { .. }));
+        }
+    }
+
+    /// Stops the agent and checks it returns cleanly.
+    async fn stop_agent(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(agent) = self.agent.take() {
+            let result = tokio::time::timeout(Duration::from_secs(5), agent).await;
+            result.expect("agent stops").unwrap().unwrap();
+        }
+    }
+
+    fn offer(&self, version: &str) -> Offer {
+        Offer {
+            module: "default".into(),
+            version: version.into(),
+            url: self.url(&self.image.sha256, later()),
+            size: self.image.size,
+            md5: self.image.md5.clone(),
+            sha256: String::new(),
+        }
+    }
+
+    fn url(&self, sha256: &str, expires: u64) -> String {
+        self.signer
+            .url(sha256, &self.dev.product, &self.dev.device, expires)
+    }
+
+    async fn push(&mut self, offer: &Offer) {
+        self.next_push_id += 1;
+        let out = encode_push(self.dialect, &self.dev, offer, self.next_push_id);
+        self.publish(&out.topic, out.payload).await;
+    }
+
+    async fn publish(&self, topic: &str, payload: Vec<u8>) {
+        self.broker
+            .publish(topic, Bytes::from(payload), 1)
+            .await
+            .unwrap();
+    }
+
+    /// The agent's next report, answered as Otter would answer it.
+    async fn next_uplink(&mut self) -> Uplink {
+        self.try_next_uplink(WAIT).await.expect("a report from the agent")
+    }
+
+    async fn try_next_uplink(&mut self, wait: Duration) -> Option<Uplink> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let event = tokio::time::timeout_at(deadline, self.events.recv()).await;
+            let Ok(Some(event)) = event else { return None };
+            let BrokerEvent::Message { topic, payload, .. } = event else {
+                continue;
+            };
+            let uplink = parse_uplink(&topic, &payload)
+                .unwrap_or_else(|r| panic!("agent sent an invalid report on {topic}: {r:?}"));
+            assert_eq!(uplink.device, self.dev);
+            let reply = match &uplink.message {
+                UpMessage::FirmwareRequest { .. } => Answer::Offer(self.job.clone()),
+                _ => Answer::Ack,
+            };
+            if let Some(out) = answer(&uplink, reply) {
+                self.publish(&out.topic, out.payload).await;
+            }
+            return Some(uplink);
+        }
+    }
+
+    /// Reports up to and including the first one `last` accepts.
+    async fn reports_until(&mut self, last: impl Fn(&UpMessage) -> bool) -> Vec<UpMessage> {
+        let mut seen = vec![];
+        loop {
+            let message = self.next_uplink().await.message;
+            let done = last(&message);
+            seen.push(message);
+            if done {
+                return seen;
+            }
+        }
+    }
+
+    async fn assert_quiet(&mut self) {
+        if let Some(u) = self.try_next_uplink(QUIET).await {
+            panic!("unexpected report {u:?}");
+        }
+    }
+
+    fn downloads_left(&self) -> usize {
+        let dir = self.state.path().join("agent/downloads");
+        std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+    }
+}
+
+fn later() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600
+}
+
+fn version_report(version: &str) -> UpMessage {
+    UpMessage::VersionReport {
+        module: "default".into(),
+        version: version.into(),
+    }
+}
+
+fn is_version(version: &'static str) -> impl Fn(&UpMessage) -> bool {
+    move |m| *m == version_report(version)
+}
+
+fn is_failure(m: &UpMessage) -> bool {
+    matches!(
+        m,
+        UpMessage::Progress {
+            progress: Progress::Failed { .. },
+            ..
+        }
+    )
+}
+
+fn progress_of(m: &UpMessage) -> Option<&Progress> {
+    match m {
+        UpMessage::Progress {
+            progress, version, ..
+        } => {
+            assert_eq!(version.as_deref(), Some(NEW), "progress names the target");
+            Some(progress)
+        }
+        _ => None,
+    }
+}
+
+/// Downloading 0 → 100 in non-decreasing steps, then the dialect's closing states and the new
+/// version.
+fn assert_successful_sequence(dialect: Dialect, reports: &[UpMessage]) {
+    let percents: Vec<u8> = reports
+        .iter()
+        .filter_map(progress_of)
+        .filter_map(|p| match p {
+            Progress::Downloading { percent } => Some(*percent),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(percents.first(), Some(&0), "{reports:?}");
+    assert_eq!(percents.last(), Some(&100), "{reports:?}");
+    assert!(percents.windows(2).all(|w| w[0] < w[1]), "{percents:?}");
+    let n = percents.len();
+    let after: Vec<&UpMessage> = reports.iter().skip(n).collect();
+    let expected_tail: Vec<UpMessage> = match dialect {
+        Dialect::Tencent => vec![
+            progress(Progress::Burning),
+            progress(Progress::Done),
+            version_report(NEW),
+        ],
+        Dialect::Aliyun | Dialect::Enos => vec![version_report(NEW)],
+    };
+    assert_eq!(after, expected_tail.iter().collect::<Vec<_>>(), "{reports:?}");
+}
+
+fn progress(progress: Progress) -> UpMessage {
+    UpMessage::Progress {
+        module: "default".into(),
+        version: Some(NEW.into()),
+        progress,
+    }
+}
+
+fn failure_code_of(m: &UpMessage) -> i32 {
+    match progress_of(m) {
+        Some(Progress::Failed { code, .. }) => *code,
+        other => panic!("not a failure: {other:?}"),
+    }
+}
+
+fn read_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Push → download → install → the new version, and what the install command was given.
+async fn pushed_upgrade_installs(dialect: Dialect) {
+    let mut rig = Rig::start(dialect).await;
+    rig.run_agent(0).await;
+    // Junk on the push topic must not disturb the agent.
+    let push_topic = downstream_topics(dialect, &rig.dev)[0].clone();
+    rig.publish(&push_topic, b"{not json".to_vec()).await;
+    rig.publish(&push_topic, b"{\"type\":\"update_firmware\"}".to_vec())
+        .await;
+    rig.publish(&push_topic, b"[1,2,3]".to_vec()).await;
+
+    let offer = rig.offer(NEW);
+    rig.push(&offer).await;
+    let reports = rig.reports_until(is_version(NEW)).await;
+    assert_successful_sequence(dialect, &reports);
+
+    let env = read_lines(&rig.marker());
+    let sha256 = rig.image.sha256.clone();
+    assert_eq!(env[1..], [NEW.to_owned(), rig.image.md5.clone(), sha256]);
+    assert!(env[0].starts_with(rig.state.path().join("agent").to_str().unwrap()));
+    assert_eq!(std::fs::read(rig.installed_copy()).unwrap(), rig.data);
+    assert_eq!(rig.downloads_left(), 0, "the image is removed after install");
+
+    // The same push again: the device already runs it, so it just reports the version.
+    rig.push(&offer).await;
+    assert_eq!(rig.next_uplink().await.message, version_report(NEW));
+    rig.assert_quiet().await;
+    rig.stop_agent().await;
+
+    // The new version survives a restart.
+    let again = Agent::new(rig.config(None)).unwrap();
+    assert_eq!(again.current_version(), NEW);
+}
+
+#[tokio::test]
+async fn tencent_pushed_upgrade_installs() {
+    pushed_upgrade_installs(Dialect::Tencent).await;
+}
+
+#[tokio::test]
+async fn aliyun_pushed_upgrade_installs() {
+    pushed_upgrade_installs(Dialect::Aliyun).await;
+}
+
+#[tokio::test]
+async fn enos_pushed_upgrade_installs() {
+    pushed_upgrade_installs(Dialect::Enos).await;
+}
+
+/// The job comes in the answer to the agent's own request, not as a push.
+async fn requested_job_installs(dialect: Dialect) {
+    let mut rig = Rig::start(dialect).await;
+    rig.job = Some(rig.offer(NEW));
+    let agent = Agent::new(rig.config(Some(rig.install_command(0)))).unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    rig.stop = Some(stop);
+    rig.agent = Some(tokio::spawn(agent.run(async {
+        let _ = stopped.await;
+    })));
+    let reports = rig.reports_until(is_version(NEW)).await;
+    assert_eq!(reports[0], version_report(OLD));
+    assert!(matches!(reports[1], UpMessage::FirmwareRequest { .. }));
+    assert_successful_sequence(dialect, &reports[2..]);
+    assert_eq!(read_lines(&rig.marker())[1], NEW);
+    rig.stop_agent().await;
+}
+
+#[tokio::test]
+async fn aliyun_requested_job_installs() {
+    requested_job_installs(Dialect::Aliyun).await;
+}
+
+#[tokio::test]
+async fn enos_requested_job_installs() {
+    requested_job_installs(Dialect::Enos).await;
+}
+
+/// An image whose MD5 differs from the offer is reported with the dialect's code and never
+/// installed; the agent keeps its version and keeps serving.
+async fn corrupted_image_is_refused(dialect: Dialect) {
+    let mut rig = Rig::start(dialect).await;
+    rig.run_agent(0).await;
+    let mut offer = rig.offer(NEW);
+    offer.md5 = "0".repeat(32);
+    rig.push(&offer).await;
+    let reports = rig.reports_until(is_failure).await;
+    let last = reports.last().unwrap();
+    assert_eq!(
+        failure_code_of(last),
+        failure_code(dialect, FailureKind::DigestMismatch)
+    );
+    rig.assert_quiet().await;
+    assert!(!rig.marker().exists(), "nothing was installed");
+    assert_eq!(rig.downloads_left(), 0, "the bad image was deleted");
+
+    // Still alive and still on the old version.
+    rig.push(&rig.offer(OLD)).await;
+    assert_eq!(rig.next_uplink().await.message, version_report(OLD));
+    rig.stop_agent().await;
+}
+
+#[tokio::test]
+async fn tencent_corrupted_image_is_refused() {
+    corrupted_image_is_refused(Dialect::Tencent).await;
+}
+
+#[tokio::test]
+async fn aliyun_corrupted_image_is_refused() {
+    corrupted_image_is_refused(Dialect::Aliyun).await;
+}
+
+#[tokio::test]
+async fn enos_corrupted_image_is_refused() {
+    corrupted_image_is_refused(Dialect::Enos).await;
+}
+
+/// HTTP refusals map to Tencent's codes: 404 → -2, 403 → -3; a wrong size is a digest failure.
+#[tokio::test]
+async fn tencent_download_failures_have_their_codes() {
+    let mut rig = Rig::start(Dialect::Tencent).await;
+    rig.run_agent(0).await;
+    let cases = [
+        (rig.url(&"0".repeat(64), later()), rig.image.size, -2),
+        (rig.url(&rig.image.sha256, 1), rig.image.size, -3),
+        (rig.url(&rig.image.sha256, later()), rig.image.size - 1, -4),
+        (rig.url(&rig.image.sha256, later()), rig.image.size + 1, -4),
+    ];
+    for (url, size, code) in cases {
+        let offer = Offer {
+            url,
+            size,
+            ..rig.offer(NEW)
+        };
+        rig.push(&offer).await;
+        let reports = rig.reports_until(is_failure).await;
+        assert_eq!(failure_code_of(reports.last().unwrap()), code, "{reports:?}");
+    }
+    assert!(!rig.marker().exists());
+    assert_eq!(rig.downloads_left(), 0);
+    rig.stop_agent().await;
+}
+
+/// A failing install command is reported as a flashing failure and the version is unchanged.
+#[tokio::test]
+async fn aliyun_failed_install_is_reported() {
+    let mut rig = Rig::start(Dialect::Aliyun).await;
+    rig.run_agent(3).await;
+    rig.push(&rig.offer(NEW)).await;
+    let reports = rig.reports_until(is_failure).await;
+    assert_eq!(
+        failure_code_of(reports.last().unwrap()),
+        failure_code(Dialect::Aliyun, FailureKind::InstallFailed)
+    );
+    assert_eq!(read_lines(&rig.marker())[1], NEW, "the command did run");
+    rig.assert_quiet().await;
+    rig.stop_agent().await;
+    assert_eq!(Agent::new(rig.config(None)).unwrap().current_version(), OLD);
+}
+
+/// A second push while an upgrade is in progress is ignored: one download, one install.
+#[tokio::test]
+async fn enos_second_push_during_upgrade_is_ignored() {
+    let mut rig = Rig::start(Dialect::Enos).await;
+    rig.run_agent(0).await;
+    let offer = rig.offer(NEW);
+    rig.push(&offer).await;
+    rig.push(&offer).await;
+    let reports = rig.reports_until(is_version(NEW)).await;
+    assert_successful_sequence(Dialect::Enos, &reports);
+    rig.assert_quiet().await;
+    rig.stop_agent().await;
+}
+
+/// A wrong secret is refused by the broker; the agent keeps retrying and stops on request.
+#[tokio::test]
+async fn refused_agent_retries_until_shutdown() {
+    let mut rig = Rig::start(Dialect::Aliyun).await;
+    let mut config = rig.config(None);
+    config.secret = "ffffffffffffffffffffffffffffffff".into();
+    let agent = Agent::new(config).unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(agent.run(async {
+        let _ = stopped.await;
+    }));
+    rig.assert_quiet().await;
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("agent stops while backing off")
+        .unwrap()
+        .unwrap();
+}
