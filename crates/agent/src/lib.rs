@@ -80,11 +80,10 @@ impl Agent {
             bail!("the current version is empty");
         }
         let broker = split_broker(&config.broker)?;
-        std::fs::create_dir_all(&config.state_dir).with_context(|| {
-            format!("cannot create state dir {}", config.state_dir.display())
-        })?;
-        let current = state::load_version(&config.state_dir, config.version.trim())
-            .with_context(|| {
+        std::fs::create_dir_all(&config.state_dir)
+            .with_context(|| format!("cannot create state dir {}", config.state_dir.display()))?;
+        let current =
+            state::load_version(&config.state_dir, config.version.trim()).with_context(|| {
                 format!("cannot read the version in {}", config.state_dir.display())
             })?;
         Ok(Agent {

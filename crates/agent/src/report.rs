@@ -153,7 +153,11 @@ impl Reporter {
 
     async fn send(&self, out: Outbound, qos: QoS) {
         tracing::debug!(topic = %out.topic, payload = %String::from_utf8_lossy(&out.payload), "report");
-        if let Err(err) = self.client.publish(out.topic, qos, false, out.payload).await {
+        if let Err(err) = self
+            .client
+            .publish(out.topic, qos, false, out.payload)
+            .await
+        {
             tracing::warn!(error = %err, "cannot queue report");
         }
     }

@@ -44,7 +44,10 @@ struct Session {
     upgrade: Option<Running>,
 }
 
-pub(crate) async fn run(agent: Agent, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+pub(crate) async fn run(
+    agent: Agent,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
     let http = crate::download::client().context("cannot build the HTTP client")?;
     let (client, mut events) = AsyncClient::new(mqtt_options(&agent), QUEUE);
     let reporter = Reporter::new(
@@ -131,10 +134,10 @@ impl Session {
         match event {
             Event::Incoming(Packet::ConnAck(_)) => self.connected(),
             Event::Incoming(Packet::Publish(p)) => self.received(&p.topic, &p.payload),
-            Event::Incoming(Packet::SubAck(ack)) => {
-                if ack.return_codes.contains(&SubscribeReasonCode::Failure) {
-                    tracing::warn!(?ack, "the broker refused a subscription");
-                }
+            Event::Incoming(Packet::SubAck(ack))
+                if ack.return_codes.contains(&SubscribeReasonCode::Failure) =>
+            {
+                tracing::warn!(?ack, "the broker refused a subscription");
             }
             _ => {}
         }

@@ -58,7 +58,6 @@ struct Rig {
     dev: DeviceAddr,
     broker: Broker<DeviceAddr>,
     events: mpsc::Receiver<BrokerEvent<DeviceAddr>>,
-    http: SocketAddr,
     signer: Arc<UrlSigner>,
     image: BlobInfo,
     data: Vec<u8>,
@@ -78,7 +77,6 @@ impl Rig {
             .with_test_writer()
             .try_init();
         let dev = DeviceAddr::new("PROD1", "dev-1");
-        let secret = generate_secret_format(dialect, &[7u8; 16]);
         let blob_dir = tempfile::tempdir().unwrap();
         let blobs = Blobs::open(blob_dir.path().to_str().unwrap()).unwrap();
         let data: Vec<u8> = (0..SIZE).map(|i| (i * 7 % 253) as u8).collect();
@@ -91,22 +89,13 @@ impl Rig {
             signer: signer.clone(),
         });
         tokio::spawn(serve(listener, app, std::future::pending()));
-        let gate = OneDevice {
-            dialect,
-            dev: dev.clone(),
-            secret,
-        };
-        let (tx, events) = mpsc::channel(256);
         let listen = SocketAddr::from(([127, 0, 0, 1], 0));
-        let broker = Broker::start(BrokerConfig::new(listen), Arc::new(gate), tx)
-            .await
-            .unwrap();
+        let (broker, events) = start_broker(dialect, &dev, listen).await;
         Rig {
             dialect,
             dev,
             broker,
             events,
-            http,
             signer,
             image,
             data,
@@ -119,6 +108,15 @@ impl Rig {
         }
     }
 
+    /// Replaces the broker with a fresh one on the same address, dropping every connection.
+    async fn restart_broker(&mut self) {
+        let addr = self.broker.local_addr();
+        self.broker.clone().shutdown().await;
+        let (broker, events) = start_broker(self.dialect, &self.dev, addr).await;
+        self.broker = broker;
+        self.events = events;
+    }
+
     fn marker(&self) -> PathBuf {
         self.state.path().join("installed.env")
     }
@@ -129,8 +127,13 @@ impl Rig {
 
     /// The install command records its environment and a copy of the image, then exits `exit`.
     fn install_command(&self, exit: u8) -> String {
+        self.slow_install_command(exit, 0)
+    }
+
+    /// [`Self::install_command`] taking `secs` seconds.
+    fn slow_install_command(&self, exit: u8, secs: u8) -> String {
         format!(
-            "printf '%s\\n' \"$OTTER_FIRMWARE_PATH\" \"$OTTER_FIRMWARE_VERSION\" \
+            "sleep {secs} && printf '%s\\n' \"$OTTER_FIRMWARE_PATH\" \"$OTTER_FIRMWARE_VERSION\" \
              \"$OTTER_FIRMWARE_MD5\" \"$OTTER_FIRMWARE_SHA256\" > '{}' && \
              cp \"$OTTER_FIRMWARE_PATH\" '{}' && exit {exit}",
             self.marker().display(),
@@ -154,7 +157,12 @@ impl Rig {
 
     /// Starts the agent and waits for its first version report (and job request).
     async fn run_agent(&mut self, install_exit: u8) {
-        let agent = Agent::new(self.config(Some(self.install_command(install_exit)))).unwrap();
+        self.run_agent_with(self.install_command(install_exit))
+            .await;
+    }
+
+    async fn run_agent_with(&mut self, install_command: String) {
+        let agent = Agent::new(self.config(Some(install_command))).unwrap();
         assert_eq!(agent.current_version(), OLD);
         let (stop, stopped) = oneshot::channel::<()>();
         self.stop = Some(stop);
@@ -211,7 +219,9 @@ impl Rig {
 
     /// The agent's next report, answered as Otter would answer it.
     async fn next_uplink(&mut self) -> Uplink {
-        self.try_next_uplink(WAIT).await.expect("a report from the agent")
+        self.try_next_uplink(WAIT)
+            .await
+            .expect("a report from the agent")
     }
 
     async fn try_next_uplink(&mut self, wait: Duration) -> Option<Uplink> {
@@ -259,6 +269,23 @@ impl Rig {
         let dir = self.state.path().join("agent/downloads");
         std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
     }
+}
+
+async fn start_broker(
+    dialect: Dialect,
+    dev: &DeviceAddr,
+    listen: SocketAddr,
+) -> (Broker<DeviceAddr>, mpsc::Receiver<BrokerEvent<DeviceAddr>>) {
+    let gate = OneDevice {
+        dialect,
+        dev: dev.clone(),
+        secret: generate_secret_format(dialect, &[7u8; 16]),
+    };
+    let (tx, events) = mpsc::channel(256);
+    let broker = Broker::start(BrokerConfig::new(listen), Arc::new(gate), tx)
+        .await
+        .unwrap();
+    (broker, events)
 }
 
 fn later() -> u64 {
@@ -326,7 +353,11 @@ fn assert_successful_sequence(dialect: Dialect, reports: &[UpMessage]) {
         ],
         Dialect::Aliyun | Dialect::Enos => vec![version_report(NEW)],
     };
-    assert_eq!(after, expected_tail.iter().collect::<Vec<_>>(), "{reports:?}");
+    assert_eq!(
+        after,
+        expected_tail.iter().collect::<Vec<_>>(),
+        "{reports:?}"
+    );
 }
 
 fn progress(progress: Progress) -> UpMessage {
@@ -373,7 +404,11 @@ async fn pushed_upgrade_installs(dialect: Dialect) {
     assert_eq!(env[1..], [NEW.to_owned(), rig.image.md5.clone(), sha256]);
     assert!(env[0].starts_with(rig.state.path().join("agent").to_str().unwrap()));
     assert_eq!(std::fs::read(rig.installed_copy()).unwrap(), rig.data);
-    assert_eq!(rig.downloads_left(), 0, "the image is removed after install");
+    assert_eq!(
+        rig.downloads_left(),
+        0,
+        "the image is removed after install"
+    );
 
     // The same push again: the device already runs it, so it just reports the version.
     rig.push(&offer).await;
@@ -487,7 +522,11 @@ async fn tencent_download_failures_have_their_codes() {
         };
         rig.push(&offer).await;
         let reports = rig.reports_until(is_failure).await;
-        assert_eq!(failure_code_of(reports.last().unwrap()), code, "{reports:?}");
+        assert_eq!(
+            failure_code_of(reports.last().unwrap()),
+            code,
+            "{reports:?}"
+        );
     }
     assert!(!rig.marker().exists());
     assert_eq!(rig.downloads_left(), 0);
@@ -515,11 +554,14 @@ async fn aliyun_failed_install_is_reported() {
 #[tokio::test]
 async fn enos_second_push_during_upgrade_is_ignored() {
     let mut rig = Rig::start(Dialect::Enos).await;
-    rig.run_agent(0).await;
+    rig.run_agent_with(rig.slow_install_command(0, 1)).await;
     let offer = rig.offer(NEW);
     rig.push(&offer).await;
+    let first = rig.next_uplink().await.message;
+    assert_eq!(first, progress(Progress::Downloading { percent: 0 }));
     rig.push(&offer).await;
-    let reports = rig.reports_until(is_version(NEW)).await;
+    let mut reports = vec![first];
+    reports.extend(rig.reports_until(is_version(NEW)).await);
     assert_successful_sequence(Dialect::Enos, &reports);
     rig.assert_quiet().await;
     rig.stop_agent().await;
@@ -543,4 +585,18 @@ async fn refused_agent_retries_until_shutdown() {
         .expect("agent stops while backing off")
         .unwrap()
         .unwrap();
+}
+
+/// After the connection is lost the agent reconnects, reports its version again and still
+/// receives pushes.
+#[tokio::test]
+async fn tencent_reconnects_and_reports_again() {
+    let mut rig = Rig::start(Dialect::Tencent).await;
+    rig.run_agent(0).await;
+    rig.restart_broker().await;
+    assert_eq!(rig.next_uplink().await.message, version_report(OLD));
+    rig.push(&rig.offer(NEW)).await;
+    let reports = rig.reports_until(is_version(NEW)).await;
+    assert_successful_sequence(Dialect::Tencent, &reports);
+    rig.stop_agent().await;
 }

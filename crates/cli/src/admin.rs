@@ -27,24 +27,39 @@ impl Conn {
         if let Some(token) = &self.token {
             return Ok(token.clone());
         }
-        let dir = std::env::var_os("OTTER_DATA_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("otter-data"));
+        let dir = std::env::var_os("OTTER_DATA_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("otter-data"));
         let path = dir.join("admin-token");
         std::fs::read_to_string(&path)
             .map(|t| t.trim().to_owned())
-            .with_context(|| format!("no admin token: set OTTER_TOKEN (or run next to {})", path.display()))
+            .with_context(|| {
+                format!(
+                    "no admin token: set OTTER_TOKEN (or run next to {})",
+                    path.display()
+                )
+            })
     }
 
     fn request(&self, method: Method, path: &str) -> Result<RequestBuilder> {
         let url = format!("{}/api/v1{path}", self.server.trim_end_matches('/'));
-        Ok(reqwest::Client::new().request(method, url).bearer_auth(self.token()?))
+        Ok(reqwest::Client::new()
+            .request(method, url)
+            .bearer_auth(self.token()?))
     }
 
     async fn send(&self, request: RequestBuilder) -> Result<Value> {
-        let response = request.send().await.with_context(|| format!("cannot reach the server at {}", self.server))?;
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the server at {}", self.server))?;
         let status = response.status();
         let body: Value = response.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
-            let message = body.get("error").and_then(Value::as_str).unwrap_or("no details");
+            let message = body
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("no details");
             bail!("server answered {status}: {message}");
         }
         Ok(body)
@@ -61,7 +76,10 @@ impl Conn {
     /// Prints the API's answer as JSON, or as text made by `human`.
     fn print(&self, value: &Value, human: impl FnOnce(&Value) -> String) {
         if self.json {
-            println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(value).unwrap_or_default()
+            );
         } else {
             println!("{}", human(value));
         }
@@ -103,9 +121,22 @@ pub enum ProductCmd {
 
 pub async fn product(cmd: ProductCmd) -> Result<()> {
     match cmd {
-        ProductCmd::Create { id, dialect, name, conn } => {
-            let v = conn.call(Method::POST, "/products", Some(json!({ "id": id, "dialect": dialect, "name": name }))).await?;
-            conn.print(&v, |v| format!("created product {} ({})", s(v, "id"), s(v, "dialect")));
+        ProductCmd::Create {
+            id,
+            dialect,
+            name,
+            conn,
+        } => {
+            let v = conn
+                .call(
+                    Method::POST,
+                    "/products",
+                    Some(json!({ "id": id, "dialect": dialect, "name": name })),
+                )
+                .await?;
+            conn.print(&v, |v| {
+                format!("created product {} ({})", s(v, "id"), s(v, "dialect"))
+            });
         }
         ProductCmd::List { conn } => {
             let v = conn.call(Method::GET, "/products", None).await?;
@@ -152,16 +183,55 @@ pub enum DeviceCmd {
 
 pub async fn device(cmd: DeviceCmd) -> Result<()> {
     match cmd {
-        DeviceCmd::Create { product, name, secret, conn } => {
-            let v = conn.call(Method::POST, &format!("/products/{product}/devices"), Some(json!({ "name": name, "secret": secret }))).await?;
-            conn.print(&v, |v| format!("created device {}/{}\nsecret: {}", s(v, "product"), s(v, "name"), s(v, "secret")));
+        DeviceCmd::Create {
+            product,
+            name,
+            secret,
+            conn,
+        } => {
+            let v = conn
+                .call(
+                    Method::POST,
+                    &format!("/products/{product}/devices"),
+                    Some(json!({ "name": name, "secret": secret })),
+                )
+                .await?;
+            conn.print(&v, |v| {
+                format!(
+                    "created device {}/{}\nsecret: {}",
+                    s(v, "product"),
+                    s(v, "name"),
+                    s(v, "secret")
+                )
+            });
         }
-        DeviceCmd::List { product, limit, offset, conn } => {
-            let v = conn.call(Method::GET, &format!("/products/{product}/devices?limit={limit}&offset={offset}"), None).await?;
+        DeviceCmd::List {
+            product,
+            limit,
+            offset,
+            conn,
+        } => {
+            let v = conn
+                .call(
+                    Method::GET,
+                    &format!("/products/{product}/devices?limit={limit}&offset={offset}"),
+                    None,
+                )
+                .await?;
             conn.print(&v, |v| table(v, &["name", "online", "last_seen"]));
         }
-        DeviceCmd::Show { product, name, conn } => {
-            let v = conn.call(Method::GET, &format!("/products/{product}/devices/{name}"), None).await?;
+        DeviceCmd::Show {
+            product,
+            name,
+            conn,
+        } => {
+            let v = conn
+                .call(
+                    Method::GET,
+                    &format!("/products/{product}/devices/{name}"),
+                    None,
+                )
+                .await?;
             conn.print(&v, show_device);
         }
     }
@@ -218,26 +288,58 @@ pub enum FirmwareCmd {
 
 pub async fn firmware(cmd: FirmwareCmd) -> Result<()> {
     match cmd {
-        FirmwareCmd::Upload { product, version, module, file, conn } => {
+        FirmwareCmd::Upload {
+            product,
+            version,
+            module,
+            file,
+            conn,
+        } => {
             let v = upload(&conn, &product, &version, module.as_deref(), &file).await?;
             conn.print(&v, |v| {
-                format!("uploaded {} {} ({} bytes)\nmd5    {}\nsha256 {}", s(v, "product"), s(v, "version"), field(v, "size"), s(v, "md5"), s(v, "sha256"))
+                format!(
+                    "uploaded {} {} ({} bytes)\nmd5    {}\nsha256 {}",
+                    s(v, "product"),
+                    s(v, "version"),
+                    field(v, "size"),
+                    s(v, "md5"),
+                    s(v, "sha256")
+                )
             });
         }
         FirmwareCmd::List { product, conn } => {
-            let v = conn.call(Method::GET, &format!("/products/{product}/firmware"), None).await?;
-            conn.print(&v, |v| table(v, &["id", "module", "version", "size", "sha256"]));
+            let v = conn
+                .call(Method::GET, &format!("/products/{product}/firmware"), None)
+                .await?;
+            conn.print(&v, |v| {
+                table(v, &["id", "module", "version", "size", "sha256"])
+            });
         }
     }
     Ok(())
 }
 
 /// Streams the file to the server with a progress bar (hidden with --json).
-async fn upload(conn: &Conn, product: &str, version: &str, module: Option<&str>, file: &PathBuf) -> Result<Value> {
-    let handle = tokio::fs::File::open(file).await.with_context(|| format!("opening {}", file.display()))?;
+async fn upload(
+    conn: &Conn,
+    product: &str,
+    version: &str,
+    module: Option<&str>,
+    file: &PathBuf,
+) -> Result<Value> {
+    let handle = tokio::fs::File::open(file)
+        .await
+        .with_context(|| format!("opening {}", file.display()))?;
     let size = handle.metadata().await?.len();
-    let bar = if conn.json { ProgressBar::hidden() } else { ProgressBar::new(size) };
-    bar.set_style(ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+    let bar = if conn.json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(size)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
     let counter = bar.clone();
     let stream = tokio_util::io::ReaderStream::new(handle).inspect(move |chunk| {
         if let Ok(bytes) = chunk {
@@ -276,16 +378,51 @@ pub async fn upgrade(a: UpgradeArgs) -> Result<()> {
     let body = json!({ "product": a.product, "version": a.version, "module": a.module, "devices": [a.device] });
     let v = a.conn.call(Method::POST, "/campaigns", Some(body)).await?;
     a.conn.print(&v, |v| {
-        let state = v.pointer("/upgrades/0/state").and_then(Value::as_str).unwrap_or("-");
-        format!("campaign #{}: {} → {} ({state})", field(v, "id"), a.device, a.version)
+        let state = v
+            .pointer("/upgrades/0/state")
+            .and_then(Value::as_str)
+            .unwrap_or("-");
+        format!(
+            "campaign #{}: {} → {} ({state})",
+            field(v, "id"),
+            a.device,
+            a.version
+        )
     });
     Ok(())
 }
 
 /// A plain text table of an array of objects.
 fn table(v: &Value, columns: &[&str]) -> String {
-    let rows: Vec<Vec<String>> = v.as_array().into_iter().flatten().map(|row| columns.iter().map(|c| field(row, c)).collect()).collect();
-    let widths: Vec<usize> = columns.iter().enumerate().map(|(i, c)| rows.iter().map(|r| r[i].len()).chain([c.len()]).max().unwrap_or(0)).collect();
-    let line = |cells: Vec<String>| cells.iter().zip(&widths).map(|(c, w)| format!("{c:w$}")).collect::<Vec<_>>().join("  ").trim_end().to_owned();
-    std::iter::once(line(columns.iter().map(|c| c.to_uppercase()).collect())).chain(rows.into_iter().map(line)).collect::<Vec<_>>().join("\n")
+    let rows: Vec<Vec<String>> = v
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|row| columns.iter().map(|c| field(row, c)).collect())
+        .collect();
+    let widths: Vec<usize> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            rows.iter()
+                .map(|r| r[i].len())
+                .chain([c.len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    std::iter::once(line(columns.iter().map(|c| c.to_uppercase()).collect()))
+        .chain(rows.into_iter().map(line))
+        .collect::<Vec<_>>()
+        .join("\n")
 }

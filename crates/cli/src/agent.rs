@@ -58,21 +58,39 @@ struct FileConfig {
 
 fn resolve(a: AgentArgs) -> Result<AgentConfig> {
     let f: FileConfig = match &a.config {
-        Some(path) => toml::from_str(&std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?)
-            .with_context(|| format!("parsing {}", path.display()))?,
+        Some(path) => toml::from_str(
+            &std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?,
+        )
+        .with_context(|| format!("parsing {}", path.display()))?,
         None => FileConfig::default(),
     };
-    let file_dialect = f.dialect.map(|d| d.parse::<Dialect>()).transpose().map_err(|_| anyhow::anyhow!("dialect must be tencent, aliyun or enos"))?;
-    let need = |v: Option<String>, what: &str| v.with_context(|| format!("--{what} is required (flag, environment or config file)"));
+    let file_dialect = f
+        .dialect
+        .map(|d| d.parse::<Dialect>())
+        .transpose()
+        .map_err(|_| anyhow::anyhow!("dialect must be tencent, aliyun or enos"))?;
+    let need = |v: Option<String>, what: &str| {
+        v.with_context(|| format!("--{what} is required (flag, environment or config file)"))
+    };
     Ok(AgentConfig {
-        broker: a.broker.or(f.broker).unwrap_or_else(|| "127.0.0.1:1883".into()),
-        dialect: a.dialect.or(file_dialect).context("--dialect is required (tencent, aliyun or enos)")?,
+        broker: a
+            .broker
+            .or(f.broker)
+            .unwrap_or_else(|| "127.0.0.1:1883".into()),
+        dialect: a
+            .dialect
+            .or(file_dialect)
+            .context("--dialect is required (tencent, aliyun or enos)")?,
         product: need(a.product.or(f.product), "product")?,
         device: need(a.device.or(f.device), "device")?,
         secret: need(a.secret.or(f.secret), "secret")?,
         version: need(a.version.or(f.version), "current-version")?,
         module: a.module.or(f.module).unwrap_or_else(|| "default".into()),
-        state_dir: a.state_dir.or(f.state_dir).unwrap_or_else(|| PathBuf::from("otter-agent")),
+        state_dir: a
+            .state_dir
+            .or(f.state_dir)
+            .unwrap_or_else(|| PathBuf::from("otter-agent")),
         install_command: a.install_command.or(f.install_command),
     })
 }

@@ -10,7 +10,11 @@ mod serve;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "otter", version, about = "Otter: over-the-air firmware updates for MQTT device fleets")]
+#[command(
+    name = "otter",
+    version,
+    about = "Otter: over-the-air firmware updates for MQTT device fleets"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -36,9 +40,15 @@ enum Command {
 }
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("OTTER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rmqtt=warn,rmqtt_net=warn,rmqtt_codec=warn,sqlx=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OTTER_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(
+            "info,rmqtt=warn,rmqtt_net=warn,rmqtt_codec=warn,sqlx=warn",
+        )
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 #[tokio::main]

@@ -51,18 +51,36 @@ struct FileConfig {
 fn resolve(args: ServeArgs) -> Result<ServeConfig> {
     let file: FileConfig = match &args.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
             toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
         }
         None => FileConfig::default(),
     };
-    let defaults = ServeConfig::new(args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("otter-data")));
+    let defaults = ServeConfig::new(
+        args.data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("otter-data")),
+    );
     Ok(ServeConfig {
-        mqtt_listen: args.mqtt_listen.or(file.mqtt_listen).unwrap_or(defaults.mqtt_listen),
-        http_listen: args.http_listen.or(file.http_listen).unwrap_or(defaults.http_listen),
+        mqtt_listen: args
+            .mqtt_listen
+            .or(file.mqtt_listen)
+            .unwrap_or(defaults.mqtt_listen),
+        http_listen: args
+            .http_listen
+            .or(file.http_listen)
+            .unwrap_or(defaults.http_listen),
         public_url: args.public_url.or(file.public_url),
-        url_ttl: args.url_ttl_secs.or(file.url_ttl_secs).map(Duration::from_secs).unwrap_or(defaults.url_ttl),
-        max_packet_size: args.max_packet_size.or(file.max_packet_size).unwrap_or(defaults.max_packet_size),
+        url_ttl: args
+            .url_ttl_secs
+            .or(file.url_ttl_secs)
+            .map(Duration::from_secs)
+            .unwrap_or(defaults.url_ttl),
+        max_packet_size: args
+            .max_packet_size
+            .or(file.max_packet_size)
+            .unwrap_or(defaults.max_packet_size),
         admin_token: args.token,
         ..defaults
     })
@@ -70,6 +88,10 @@ fn resolve(args: ServeArgs) -> Result<ServeConfig> {
 
 pub async fn run(args: ServeArgs) -> Result<()> {
     let app = Application::build(resolve(args)?).await?;
-    eprintln!("otter: MQTT on {}, HTTP on http://{}", app.mqtt_addr(), app.http_addr());
+    eprintln!(
+        "otter: MQTT on {}, HTTP on http://{}",
+        app.mqtt_addr(),
+        app.http_addr()
+    );
     app.run_until_stopped(crate::shutdown_signal()).await
 }

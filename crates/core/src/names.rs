@@ -13,7 +13,12 @@ pub struct InvalidName {
     pub reason: &'static str,
 }
 
-fn check(kind: &'static str, value: &str, max: usize, allowed: fn(char) -> bool) -> Result<(), InvalidName> {
+fn check(
+    kind: &'static str,
+    value: &str,
+    max: usize,
+    allowed: fn(char) -> bool,
+) -> Result<(), InvalidName> {
     let fail = |reason| {
         Err(InvalidName {
             kind,

@@ -52,7 +52,10 @@ impl UpgradeState {
 
     /// A live upgrade still expects something from its device.
     pub fn is_live(self) -> bool {
-        matches!(self, Self::Pending | Self::Pushed | Self::Downloading | Self::Burning)
+        matches!(
+            self,
+            Self::Pending | Self::Pushed | Self::Downloading | Self::Burning
+        )
     }
 }
 
@@ -100,11 +103,22 @@ pub enum Fact<'a> {
     /// The device asked for its job (Alibaba `firmware/get`, EnOS `getversion`).
     Requested,
     /// Progress on the firmware `version` (None when the dialect does not say which).
-    Downloading { percent: u8, version: Option<&'a Version> },
-    Burning { version: Option<&'a Version> },
+    Downloading {
+        percent: u8,
+        version: Option<&'a Version>,
+    },
+    Burning {
+        version: Option<&'a Version>,
+    },
     /// The device claims it is done; only a version report of the target confirms it.
-    Done { version: Option<&'a Version> },
-    Failed { code: i32, message: &'a str, version: Option<&'a Version> },
+    Done {
+        version: Option<&'a Version>,
+    },
+    Failed {
+        code: i32,
+        message: &'a str,
+        version: Option<&'a Version>,
+    },
 }
 
 /// What to do about a fact: the new status to store (if it changed) and whether to (re)send the offer.
@@ -119,7 +133,10 @@ impl Decision {
         Self::default()
     }
     fn to(next: UpgradeStatus) -> Self {
-        Self { next: Some(next), push: false }
+        Self {
+            next: Some(next),
+            push: false,
+        }
     }
 }
 
@@ -172,22 +189,34 @@ mod tests {
     }
 
     fn at(state: UpgradeState) -> UpgradeStatus {
-        UpgradeStatus { state, ..UpgradeStatus::pending(v("1.1.0")) }
+        UpgradeStatus {
+            state,
+            ..UpgradeStatus::pending(v("1.1.0"))
+        }
     }
 
     #[test]
     fn report_of_target_succeeds() {
-        let d = decide(&at(UpgradeState::Burning), Fact::VersionReported(&v("1.1.0")));
+        let d = decide(
+            &at(UpgradeState::Burning),
+            Fact::VersionReported(&v("1.1.0")),
+        );
         assert_eq!(d.next.unwrap().state, UpgradeState::Succeeded);
         assert!(!d.push);
     }
 
     #[test]
     fn report_of_other_version_pushes_every_time() {
-        let d = decide(&at(UpgradeState::Pending), Fact::VersionReported(&v("1.0.0")));
+        let d = decide(
+            &at(UpgradeState::Pending),
+            Fact::VersionReported(&v("1.0.0")),
+        );
         assert_eq!(d.next.unwrap().state, UpgradeState::Pushed);
         assert!(d.push);
-        let d = decide(&at(UpgradeState::Downloading), Fact::VersionReported(&v("1.0.0")));
+        let d = decide(
+            &at(UpgradeState::Downloading),
+            Fact::VersionReported(&v("1.0.0")),
+        );
         assert_eq!(d.next, None, "a resuming download keeps its state");
         assert!(d.push);
     }
@@ -201,10 +230,24 @@ mod tests {
 
     #[test]
     fn progress_moves_forward_and_records_percent() {
-        let d = decide(&at(UpgradeState::Pushed), Fact::Downloading { percent: 31, version: None });
+        let d = decide(
+            &at(UpgradeState::Pushed),
+            Fact::Downloading {
+                percent: 31,
+                version: None,
+            },
+        );
         let next = d.next.unwrap();
-        assert_eq!((next.state, next.percent), (UpgradeState::Downloading, Some(31)));
-        let d = decide(&next, Fact::Burning { version: Some(&v("1.1.0")) });
+        assert_eq!(
+            (next.state, next.percent),
+            (UpgradeState::Downloading, Some(31))
+        );
+        let d = decide(
+            &next,
+            Fact::Burning {
+                version: Some(&v("1.1.0")),
+            },
+        );
         assert_eq!(d.next.unwrap().state, UpgradeState::Burning);
     }
 
@@ -216,22 +259,46 @@ mod tests {
 
     #[test]
     fn first_failure_decides() {
-        let fail = |code| Fact::Failed { code, message: "time_out", version: None };
-        let first = decide(&at(UpgradeState::Downloading), fail(-2)).next.unwrap();
-        assert_eq!((first.state, first.result_code), (UpgradeState::Failed, Some(-2)));
+        let fail = |code| Fact::Failed {
+            code,
+            message: "time_out",
+            version: None,
+        };
+        let first = decide(&at(UpgradeState::Downloading), fail(-2))
+            .next
+            .unwrap();
+        assert_eq!(
+            (first.state, first.result_code),
+            (UpgradeState::Failed, Some(-2))
+        );
         assert_eq!(decide(&first, fail(-5)), Decision::default());
     }
 
     #[test]
     fn progress_about_another_version_is_ignored() {
-        let d = decide(&at(UpgradeState::Pushed), Fact::Failed { code: -1, message: "", version: Some(&v("9.9")) });
+        let d = decide(
+            &at(UpgradeState::Pushed),
+            Fact::Failed {
+                code: -1,
+                message: "",
+                version: Some(&v("9.9")),
+            },
+        );
         assert_eq!(d, Decision::default());
     }
 
     #[test]
     fn terminal_states_ignore_everything() {
-        for state in [UpgradeState::Succeeded, UpgradeState::Failed, UpgradeState::TimedOut, UpgradeState::Canceled] {
-            assert_eq!(decide(&at(state), Fact::VersionReported(&v("1.0.0"))), Decision::default());
+        for state in [
+            UpgradeState::Succeeded,
+            UpgradeState::Failed,
+            UpgradeState::TimedOut,
+            UpgradeState::Canceled,
+        ] {
+            assert_eq!(
+                decide(&at(state), Fact::VersionReported(&v("1.0.0"))),
+                Decision::default()
+            );
             assert_eq!(decide(&at(state), Fact::Requested), Decision::default());
         }
     }

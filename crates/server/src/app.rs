@@ -32,37 +32,76 @@ pub struct Application {
 impl Application {
     pub async fn build(config: ServeConfig) -> Result<Self> {
         let dir = &config.data_dir;
-        std::fs::create_dir_all(dir).with_context(|| format!("creating data dir {}", dir.display()))?;
-        let store = Store::open_sqlite(&dir.join("otter.db")).await.context("opening the database")?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating data dir {}", dir.display()))?;
+        let store = Store::open_sqlite(&dir.join("otter.db"))
+            .await
+            .context("opening the database")?;
         store.reset_online().await?;
-        let blobs = Blobs::open(&dir.join("blobs").to_string_lossy()).context("opening the blob store")?;
+        let blobs =
+            Blobs::open(&dir.join("blobs").to_string_lossy()).context("opening the blob store")?;
         let admin_token = match &config.admin_token {
             Some(token) if !token.is_empty() => token.clone(),
             _ => generated_token(dir)?,
         };
 
-        let http = TcpListener::bind(config.http_listen).await.with_context(|| format!("binding HTTP on {}", config.http_listen))?;
+        let http = TcpListener::bind(config.http_listen)
+            .await
+            .with_context(|| format!("binding HTTP on {}", config.http_listen))?;
         let http_addr = http.local_addr()?;
-        let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{http_addr}"));
-        let signer = Arc::new(UrlSigner::new(&secret_key(dir, "download-key")?, &public_url));
+        let public_url = config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{http_addr}"));
+        let signer = Arc::new(UrlSigner::new(
+            &secret_key(dir, "download-key")?,
+            &public_url,
+        ));
 
         let (events_tx, events_rx) = mpsc::channel(4096);
-        let gate = Arc::new(DeviceGate { store: store.clone() });
-        let broker_config = BrokerConfig { listen: config.mqtt_listen, max_packet_size: config.max_packet_size };
-        let broker = Broker::start(broker_config, gate, events_tx).await.with_context(|| format!("starting MQTT on {}", config.mqtt_listen))?;
-        let engine = Engine::new(store.clone(), broker.clone(), Arc::clone(&signer), config.url_ttl);
+        let gate = Arc::new(DeviceGate {
+            store: store.clone(),
+        });
+        let broker_config = BrokerConfig {
+            listen: config.mqtt_listen,
+            max_packet_size: config.max_packet_size,
+        };
+        let broker = Broker::start(broker_config, gate, events_tx)
+            .await
+            .with_context(|| format!("starting MQTT on {}", config.mqtt_listen))?;
+        let engine = Engine::new(
+            store.clone(),
+            broker.clone(),
+            Arc::clone(&signer),
+            config.url_ttl,
+        );
         let engine_task = engine.spawn(events_rx);
 
         let prometheus = crate::telemetry::prometheus();
         let router = Router::new()
             .route("/healthz", get(|| async { "ok" }))
-            .route("/metrics", get(move || std::future::ready(prometheus.render())))
-            .merge(api::router(ApiState { store, blobs: blobs.clone(), engine, admin_token: admin_token.clone().into() }))
+            .route(
+                "/metrics",
+                get(move || std::future::ready(prometheus.render())),
+            )
+            .merge(api::router(ApiState {
+                store,
+                blobs: blobs.clone(),
+                engine,
+                admin_token: admin_token.clone().into(),
+            }))
             .merge(otter_download::router(DownloadState { blobs, signer }))
             .layer(tower_http::trace::TraceLayer::new_for_http());
 
         info!(mqtt = %broker.local_addr(), http = %http_addr, %public_url, data_dir = %dir.display(), "otter is up");
-        Ok(Self { http, http_addr, router, broker, engine_task, admin_token })
+        Ok(Self {
+            http,
+            http_addr,
+            router,
+            broker,
+            engine_task,
+            admin_token,
+        })
     }
 
     pub fn http_addr(&self) -> SocketAddr {
@@ -78,8 +117,13 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then stops the broker and drains the engine.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
-        otter_download::serve(self.http, self.router, shutdown).await.context("HTTP server")?;
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<()> {
+        otter_download::serve(self.http, self.router, shutdown)
+            .await
+            .context("HTTP server")?;
         self.broker.shutdown().await;
         self.engine_task.abort();
         info!("otter stopped");
@@ -112,7 +156,9 @@ fn write_private(path: &Path, text: &str) -> Result<()> {
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
     file.write_all(text.as_bytes())?;
     file.sync_all()?;
     Ok(())

@@ -42,12 +42,26 @@ struct Applied {
 }
 
 impl Engine {
-    pub fn new(store: Store, broker: Broker<DeviceIdentity>, signer: Arc<UrlSigner>, url_ttl: Duration) -> Arc<Self> {
-        Arc::new(Self { store, broker, signer, url_ttl, next_id: AtomicU64::new(otter_store::now_ms() as u64) })
+    pub fn new(
+        store: Store,
+        broker: Broker<DeviceIdentity>,
+        signer: Arc<UrlSigner>,
+        url_ttl: Duration,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            broker,
+            signer,
+            url_ttl,
+            next_id: AtomicU64::new(otter_store::now_ms() as u64),
+        })
     }
 
     /// Consumes broker events until the broker's sender is dropped.
-    pub fn spawn(self: &Arc<Self>, mut events: mpsc::Receiver<BrokerEvent<DeviceIdentity>>) -> tokio::task::JoinHandle<()> {
+    pub fn spawn(
+        self: &Arc<Self>,
+        mut events: mpsc::Receiver<BrokerEvent<DeviceIdentity>>,
+    ) -> tokio::task::JoinHandle<()> {
         let shards: Vec<_> = (0..SHARDS)
             .map(|_| {
                 let (tx, mut rx) = mpsc::channel::<BrokerEvent<DeviceIdentity>>(1024);
@@ -68,7 +82,11 @@ impl Engine {
                 };
                 let mut h = std::collections::hash_map::DefaultHasher::new();
                 who.hash(&mut h);
-                if shards[h.finish() as usize % SHARDS].send(event).await.is_err() {
+                if shards[h.finish() as usize % SHARDS]
+                    .send(event)
+                    .await
+                    .is_err()
+                {
                     break;
                 }
             }
@@ -78,14 +96,26 @@ impl Engine {
     async fn handle(&self, event: BrokerEvent<DeviceIdentity>) {
         let (who, result) = match event {
             BrokerEvent::Connected(id) => {
-                let r = self.store.set_online(&id.product, &id.device, true).await.map_err(Into::into);
+                let r = self
+                    .store
+                    .set_online(&id.product, &id.device, true)
+                    .await
+                    .map_err(Into::into);
                 (id, r)
             }
             BrokerEvent::Disconnected(id) => {
-                let r = self.store.set_online(&id.product, &id.device, false).await.map_err(Into::into);
+                let r = self
+                    .store
+                    .set_online(&id.product, &id.device, false)
+                    .await
+                    .map_err(Into::into);
                 (id, r)
             }
-            BrokerEvent::Message { from, topic, payload } => {
+            BrokerEvent::Message {
+                from,
+                topic,
+                payload,
+            } => {
                 metrics::counter!("otter_device_messages_total").increment(1);
                 let r = self.on_message(&from, &topic, &payload).await;
                 (from, r)
@@ -114,10 +144,21 @@ impl Engine {
             return Ok(());
         }
         match &uplink.message {
-            UpMessage::VersionReport { module, version } => self.on_version(from, &uplink, module, version).await,
-            UpMessage::Progress { module, version, progress } => self.on_progress(from, &uplink, module, version.as_deref(), progress).await,
+            UpMessage::VersionReport { module, version } => {
+                self.on_version(from, &uplink, module, version).await
+            }
+            UpMessage::Progress {
+                module,
+                version,
+                progress,
+            } => {
+                self.on_progress(from, &uplink, module, version.as_deref(), progress)
+                    .await
+            }
             UpMessage::FirmwareRequest { module } => {
-                let applied = self.apply(from, &parse_module(module)?, Fact::Requested).await?;
+                let applied = self
+                    .apply(from, &parse_module(module)?, Fact::Requested)
+                    .await?;
                 self.answer(&uplink, Answer::Offer(applied.offer)).await
             }
             UpMessage::UpgradeReply { code } => {
@@ -127,7 +168,13 @@ impl Engine {
         }
     }
 
-    async fn on_version(&self, from: &DeviceIdentity, uplink: &Uplink, module: &str, version: &str) -> Result<()> {
+    async fn on_version(
+        &self,
+        from: &DeviceIdentity,
+        uplink: &Uplink,
+        module: &str,
+        version: &str,
+    ) -> Result<()> {
         let (module, version) = match (Module::parse(module), Version::parse(version)) {
             (Ok(m), Ok(v)) => (m, v),
             (Err(e), _) | (_, Err(e)) => {
@@ -135,41 +182,81 @@ impl Engine {
                 return Ok(());
             }
         };
-        self.store.record_version(&from.product, &from.device, &module, &version).await?;
+        self.store
+            .record_version(&from.product, &from.device, &module, &version)
+            .await?;
         self.answer(uplink, Answer::Ack).await?;
-        let applied = self.apply(from, &module, Fact::VersionReported(&version)).await?;
+        let applied = self
+            .apply(from, &module, Fact::VersionReported(&version))
+            .await?;
         if let Some(offer) = applied.offer {
             self.send_push(from.dialect, &from.addr(), &offer).await?;
         }
         Ok(())
     }
 
-    async fn send_push(&self, dialect: protocol::Dialect, addr: &protocol::DeviceAddr, offer: &Offer) -> Result<()> {
+    async fn send_push(
+        &self,
+        dialect: protocol::Dialect,
+        addr: &protocol::DeviceAddr,
+        offer: &Offer,
+    ) -> Result<()> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let push = protocol::encode_push(dialect, addr, offer, id);
-        if dialect == protocol::Dialect::Tencent && push.topic.len() + push.payload.len() > TENCENT_MAX_PUBLISH {
+        if dialect == protocol::Dialect::Tencent
+            && push.topic.len() + push.payload.len() > TENCENT_MAX_PUBLISH
+        {
             // Tencent's C SDK has a 2048-byte receive buffer: a longer push is silently lost.
             warn!(device = %addr, bytes = push.topic.len() + push.payload.len(), "push exceeds what Tencent SDK devices can receive; shorten --public-url or names");
         }
         self.send(push).await
     }
 
-    async fn on_progress(&self, from: &DeviceIdentity, uplink: &Uplink, module: &str, version: Option<&str>, progress: &Progress) -> Result<()> {
+    async fn on_progress(
+        &self,
+        from: &DeviceIdentity,
+        uplink: &Uplink,
+        module: &str,
+        version: Option<&str>,
+        progress: &Progress,
+    ) -> Result<()> {
         let module = parse_module(module)?;
         // A version we cannot parse cannot be our target: treat it as "about another version".
         let version = version.map(|v| Version::parse(v).ok());
         let applied = match version {
-            Some(None) => Applied { found: true, offer: None },
-            Some(Some(ref v)) => self.apply(from, &module, progress_fact(progress, Some(v))).await?,
-            None => self.apply(from, &module, progress_fact(progress, None)).await?,
+            Some(None) => Applied {
+                found: true,
+                offer: None,
+            },
+            Some(Some(ref v)) => {
+                self.apply(from, &module, progress_fact(progress, Some(v)))
+                    .await?
+            }
+            None => {
+                self.apply(from, &module, progress_fact(progress, None))
+                    .await?
+            }
         };
-        let answer = if applied.found { Answer::Ack } else { Answer::TaskNotFound };
+        let answer = if applied.found {
+            Answer::Ack
+        } else {
+            Answer::TaskNotFound
+        };
         self.answer(uplink, answer).await
     }
 
     /// Applies a fact to the device's live upgrade of `module`, storing any change.
-    async fn apply(&self, from: &DeviceIdentity, module: &Module, fact: Fact<'_>) -> Result<Applied> {
-        let Some(upgrade) = self.store.live_upgrade(&from.product, &from.device, module).await? else {
+    async fn apply(
+        &self,
+        from: &DeviceIdentity,
+        module: &Module,
+        fact: Fact<'_>,
+    ) -> Result<Applied> {
+        let Some(upgrade) = self
+            .store
+            .live_upgrade(&from.product, &from.device, module)
+            .await?
+        else {
             return Ok(Applied::default());
         };
         let decision = decide(&upgrade.status, fact);
@@ -184,9 +271,13 @@ impl Engine {
     }
 
     async fn record(&self, upgrade: &Upgrade, next: &UpgradeStatus) -> Result<()> {
-        let written = self.store.update_upgrade(upgrade.campaign_id, &upgrade.product, &upgrade.device, next).await?;
+        let written = self
+            .store
+            .update_upgrade(upgrade.campaign_id, &upgrade.product, &upgrade.device, next)
+            .await?;
         if written && next.state != upgrade.status.state {
-            metrics::counter!("otter_upgrade_transitions_total", "state" => next.state.as_str()).increment(1);
+            metrics::counter!("otter_upgrade_transitions_total", "state" => next.state.as_str())
+                .increment(1);
             info!(device = %format!("{}/{}", upgrade.product, upgrade.device), campaign = upgrade.campaign_id,
                 from = %upgrade.status.state, to = %next.state, code = ?next.result_code, "upgrade state changed");
         }
@@ -212,8 +303,15 @@ impl Engine {
             .await
             .context("firmware of a live upgrade")?;
         let expires = (otter_store::now_ms() / 1000) as u64 + self.url_ttl.as_secs();
-        let url = self.signer.url(&firmware.sha256, upgrade.product.as_str(), upgrade.device.as_str(), expires);
-        self.store.count_push(upgrade.campaign_id, &upgrade.product, &upgrade.device).await?;
+        let url = self.signer.url(
+            &firmware.sha256,
+            upgrade.product.as_str(),
+            upgrade.device.as_str(),
+            expires,
+        );
+        self.store
+            .count_push(upgrade.campaign_id, &upgrade.product, &upgrade.device)
+            .await?;
         metrics::counter!("otter_pushes_total").increment(1);
         Ok(Offer {
             module: firmware.module.to_string(),
@@ -246,9 +344,16 @@ fn parse_module(module: &str) -> Result<Module> {
 
 fn progress_fact<'a>(progress: &'a Progress, version: Option<&'a Version>) -> Fact<'a> {
     match progress {
-        Progress::Downloading { percent } => Fact::Downloading { percent: *percent, version },
+        Progress::Downloading { percent } => Fact::Downloading {
+            percent: *percent,
+            version,
+        },
         Progress::Burning => Fact::Burning { version },
         Progress::Done => Fact::Done { version },
-        Progress::Failed { code, message } => Fact::Failed { code: *code, message, version },
+        Progress::Failed { code, message } => Fact::Failed {
+            code: *code,
+            message,
+            version,
+        },
     }
 }

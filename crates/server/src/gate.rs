@@ -32,11 +32,19 @@ impl Gate for DeviceGate {
 
     async fn authenticate(&self, login: Login) -> Result<Grant<DeviceIdentity>, Refusal> {
         let peer = login.peer;
-        let creds = Credentials { client_id: login.client_id, username: login.username, password: login.password };
+        let creds = Credentials {
+            client_id: login.client_id,
+            username: login.username,
+            password: login.password,
+        };
         let result = self.check(&creds).await;
         match &result {
-            Ok(grant) => tracing::info!(%peer, device = %grant.identity.addr(), "device authenticated"),
-            Err(refusal) => warn!(%peer, client_id = %creds.client_id, ?refusal, "device login refused"),
+            Ok(grant) => {
+                tracing::info!(%peer, device = %grant.identity.addr(), "device authenticated")
+            }
+            Err(refusal) => {
+                warn!(%peer, client_id = %creds.client_id, ?refusal, "device login refused")
+            }
         }
         result
     }
@@ -45,10 +53,25 @@ impl Gate for DeviceGate {
 impl DeviceGate {
     async fn check(&self, creds: &Credentials) -> Result<Grant<DeviceIdentity>, Refusal> {
         let (product, device) = self.claimed_device(creds).await?;
-        let product = self.store.product(&product).await.map_err(refuse("product"))?;
-        let dialect: Dialect = product.dialect.parse().map_err(|_| Refusal::NotAuthorized)?;
-        let record = self.store.device(&product.id, &device).await.map_err(refuse("device"))?;
-        let identity = DeviceIdentity { dialect, product: product.id, device };
+        let product = self
+            .store
+            .product(&product)
+            .await
+            .map_err(refuse("product"))?;
+        let dialect: Dialect = product
+            .dialect
+            .parse()
+            .map_err(|_| Refusal::NotAuthorized)?;
+        let record = self
+            .store
+            .device(&product.id, &device)
+            .await
+            .map_err(refuse("device"))?;
+        let identity = DeviceIdentity {
+            dialect,
+            product: product.id,
+            device,
+        };
         let addr = identity.addr();
         protocol::verify(dialect, &addr, &record.secret, creds).map_err(|e| {
             warn!(device = %addr, error = %e, "bad device credentials");
@@ -63,7 +86,10 @@ impl DeviceGate {
 
     /// The product and device a login names. Tencent client ids are `{productId}{deviceName}`
     /// with no separator, so the product is the registered Tencent product that prefixes it.
-    async fn claimed_device(&self, creds: &Credentials) -> Result<(ProductId, DeviceName), Refusal> {
+    async fn claimed_device(
+        &self,
+        creds: &Credentials,
+    ) -> Result<(ProductId, DeviceName), Refusal> {
         let login = protocol::parse_login(creds).map_err(|e| {
             warn!(client_id = %creds.client_id, error = %e, "unparsable login");
             Refusal::BadCredentials

@@ -15,38 +15,74 @@ async fn wrong_secret_and_unknown_device_are_refused_with_connack_codes() {
     let server = start().await;
     let secret = server.device(Dialect::Aliyun, "a1B2c3D4e5F", "dev1").await;
     let addr = DeviceAddr::new("a1B2c3D4e5F", "dev1");
-    let wrong = protocol::sign(Dialect::Aliyun, &addr, "0123456789abcdef0123456789abcdef", 1);
+    let wrong = protocol::sign(
+        Dialect::Aliyun,
+        &addr,
+        "0123456789abcdef0123456789abcdef",
+        1,
+    );
     assert!(secret != "0123456789abcdef0123456789abcdef");
     match connect_raw(options(&server, &wrong)).await {
-        Err(ConnectionError::ConnectionRefused(code)) => assert_eq!(code, ConnectReturnCode::BadUserNamePassword),
+        Err(ConnectionError::ConnectionRefused(code)) => {
+            assert_eq!(code, ConnectReturnCode::BadUserNamePassword)
+        }
         other => panic!("expected CONNACK 4, got {:?}", other.map(|_| ())),
     }
-    let stranger = protocol::sign(Dialect::Aliyun, &DeviceAddr::new("a1B2c3D4e5F", "nobody"), &secret, 1);
+    let stranger = protocol::sign(
+        Dialect::Aliyun,
+        &DeviceAddr::new("a1B2c3D4e5F", "nobody"),
+        &secret,
+        1,
+    );
     match connect_raw(options(&server, &stranger)).await {
-        Err(ConnectionError::ConnectionRefused(code)) => assert_eq!(code, ConnectReturnCode::NotAuthorized),
+        Err(ConnectionError::ConnectionRefused(code)) => {
+            assert_eq!(code, ConnectReturnCode::NotAuthorized)
+        }
         other => panic!("expected CONNACK 5, got {:?}", other.map(|_| ())),
     }
     // Tencent: wrong secret on a Tencent product.
     server.device(Dialect::Tencent, "TCPRODUCT9", "dev1").await;
-    let wrong = protocol::sign(Dialect::Tencent, &DeviceAddr::new("TCPRODUCT9", "dev1"), "d3Jvbmc=", 1);
-    assert!(matches!(connect_raw(options(&server, &wrong)).await, Err(ConnectionError::ConnectionRefused(_))));
+    let wrong = protocol::sign(
+        Dialect::Tencent,
+        &DeviceAddr::new("TCPRODUCT9", "dev1"),
+        "d3Jvbmc=",
+        1,
+    );
+    assert!(matches!(
+        connect_raw(options(&server, &wrong)).await,
+        Err(ConnectionError::ConnectionRefused(_))
+    ));
 }
 
 #[tokio::test]
 async fn a_device_cannot_report_for_another_device() {
     let server = start().await;
     let s1 = server.device(Dialect::Tencent, "TCPRODUCT1", "dev1").await;
-    server.device(Dialect::Tencent, "TCPRODUCT1", "victim").await;
+    server
+        .device(Dialect::Tencent, "TCPRODUCT1", "victim")
+        .await;
     server.upload("TCPRODUCT1", "1.1.0", &image()).await;
     server.upgrade("TCPRODUCT1", "victim", "1.1.0").await;
     let attacker = RawDevice::connect(&server, Dialect::Tencent, "TCPRODUCT1", "dev1", &s1).await;
-    attacker.send("$ota/report/TCPRODUCT1/victim", r#"{"type": "report_version", "report":{"version":"1.1.0"}}"#).await;
+    attacker
+        .send(
+            "$ota/report/TCPRODUCT1/victim",
+            r#"{"type": "report_version", "report":{"version":"1.1.0"}}"#,
+        )
+        .await;
     attacker
         .send("$ota/report/TCPRODUCT1/victim", r#"{"type": "report_progress", "report":{"progress":{"state":"fail", "result_code":"-5", "result_msg":""}, "version":"1.1.0"}}"#)
         .await;
     // Its own report still works, proving the connection survived and messages were processed.
-    attacker.send("$ota/report/TCPRODUCT1/dev1", r#"{"type": "report_version", "report":{"version":"0.9.0"}}"#).await;
-    server.wait_show("TCPRODUCT1", "dev1", |v| v["version"] == "0.9.0").await;
+    attacker
+        .send(
+            "$ota/report/TCPRODUCT1/dev1",
+            r#"{"type": "report_version", "report":{"version":"0.9.0"}}"#,
+        )
+        .await;
+    server
+        .wait_show("TCPRODUCT1", "dev1", |v| v["version"] == "0.9.0")
+        .await;
     let victim = server.show("TCPRODUCT1", "victim").await;
     assert_eq!(victim["version"], Value::Null);
     assert_eq!(victim["upgrade"]["state"], "pending");
@@ -62,7 +98,9 @@ async fn wildcard_subscriber_never_receives_another_devices_push() {
     snoop.subscribe("/ota/device/upgrade/+/+").await;
     snoop.client.subscribe("#", QoS::AtLeastOnce).await.unwrap();
     let mut target = RawDevice::connect(&server, Dialect::Aliyun, "a1B2c3D4e5F", "dev2", &s2).await;
-    target.subscribe("/ota/device/upgrade/a1B2c3D4e5F/dev2").await;
+    target
+        .subscribe("/ota/device/upgrade/a1B2c3D4e5F/dev2")
+        .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     server.upgrade("a1B2c3D4e5F", "dev2", "1.1.0").await;
     target.next_on("/ota/device/upgrade/a1B2c3D4e5F/dev2").await;
@@ -77,7 +115,11 @@ async fn malformed_input_changes_nothing_and_the_server_keeps_serving() {
     server.upload("enosPK1", "1.1.0", &image()).await;
     let mut dev = RawDevice::connect(&server, Dialect::Enos, "enosPK1", "dev1", &secret).await;
     let base = "/sys/enosPK1/dev1/ota/device";
-    dev.send(&format!("{base}/inform"), r#"{"id":"1","version":"1.0","method":"ota.inform","params":{"version":"1.0.0"}}"#).await;
+    dev.send(
+        &format!("{base}/inform"),
+        r#"{"id":"1","version":"1.0","method":"ota.inform","params":{"version":"1.0.0"}}"#,
+    )
+    .await;
     dev.next_on(&format!("{base}/inform_reply")).await;
     server.upgrade("enosPK1", "dev1", "1.1.0").await;
     dev.next_on(&format!("{base}/upgrade")).await;
@@ -95,15 +137,28 @@ async fn malformed_input_changes_nothing_and_the_server_keeps_serving() {
         let topic = if i % 2 == 0 { "inform" } else { "progress" };
         dev.send(&format!("{base}/{topic}"), payload).await;
         let reply = dev.next_on(&format!("{base}/{topic}_reply")).await;
-        assert_ne!(reply["code"], 200, "{payload} must get an error reply, got {reply}");
-        assert!(reply["message"].as_str().is_some_and(|m| !m.is_empty()), "error reply explains: {reply}");
+        assert_ne!(
+            reply["code"], 200,
+            "{payload} must get an error reply, got {reply}"
+        );
+        assert!(
+            reply["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "error reply explains: {reply}"
+        );
     }
     let after = server.show("enosPK1", "dev1").await;
     assert_eq!(after["version"], before["version"]);
     assert_eq!(after["upgrade"], before["upgrade"]);
     // Still serving: a good report is answered.
-    dev.send(&format!("{base}/inform"), r#"{"id":"9","version":"1.0","method":"ota.inform","params":{"version":"1.0.0"}}"#).await;
-    assert_eq!(dev.next_on(&format!("{base}/inform_reply")).await["code"], 200);
+    dev.send(
+        &format!("{base}/inform"),
+        r#"{"id":"9","version":"1.0","method":"ota.inform","params":{"version":"1.0.0"}}"#,
+    )
+    .await;
+    assert_eq!(
+        dev.next_on(&format!("{base}/inform_reply")).await["code"],
+        200
+    );
 }
 
 #[tokio::test]
@@ -111,24 +166,49 @@ async fn tencent_bad_report_gets_a_failed_rsp_and_a_huge_payload_only_drops_its_
     let server = start().await;
     let secret = server.device(Dialect::Tencent, "TCPRODUCT1", "dev1").await;
     let s2 = server.device(Dialect::Tencent, "TCPRODUCT1", "dev2").await;
-    let mut dev = RawDevice::connect(&server, Dialect::Tencent, "TCPRODUCT1", "dev1", &secret).await;
+    let mut dev =
+        RawDevice::connect(&server, Dialect::Tencent, "TCPRODUCT1", "dev1", &secret).await;
     let update = "$ota/update/TCPRODUCT1/dev1";
     dev.subscribe(update).await;
-    dev.send("$ota/report/TCPRODUCT1/dev1", r#"{"type": "report_version", "report":{"version":true}}"#).await;
+    dev.send(
+        "$ota/report/TCPRODUCT1/dev1",
+        r#"{"type": "report_version", "report":{"version":true}}"#,
+    )
+    .await;
     let rsp = dev.next_on(update).await;
     assert_eq!(rsp["type"], "report_version_rsp");
     assert_ne!(rsp["result_code"], 0);
-    dev.send("$ota/report/TCPRODUCT1/dev1", r#"{"type": "something_else"}"#).await;
+    dev.send(
+        "$ota/report/TCPRODUCT1/dev1",
+        r#"{"type": "something_else"}"#,
+    )
+    .await;
 
     // A 1 MiB publish: over the packet limit, the sender is cut off, others keep being served.
-    let huge = format!(r#"{{"type": "report_version", "report":{{"version":"{}"}}}}"#, "x".repeat(1 << 20));
+    let huge = format!(
+        r#"{{"type": "report_version", "report":{{"version":"{}"}}}}"#,
+        "x".repeat(1 << 20)
+    );
     dev.send("$ota/report/TCPRODUCT1/dev1", &huge).await;
-    server.wait_show("TCPRODUCT1", "dev1", |v| v["online"] == false).await;
+    server
+        .wait_show("TCPRODUCT1", "dev1", |v| v["online"] == false)
+        .await;
     let mut other = RawDevice::connect(&server, Dialect::Tencent, "TCPRODUCT1", "dev2", &s2).await;
     other.subscribe("$ota/update/TCPRODUCT1/dev2").await;
-    other.send("$ota/report/TCPRODUCT1/dev2", r#"{"type": "report_version", "report":{"version":"1.0.0"}}"#).await;
-    assert_eq!(other.next_on("$ota/update/TCPRODUCT1/dev2").await["result_code"], 0);
-    assert_eq!(server.show("TCPRODUCT1", "dev1").await["version"], Value::Null);
+    other
+        .send(
+            "$ota/report/TCPRODUCT1/dev2",
+            r#"{"type": "report_version", "report":{"version":"1.0.0"}}"#,
+        )
+        .await;
+    assert_eq!(
+        other.next_on("$ota/update/TCPRODUCT1/dev2").await["result_code"],
+        0
+    );
+    assert_eq!(
+        server.show("TCPRODUCT1", "dev1").await["version"],
+        Value::Null
+    );
 }
 
 #[tokio::test]
@@ -136,17 +216,44 @@ async fn api_refuses_without_token_and_explains_bad_requests() {
     let server = start().await;
     let resp = reqwest::get(server.url("/api/v1/products")).await.unwrap();
     assert_eq!(resp.status().as_u16(), 401);
-    let (status, body) = server.api(reqwest::Method::POST, "/products", Some(json!({"id": "../x", "dialect": "tencent"}))).await;
+    let (status, body) = server
+        .api(
+            reqwest::Method::POST,
+            "/products",
+            Some(json!({"id": "../x", "dialect": "tencent"})),
+        )
+        .await;
     assert_eq!(status, 400);
     assert!(body["error"].as_str().unwrap().contains("product id"));
-    let (status, body) = server.api(reqwest::Method::POST, "/products", Some(json!({"id": "p1", "dialect": "zigbee"}))).await;
+    let (status, body) = server
+        .api(
+            reqwest::Method::POST,
+            "/products",
+            Some(json!({"id": "p1", "dialect": "zigbee"})),
+        )
+        .await;
     assert_eq!(status, 400);
     assert!(body["error"].as_str().unwrap().contains("dialect"));
-    let (status, _) = server.api(reqwest::Method::GET, "/products/nope/devices/x", None).await;
+    let (status, _) = server
+        .api(reqwest::Method::GET, "/products/nope/devices/x", None)
+        .await;
     assert_eq!(status, 404);
     // Public endpoints.
-    assert_eq!(reqwest::get(server.url("/healthz")).await.unwrap().text().await.unwrap(), "ok");
-    let doc: Value = reqwest::get(server.url("/api/v1/openapi.json")).await.unwrap().json().await.unwrap();
+    assert_eq!(
+        reqwest::get(server.url("/healthz"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "ok"
+    );
+    let doc: Value = reqwest::get(server.url("/api/v1/openapi.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(doc["paths"]["/api/v1/campaigns"].is_object());
     let metrics = reqwest::get(server.url("/metrics")).await.unwrap();
     assert_eq!(metrics.status().as_u16(), 200);
@@ -157,13 +264,21 @@ async fn downloads_refuse_forged_and_unknown_links() {
     let server = start().await;
     let secret = server.device(Dialect::Tencent, "TCPRODUCT1", "dev1").await;
     server.upload("TCPRODUCT1", "1.1.0", &image()).await;
-    let mut dev = RawDevice::connect(&server, Dialect::Tencent, "TCPRODUCT1", "dev1", &secret).await;
+    let mut dev =
+        RawDevice::connect(&server, Dialect::Tencent, "TCPRODUCT1", "dev1", &secret).await;
     dev.subscribe("$ota/update/TCPRODUCT1/dev1").await;
     server.upgrade("TCPRODUCT1", "dev1", "1.1.0").await;
-    let url = dev.next_on("$ota/update/TCPRODUCT1/dev1").await["url"].as_str().unwrap().to_owned();
+    let url = dev.next_on("$ota/update/TCPRODUCT1/dev1").await["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(download(&url, None).await.0, 200);
     let forged = url.replace("/dev1/", "/dev2/");
     assert_eq!(download(&forged, None).await.0, 403);
-    let unknown = format!("{}/dl/{}/TCPRODUCT1/dev1/99999999999/AAAAAAAAAAAAAAAAAAAAAA", server.url(""), "0".repeat(64));
+    let unknown = format!(
+        "{}/dl/{}/TCPRODUCT1/dev1/99999999999/AAAAAAAAAAAAAAAAAAAAAA",
+        server.url(""),
+        "0".repeat(64)
+    );
     assert!([403, 404].contains(&download(&unknown, None).await.0));
 }

@@ -2,7 +2,9 @@
 
 use crate::*;
 use otter_core::{DeviceName, Module, ProductId, UpgradeState, UpgradeStatus, Version};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{FromRow, Row};
 use std::str::FromStr;
 use std::time::Duration;
@@ -43,7 +45,12 @@ struct ProductRow {
 impl TryFrom<ProductRow> for Product {
     type Error = StoreError;
     fn try_from(r: ProductRow) -> Result<Self> {
-        Ok(Product { id: ProductId::parse(r.id).map_err(corrupt)?, dialect: r.dialect, name: r.name, created_at: r.created_at })
+        Ok(Product {
+            id: ProductId::parse(r.id).map_err(corrupt)?,
+            dialect: r.dialect,
+            name: r.name,
+            created_at: r.created_at,
+        })
     }
 }
 
@@ -117,7 +124,8 @@ struct UpgradeRow {
 impl TryFrom<UpgradeRow> for Upgrade {
     type Error = StoreError;
     fn try_from(r: UpgradeRow) -> Result<Self> {
-        let state = UpgradeState::parse(&r.state).ok_or_else(|| corrupt(format!("upgrade state {:?}", r.state)))?;
+        let state = UpgradeState::parse(&r.state)
+            .ok_or_else(|| corrupt(format!("upgrade state {:?}", r.state)))?;
         Ok(Upgrade {
             campaign_id: r.campaign_id,
             product: ProductId::parse(r.product_id).map_err(corrupt)?,
@@ -165,14 +173,22 @@ impl Store {
     async fn connect(options: SqliteConnectOptions) -> Result<Self> {
         // One writer connection: SQLite serializes writers anyway, and a single connection makes
         // every read-then-write sequence atomic without BUSY retries.
-        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         Ok(Self { pool })
     }
 
     // ---- products
 
-    pub async fn create_product(&self, id: &ProductId, dialect: &str, name: &str) -> Result<Product> {
+    pub async fn create_product(
+        &self,
+        id: &ProductId,
+        dialect: &str,
+        name: &str,
+    ) -> Result<Product> {
         let now = now_ms();
         sqlx::query("INSERT INTO products (id, dialect, name, created_at) VALUES ($1, $2, $3, $4)")
             .bind(id.as_str())
@@ -182,7 +198,12 @@ impl Store {
             .execute(&self.pool)
             .await
             .map_err(|e| conflict_or(e, || format!("product {id} already exists")))?;
-        Ok(Product { id: id.clone(), dialect: dialect.into(), name: name.into(), created_at: now })
+        Ok(Product {
+            id: id.clone(),
+            dialect: dialect.into(),
+            name: name.into(),
+            created_at: now,
+        })
     }
 
     pub async fn product(&self, id: &ProductId) -> Result<Product> {
@@ -190,67 +211,110 @@ impl Store {
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await?;
-        row.ok_or_else(|| StoreError::NotFound(format!("product {id}")))?.try_into()
+        row.ok_or_else(|| StoreError::NotFound(format!("product {id}")))?
+            .try_into()
     }
 
     pub async fn products(&self) -> Result<Vec<Product>> {
-        convert(sqlx::query_as::<_, ProductRow>("SELECT * FROM products ORDER BY id").fetch_all(&self.pool).await?)
-    }
-
-    // ---- devices
-
-    pub async fn create_device(&self, product: &ProductId, name: &DeviceName, secret: &str) -> Result<Device> {
-        self.product(product).await?;
-        let now = now_ms();
-        sqlx::query("INSERT INTO devices (product_id, name, secret, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(product.as_str())
-            .bind(name.as_str())
-            .bind(secret)
-            .bind(now)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| conflict_or(e, || format!("device {product}/{name} already exists")))?;
-        Ok(Device { product: product.clone(), name: name.clone(), secret: secret.into(), online: false, last_seen: None, created_at: now })
-    }
-
-    pub async fn device(&self, product: &ProductId, name: &DeviceName) -> Result<Device> {
-        let row: Option<DeviceRow> = sqlx::query_as("SELECT * FROM devices WHERE product_id = $1 AND name = $2")
-            .bind(product.as_str())
-            .bind(name.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.ok_or_else(|| StoreError::NotFound(format!("device {product}/{name}")))?.try_into()
-    }
-
-    pub async fn devices(&self, product: &ProductId, limit: i64, offset: i64) -> Result<Vec<Device>> {
         convert(
-            sqlx::query_as::<_, DeviceRow>("SELECT * FROM devices WHERE product_id = $1 ORDER BY name LIMIT $2 OFFSET $3")
-                .bind(product.as_str())
-                .bind(limit)
-                .bind(offset)
+            sqlx::query_as::<_, ProductRow>("SELECT * FROM products ORDER BY id")
                 .fetch_all(&self.pool)
                 .await?,
         )
     }
 
-    pub async fn set_online(&self, product: &ProductId, name: &DeviceName, online: bool) -> Result<()> {
-        sqlx::query("UPDATE devices SET online = $1, last_seen = $2 WHERE product_id = $3 AND name = $4")
-            .bind(online)
-            .bind(now_ms())
+    // ---- devices
+
+    pub async fn create_device(
+        &self,
+        product: &ProductId,
+        name: &DeviceName,
+        secret: &str,
+    ) -> Result<Device> {
+        self.product(product).await?;
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO devices (product_id, name, secret, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(product.as_str())
+        .bind(name.as_str())
+        .bind(secret)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| conflict_or(e, || format!("device {product}/{name} already exists")))?;
+        Ok(Device {
+            product: product.clone(),
+            name: name.clone(),
+            secret: secret.into(),
+            online: false,
+            last_seen: None,
+            created_at: now,
+        })
+    }
+
+    pub async fn device(&self, product: &ProductId, name: &DeviceName) -> Result<Device> {
+        let row: Option<DeviceRow> =
+            sqlx::query_as("SELECT * FROM devices WHERE product_id = $1 AND name = $2")
+                .bind(product.as_str())
+                .bind(name.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        row.ok_or_else(|| StoreError::NotFound(format!("device {product}/{name}")))?
+            .try_into()
+    }
+
+    pub async fn devices(
+        &self,
+        product: &ProductId,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<Device>> {
+        convert(
+            sqlx::query_as::<_, DeviceRow>(
+                "SELECT * FROM devices WHERE product_id = $1 ORDER BY name LIMIT $2 OFFSET $3",
+            )
             .bind(product.as_str())
-            .bind(name.as_str())
-            .execute(&self.pool)
-            .await?;
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(&self.pool)
+            .await?,
+        )
+    }
+
+    pub async fn set_online(
+        &self,
+        product: &ProductId,
+        name: &DeviceName,
+        online: bool,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE devices SET online = $1, last_seen = $2 WHERE product_id = $3 AND name = $4",
+        )
+        .bind(online)
+        .bind(now_ms())
+        .bind(product.as_str())
+        .bind(name.as_str())
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
     /// Marks every device offline: at start-up no device is connected to this node yet.
     pub async fn reset_online(&self) -> Result<()> {
-        sqlx::query("UPDATE devices SET online = FALSE WHERE online").execute(&self.pool).await?;
+        sqlx::query("UPDATE devices SET online = FALSE WHERE online")
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
-    pub async fn record_version(&self, product: &ProductId, name: &DeviceName, module: &Module, version: &Version) -> Result<()> {
+    pub async fn record_version(
+        &self,
+        product: &ProductId,
+        name: &DeviceName,
+        module: &Module,
+        version: &Version,
+    ) -> Result<()> {
         let now = now_ms();
         sqlx::query(
             "INSERT INTO device_versions (product_id, device_name, module, version, reported_at) VALUES ($1, $2, $3, $4, $5)
@@ -272,7 +336,11 @@ impl Store {
         Ok(())
     }
 
-    pub async fn versions(&self, product: &ProductId, name: &DeviceName) -> Result<Vec<ModuleVersion>> {
+    pub async fn versions(
+        &self,
+        product: &ProductId,
+        name: &DeviceName,
+    ) -> Result<Vec<ModuleVersion>> {
         let rows = sqlx::query("SELECT module, version, reported_at FROM device_versions WHERE product_id = $1 AND device_name = $2 ORDER BY module")
             .bind(product.as_str())
             .bind(name.as_str())
@@ -294,7 +362,8 @@ impl Store {
     pub async fn create_firmware(&self, fw: &NewFirmware) -> Result<Firmware> {
         self.product(&fw.product).await?;
         let now = now_ms();
-        let size = i64::try_from(fw.size).map_err(|_| StoreError::Conflict("firmware too large".into()))?;
+        let size = i64::try_from(fw.size)
+            .map_err(|_| StoreError::Conflict("firmware too large".into()))?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO firmware (product_id, module, version, size, md5, sha256, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
         )
@@ -312,26 +381,42 @@ impl Store {
     }
 
     pub async fn firmware(&self, id: i64) -> Result<Firmware> {
-        let row: Option<FirmwareRow> = sqlx::query_as("SELECT * FROM firmware WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
-        row.ok_or_else(|| StoreError::NotFound(format!("firmware #{id}")))?.try_into()
-    }
-
-    pub async fn firmware_by_version(&self, product: &ProductId, module: &Module, version: &Version) -> Result<Firmware> {
-        let row: Option<FirmwareRow> = sqlx::query_as("SELECT * FROM firmware WHERE product_id = $1 AND module = $2 AND version = $3")
-            .bind(product.as_str())
-            .bind(module.as_str())
-            .bind(version.as_str())
+        let row: Option<FirmwareRow> = sqlx::query_as("SELECT * FROM firmware WHERE id = $1")
+            .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        row.ok_or_else(|| StoreError::NotFound(format!("firmware {product} {version} (module {module})")))?.try_into()
+        row.ok_or_else(|| StoreError::NotFound(format!("firmware #{id}")))?
+            .try_into()
+    }
+
+    pub async fn firmware_by_version(
+        &self,
+        product: &ProductId,
+        module: &Module,
+        version: &Version,
+    ) -> Result<Firmware> {
+        let row: Option<FirmwareRow> = sqlx::query_as(
+            "SELECT * FROM firmware WHERE product_id = $1 AND module = $2 AND version = $3",
+        )
+        .bind(product.as_str())
+        .bind(module.as_str())
+        .bind(version.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.ok_or_else(|| {
+            StoreError::NotFound(format!("firmware {product} {version} (module {module})"))
+        })?
+        .try_into()
     }
 
     pub async fn firmware_list(&self, product: &ProductId) -> Result<Vec<Firmware>> {
         convert(
-            sqlx::query_as::<_, FirmwareRow>("SELECT * FROM firmware WHERE product_id = $1 ORDER BY created_at, id")
-                .bind(product.as_str())
-                .fetch_all(&self.pool)
-                .await?,
+            sqlx::query_as::<_, FirmwareRow>(
+                "SELECT * FROM firmware WHERE product_id = $1 ORDER BY created_at, id",
+            )
+            .bind(product.as_str())
+            .fetch_all(&self.pool)
+            .await?,
         )
     }
 
@@ -339,7 +424,11 @@ impl Store {
 
     /// Creates a campaign of `firmware` over `devices`, each upgrade pending. All or nothing: a
     /// device that is unknown or already in a live upgrade of the same module refuses the whole.
-    pub async fn create_campaign(&self, firmware: &Firmware, devices: &[DeviceName]) -> Result<Campaign> {
+    pub async fn create_campaign(
+        &self,
+        firmware: &Firmware,
+        devices: &[DeviceName],
+    ) -> Result<Campaign> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         let id: i64 = sqlx::query_scalar("INSERT INTO campaigns (product_id, firmware_id, created_at) VALUES ($1, $2, $3) RETURNING id")
@@ -349,13 +438,17 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
         for device in devices {
-            let known: Option<i64> = sqlx::query_scalar("SELECT 1 FROM devices WHERE product_id = $1 AND name = $2")
-                .bind(firmware.product.as_str())
-                .bind(device.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
+            let known: Option<i64> =
+                sqlx::query_scalar("SELECT 1 FROM devices WHERE product_id = $1 AND name = $2")
+                    .bind(firmware.product.as_str())
+                    .bind(device.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
             if known.is_none() {
-                return Err(StoreError::NotFound(format!("device {}/{device}", firmware.product)));
+                return Err(StoreError::NotFound(format!(
+                    "device {}/{device}",
+                    firmware.product
+                )));
             }
             sqlx::query(
                 "INSERT INTO upgrades (campaign_id, product_id, device_name, module, target, state, updated_at) VALUES ($1, $2, $3, $4, $5, 'pending', $6)",
@@ -371,15 +464,22 @@ impl Store {
             .map_err(|e| conflict_or(e, || format!("device {}/{device} is already in a live upgrade of module {}", firmware.product, firmware.module)))?;
         }
         tx.commit().await?;
-        Ok(Campaign { id, product: firmware.product.clone(), firmware_id: firmware.id, created_at: now })
+        Ok(Campaign {
+            id,
+            product: firmware.product.clone(),
+            firmware_id: firmware.id,
+            created_at: now,
+        })
     }
 
     pub async fn campaign(&self, id: i64) -> Result<Campaign> {
-        let row = sqlx::query("SELECT id, product_id, firmware_id, created_at FROM campaigns WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("campaign #{id}")))?;
+        let row = sqlx::query(
+            "SELECT id, product_id, firmware_id, created_at FROM campaigns WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("campaign #{id}")))?;
         Ok(Campaign {
             id: row.try_get("id")?,
             product: ProductId::parse(row.try_get::<String, _>("product_id")?).map_err(corrupt)?,
@@ -389,10 +489,12 @@ impl Store {
     }
 
     pub async fn campaign_counts(&self, id: i64) -> Result<StateCounts> {
-        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM upgrades WHERE campaign_id = $1 GROUP BY state")
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT state, COUNT(*) AS n FROM upgrades WHERE campaign_id = $1 GROUP BY state",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
         let mut counts = StateCounts::default();
         for r in rows {
             counts.0.insert(r.try_get("state")?, r.try_get("n")?);
@@ -402,16 +504,25 @@ impl Store {
 
     pub async fn campaign_upgrades(&self, id: i64) -> Result<Vec<Upgrade>> {
         convert(
-            sqlx::query_as::<_, UpgradeRow>("SELECT * FROM upgrades WHERE campaign_id = $1 ORDER BY device_name")
-                .bind(id)
-                .fetch_all(&self.pool)
-                .await?,
+            sqlx::query_as::<_, UpgradeRow>(
+                "SELECT * FROM upgrades WHERE campaign_id = $1 ORDER BY device_name",
+            )
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?,
         )
     }
 
     /// The device's live upgrade of `module`, if any (at most one, by a unique index).
-    pub async fn live_upgrade(&self, product: &ProductId, device: &DeviceName, module: &Module) -> Result<Option<Upgrade>> {
-        const SQL: &str = live_states!("SELECT * FROM upgrades WHERE product_id = $1 AND device_name = $2 AND module = $3 AND state IN ");
+    pub async fn live_upgrade(
+        &self,
+        product: &ProductId,
+        device: &DeviceName,
+        module: &Module,
+    ) -> Result<Option<Upgrade>> {
+        const SQL: &str = live_states!(
+            "SELECT * FROM upgrades WHERE product_id = $1 AND device_name = $2 AND module = $3 AND state IN "
+        );
         let row: Option<UpgradeRow> = sqlx::query_as(SQL)
             .bind(product.as_str())
             .bind(device.as_str())
@@ -422,7 +533,11 @@ impl Store {
     }
 
     /// The device's most recent upgrade, live or not, for `device show`.
-    pub async fn latest_upgrade(&self, product: &ProductId, device: &DeviceName) -> Result<Option<Upgrade>> {
+    pub async fn latest_upgrade(
+        &self,
+        product: &ProductId,
+        device: &DeviceName,
+    ) -> Result<Option<Upgrade>> {
         let row: Option<UpgradeRow> =
             sqlx::query_as("SELECT * FROM upgrades WHERE product_id = $1 AND device_name = $2 ORDER BY updated_at DESC, campaign_id DESC LIMIT 1")
                 .bind(product.as_str())
@@ -434,7 +549,13 @@ impl Store {
 
     /// Stores a new status, only if the upgrade is still live (a late report never revives a
     /// finished upgrade). Returns whether it was written.
-    pub async fn update_upgrade(&self, campaign_id: i64, product: &ProductId, device: &DeviceName, status: &UpgradeStatus) -> Result<bool> {
+    pub async fn update_upgrade(
+        &self,
+        campaign_id: i64,
+        product: &ProductId,
+        device: &DeviceName,
+        status: &UpgradeStatus,
+    ) -> Result<bool> {
         const SQL: &str = live_states!(
             "UPDATE upgrades SET state = $1, percent = $2, result_code = $3, result_msg = $4, updated_at = $5
              WHERE campaign_id = $6 AND product_id = $7 AND device_name = $8 AND state IN "
@@ -454,7 +575,12 @@ impl Store {
     }
 
     /// Counts one more push of the offer to the device.
-    pub async fn count_push(&self, campaign_id: i64, product: &ProductId, device: &DeviceName) -> Result<()> {
+    pub async fn count_push(
+        &self,
+        campaign_id: i64,
+        product: &ProductId,
+        device: &DeviceName,
+    ) -> Result<()> {
         sqlx::query("UPDATE upgrades SET pushes = pushes + 1, updated_at = $1 WHERE campaign_id = $2 AND product_id = $3 AND device_name = $4")
             .bind(now_ms())
             .bind(campaign_id)

@@ -12,7 +12,9 @@ use otter_store::{Campaign, Firmware, StateCounts, Upgrade};
 use serde::{Deserialize, Serialize};
 
 pub fn routes() -> Router<ApiState> {
-    Router::new().route("/campaigns", post(create)).route("/campaigns/{id}", get(show))
+    Router::new()
+        .route("/campaigns", post(create))
+        .route("/campaigns/{id}", get(show))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -36,20 +38,39 @@ pub struct CampaignView {
 
 #[utoipa::path(post, path = "/api/v1/campaigns", request_body = NewCampaign,
     responses((status = 201), (status = 404, description = "unknown product, firmware or device"), (status = 409, description = "a device is already upgrading")))]
-pub async fn create(State(s): State<ApiState>, Json(c): Json<NewCampaign>) -> Result<(StatusCode, Json<CampaignView>), ApiError> {
+pub async fn create(
+    State(s): State<ApiState>,
+    Json(c): Json<NewCampaign>,
+) -> Result<(StatusCode, Json<CampaignView>), ApiError> {
     let product = s.store.product(&ProductId::parse(c.product)?).await?;
-    let dialect: Dialect = product.dialect.parse().map_err(|_| ApiError::Internal("stored dialect".into()))?;
+    let dialect: Dialect = product
+        .dialect
+        .parse()
+        .map_err(|_| ApiError::Internal("stored dialect".into()))?;
     let module = c.module.map(Module::parse).transpose()?.unwrap_or_default();
-    let firmware = s.store.firmware_by_version(&product.id, &module, &Version::parse(c.version)?).await?;
+    let firmware = s
+        .store
+        .firmware_by_version(&product.id, &module, &Version::parse(c.version)?)
+        .await?;
     if c.devices.is_empty() {
-        return Err(ApiError::BadRequest("a campaign needs at least one device".into()));
+        return Err(ApiError::BadRequest(
+            "a campaign needs at least one device".into(),
+        ));
     }
-    let devices = c.devices.into_iter().map(DeviceName::parse).collect::<Result<Vec<_>, _>>()?;
+    let devices = c
+        .devices
+        .into_iter()
+        .map(DeviceName::parse)
+        .collect::<Result<Vec<_>, _>>()?;
     let campaign = s.store.create_campaign(&firmware, &devices).await?;
     tracing::info!(campaign = campaign.id, product = %product.id, version = %firmware.version, devices = devices.len(), "campaign created");
     // Devices online now get the offer at once; the others when they next report their version.
     for upgrade in s.store.campaign_upgrades(campaign.id).await? {
-        if s.store.device(&upgrade.product, &upgrade.device).await?.online {
+        if s.store
+            .device(&upgrade.product, &upgrade.device)
+            .await?
+            .online
+        {
             s.engine.push(&upgrade, dialect).await?;
         }
     }
@@ -57,12 +78,20 @@ pub async fn create(State(s): State<ApiState>, Json(c): Json<NewCampaign>) -> Re
 }
 
 #[utoipa::path(get, path = "/api/v1/campaigns/{id}", responses((status = 200), (status = 404)))]
-pub async fn show(State(s): State<ApiState>, Path(id): Path<i64>) -> Result<Json<CampaignView>, ApiError> {
+pub async fn show(
+    State(s): State<ApiState>,
+    Path(id): Path<i64>,
+) -> Result<Json<CampaignView>, ApiError> {
     Ok(Json(view(&s, id).await?))
 }
 
 async fn view(s: &ApiState, id: i64) -> Result<CampaignView, ApiError> {
     let campaign = s.store.campaign(id).await?;
     let firmware = s.store.firmware(campaign.firmware_id).await?;
-    Ok(CampaignView { counts: s.store.campaign_counts(id).await?, upgrades: s.store.campaign_upgrades(id).await?, firmware, campaign })
+    Ok(CampaignView {
+        counts: s.store.campaign_counts(id).await?,
+        upgrades: s.store.campaign_upgrades(id).await?,
+        firmware,
+        campaign,
+    })
 }

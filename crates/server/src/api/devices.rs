@@ -34,14 +34,25 @@ pub struct CreatedDevice {
 
 #[utoipa::path(post, path = "/api/v1/products/{product}/devices", request_body = NewDevice,
     responses((status = 201, description = "created; the body carries the secret"), (status = 404), (status = 409)))]
-pub async fn create(State(s): State<ApiState>, Path(product): Path<String>, Json(d): Json<NewDevice>) -> Result<(StatusCode, Json<CreatedDevice>), ApiError> {
+pub async fn create(
+    State(s): State<ApiState>,
+    Path(product): Path<String>,
+    Json(d): Json<NewDevice>,
+) -> Result<(StatusCode, Json<CreatedDevice>), ApiError> {
     let product = s.store.product(&ProductId::parse(product)?).await?;
     let name = DeviceName::parse(d.name)?;
     let secret = match d.secret {
-        Some(secret) if secret.is_empty() || secret.len() > 256 => return Err(ApiError::BadRequest("secret must be 1 to 256 characters".into())),
+        Some(secret) if secret.is_empty() || secret.len() > 256 => {
+            return Err(ApiError::BadRequest(
+                "secret must be 1 to 256 characters".into(),
+            ));
+        }
         Some(secret) => secret,
         None => {
-            let dialect: Dialect = product.dialect.parse().map_err(|_| ApiError::Internal("stored dialect".into()))?;
+            let dialect: Dialect = product
+                .dialect
+                .parse()
+                .map_err(|_| ApiError::Internal("stored dialect".into()))?;
             let mut bytes = [0u8; 16];
             rand::rng().fill_bytes(&mut bytes);
             otter_protocol::generate_secret_format(dialect, &bytes)
@@ -59,7 +70,11 @@ pub struct Page {
 }
 
 #[utoipa::path(get, path = "/api/v1/products/{product}/devices", params(("limit" = Option<i64>, Query), ("offset" = Option<i64>, Query)), responses((status = 200)))]
-pub async fn list(State(s): State<ApiState>, Path(product): Path<String>, Query(page): Query<Page>) -> Result<Json<Vec<Device>>, ApiError> {
+pub async fn list(
+    State(s): State<ApiState>,
+    Path(product): Path<String>,
+    Query(page): Query<Page>,
+) -> Result<Json<Vec<Device>>, ApiError> {
     let product = ProductId::parse(product)?;
     s.store.product(&product).await?;
     let limit = page.limit.unwrap_or(100).clamp(1, 1000);
@@ -87,16 +102,35 @@ pub struct UpgradeView {
 }
 
 #[utoipa::path(get, path = "/api/v1/products/{product}/devices/{device}", responses((status = 200), (status = 404)))]
-pub async fn show(State(s): State<ApiState>, Path((product, device)): Path<(String, String)>) -> Result<Json<DeviceView>, ApiError> {
+pub async fn show(
+    State(s): State<ApiState>,
+    Path((product, device)): Path<(String, String)>,
+) -> Result<Json<DeviceView>, ApiError> {
     let product = s.store.product(&ProductId::parse(product)?).await?;
     let name = DeviceName::parse(device)?;
     let device = s.store.device(&product.id, &name).await?;
     let versions = s.store.versions(&product.id, &name).await?;
     let dialect: Option<Dialect> = product.dialect.parse().ok();
-    let upgrade = s.store.latest_upgrade(&product.id, &name).await?.map(|upgrade| UpgradeView {
-        result_explained: upgrade.status.result_code.zip(dialect).map(|(code, d)| otter_protocol::explain(d, code)),
+    let upgrade = s
+        .store
+        .latest_upgrade(&product.id, &name)
+        .await?
+        .map(|upgrade| UpgradeView {
+            result_explained: upgrade
+                .status
+                .result_code
+                .zip(dialect)
+                .map(|(code, d)| otter_protocol::explain(d, code)),
+            upgrade,
+        });
+    let version = versions
+        .iter()
+        .find(|v| v.module.as_str() == "default")
+        .map(|v| v.version.to_string());
+    Ok(Json(DeviceView {
+        device,
+        version,
+        versions,
         upgrade,
-    });
-    let version = versions.iter().find(|v| v.module.as_str() == "default").map(|v| v.version.to_string());
-    Ok(Json(DeviceView { device, version, versions, upgrade }))
+    }))
 }

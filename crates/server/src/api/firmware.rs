@@ -27,29 +27,54 @@ pub struct UploadParams {
     params(("version" = String, Query), ("module" = Option<String>, Query)),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses((status = 201, description = "stored; size, md5 and sha256 computed"), (status = 409, description = "version exists")))]
-pub async fn upload(State(s): State<ApiState>, Path(product): Path<String>, Query(p): Query<UploadParams>, body: Body) -> Result<(StatusCode, Json<Firmware>), ApiError> {
+pub async fn upload(
+    State(s): State<ApiState>,
+    Path(product): Path<String>,
+    Query(p): Query<UploadParams>,
+    body: Body,
+) -> Result<(StatusCode, Json<Firmware>), ApiError> {
     let product = ProductId::parse(product)?;
     let version = Version::parse(p.version)?;
     let module = p.module.map(Module::parse).transpose()?.unwrap_or_default();
     s.store.product(&product).await?;
-    if s.store.firmware_by_version(&product, &module, &version).await.is_ok() {
-        return Err(ApiError::Conflict(format!("firmware {product} {version} (module {module}) already exists")));
+    if s.store
+        .firmware_by_version(&product, &module, &version)
+        .await
+        .is_ok()
+    {
+        return Err(ApiError::Conflict(format!(
+            "firmware {product} {version} (module {module}) already exists"
+        )));
     }
     let stream = body.into_data_stream().map_err(std::io::Error::other);
-    let info = s.blobs.ingest(StreamReader::new(stream)).await.map_err(|e| ApiError::BadRequest(format!("upload failed: {e}")))?;
+    let info = s
+        .blobs
+        .ingest(StreamReader::new(stream))
+        .await
+        .map_err(|e| ApiError::BadRequest(format!("upload failed: {e}")))?;
     if info.size == 0 {
         return Err(ApiError::BadRequest("firmware file is empty".into()));
     }
     let firmware = s
         .store
-        .create_firmware(&NewFirmware { product, module, version, size: info.size, md5: info.md5, sha256: info.sha256 })
+        .create_firmware(&NewFirmware {
+            product,
+            module,
+            version,
+            size: info.size,
+            md5: info.md5,
+            sha256: info.sha256,
+        })
         .await?;
     tracing::info!(product = %firmware.product, version = %firmware.version, size = firmware.size, sha256 = %firmware.sha256, "firmware uploaded");
     Ok((StatusCode::CREATED, Json(firmware)))
 }
 
 #[utoipa::path(get, path = "/api/v1/products/{product}/firmware", responses((status = 200)))]
-pub async fn list(State(s): State<ApiState>, Path(product): Path<String>) -> Result<Json<Vec<Firmware>>, ApiError> {
+pub async fn list(
+    State(s): State<ApiState>,
+    Path(product): Path<String>,
+) -> Result<Json<Vec<Firmware>>, ApiError> {
     let product = ProductId::parse(product)?;
     s.store.product(&product).await?;
     Ok(Json(s.store.firmware_list(&product).await?))

@@ -40,14 +40,19 @@ pub fn router(state: ApiState) -> Router {
 }
 
 /// Bearer-token check, constant time.
-async fn require_token(State(state): State<ApiState>, request: Request, next: Next) -> Result<Response, ApiError> {
+async fn require_token(
+    State(state): State<ApiState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     let presented = request
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    let ok: bool = subtle::ConstantTimeEq::ct_eq(presented.as_bytes(), state.admin_token.as_bytes()).into();
+    let ok: bool =
+        subtle::ConstantTimeEq::ct_eq(presented.as_bytes(), state.admin_token.as_bytes()).into();
     if !ok {
         tracing::warn!(path = %request.uri().path(), "API request with a missing or wrong token");
         return Err(ApiError::Unauthorized);

@@ -7,12 +7,21 @@ use utoipa::OpenApi;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Otter admin API", description = "Products, devices, firmware and campaigns of an Otter OTA server. Every call takes `Authorization: Bearer <admin token>`."),
+    info(
+        title = "Otter admin API",
+        description = "Products, devices, firmware and campaigns of an Otter OTA server. Every call takes `Authorization: Bearer <admin token>`."
+    ),
     paths(
-        products::create, products::list, products::show,
-        devices::create, devices::list, devices::show,
-        firmware::upload, firmware::list,
-        campaigns::create, campaigns::show,
+        products::create,
+        products::list,
+        products::show,
+        devices::create,
+        devices::list,
+        devices::show,
+        firmware::upload,
+        firmware::list,
+        campaigns::create,
+        campaigns::show,
     ),
     components(schemas(products::NewProduct, devices::NewDevice, campaigns::NewCampaign))
 )]

@@ -26,9 +26,17 @@ pub struct NewProduct {
 
 #[utoipa::path(post, path = "/api/v1/products", request_body = NewProduct,
     responses((status = 201, description = "created"), (status = 400), (status = 409, description = "exists")))]
-pub async fn create(State(s): State<ApiState>, Json(p): Json<NewProduct>) -> Result<(StatusCode, Json<Product>), ApiError> {
+pub async fn create(
+    State(s): State<ApiState>,
+    Json(p): Json<NewProduct>,
+) -> Result<(StatusCode, Json<Product>), ApiError> {
     let id = ProductId::parse(p.id)?;
-    let dialect: Dialect = p.dialect.parse().map_err(|_| ApiError::BadRequest(format!("unknown dialect {:?}: expected tencent, aliyun or enos", p.dialect)))?;
+    let dialect: Dialect = p.dialect.parse().map_err(|_| {
+        ApiError::BadRequest(format!(
+            "unknown dialect {:?}: expected tencent, aliyun or enos",
+            p.dialect
+        ))
+    })?;
     let name = p.name.unwrap_or_else(|| id.to_string());
     let product = s.store.create_product(&id, dialect.as_str(), &name).await?;
     tracing::info!(product = %id, %dialect, "product created");
@@ -41,6 +49,9 @@ pub async fn list(State(s): State<ApiState>) -> Result<Json<Vec<Product>>, ApiEr
 }
 
 #[utoipa::path(get, path = "/api/v1/products/{product}", responses((status = 200), (status = 404)))]
-pub async fn show(State(s): State<ApiState>, Path(product): Path<String>) -> Result<Json<Product>, ApiError> {
+pub async fn show(
+    State(s): State<ApiState>,
+    Path(product): Path<String>,
+) -> Result<Json<Product>, ApiError> {
     Ok(Json(s.store.product(&ProductId::parse(product)?).await?))
 }

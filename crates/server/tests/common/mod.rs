@@ -32,13 +32,26 @@ impl Drop for TestServer {
 pub async fn start() -> TestServer {
     let _ = tracing_subscriber_init();
     let dir = tempfile::tempdir().unwrap();
-    let app = Application::build(ServeConfig::ephemeral(dir.path())).await.unwrap();
-    let (http, mqtt, token) = (app.http_addr(), app.mqtt_addr(), app.admin_token().to_owned());
+    let app = Application::build(ServeConfig::ephemeral(dir.path()))
+        .await
+        .unwrap();
+    let (http, mqtt, token) = (
+        app.http_addr(),
+        app.mqtt_addr(),
+        app.admin_token().to_owned(),
+    );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(app.run_until_stopped(async move {
         let _ = stopped.await;
     }));
-    TestServer { http, mqtt, token, client: reqwest::Client::new(), dir, stop: Some(stop) }
+    TestServer {
+        http,
+        mqtt,
+        token,
+        client: reqwest::Client::new(),
+        dir,
+        stop: Some(stop),
+    }
 }
 
 fn tracing_subscriber_init() -> Option<()> {
@@ -50,8 +63,16 @@ impl TestServer {
         format!("http://{}{path}", self.http)
     }
 
-    pub async fn api(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = self.client.request(method, self.url(&format!("/api/v1{path}"))).bearer_auth(&self.token);
+    pub async fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .client
+            .request(method, self.url(&format!("/api/v1{path}")))
+            .bearer_auth(&self.token);
         if let Some(body) = body {
             req = req.json(&body);
         }
@@ -74,18 +95,31 @@ impl TestServer {
 
     /// A product of `dialect` with one device; returns the device's secret.
     pub async fn device(&self, dialect: Dialect, product: &str, device: &str) -> String {
-        let (status, _) = self.api(reqwest::Method::GET, &format!("/products/{product}"), None).await;
+        let (status, _) = self
+            .api(reqwest::Method::GET, &format!("/products/{product}"), None)
+            .await;
         if status == 404 {
-            self.post("/products", json!({ "id": product, "dialect": dialect.as_str() })).await;
+            self.post(
+                "/products",
+                json!({ "id": product, "dialect": dialect.as_str() }),
+            )
+            .await;
         }
-        let v = self.post(&format!("/products/{product}/devices"), json!({ "name": device })).await;
+        let v = self
+            .post(
+                &format!("/products/{product}/devices"),
+                json!({ "name": device }),
+            )
+            .await;
         v["secret"].as_str().unwrap().to_owned()
     }
 
     pub async fn upload(&self, product: &str, version: &str, image: &[u8]) -> Value {
         let resp = self
             .client
-            .post(self.url(&format!("/api/v1/products/{product}/firmware?version={version}")))
+            .post(self.url(&format!(
+                "/api/v1/products/{product}/firmware?version={version}"
+            )))
             .bearer_auth(&self.token)
             .body(image.to_vec())
             .send()
@@ -96,22 +130,35 @@ impl TestServer {
     }
 
     pub async fn upgrade(&self, product: &str, device: &str, version: &str) -> Value {
-        self.post("/campaigns", json!({ "product": product, "version": version, "devices": [device] })).await
+        self.post(
+            "/campaigns",
+            json!({ "product": product, "version": version, "devices": [device] }),
+        )
+        .await
     }
 
     pub async fn show(&self, product: &str, device: &str) -> Value {
-        self.get(&format!("/products/{product}/devices/{device}")).await
+        self.get(&format!("/products/{product}/devices/{device}"))
+            .await
     }
 
     /// Polls `device show` until `check` holds (the engine works asynchronously).
-    pub async fn wait_show(&self, product: &str, device: &str, check: impl Fn(&Value) -> bool) -> Value {
+    pub async fn wait_show(
+        &self,
+        product: &str,
+        device: &str,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let v = self.show(product, device).await;
             if check(&v) {
                 return v;
             }
-            assert!(tokio::time::Instant::now() < deadline, "device never reached the expected state: {v}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "device never reached the expected state: {v}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -126,7 +173,11 @@ pub struct RawDevice {
 }
 
 pub fn options(server: &TestServer, creds: &protocol::Credentials) -> MqttOptions {
-    let mut opts = MqttOptions::new(creds.client_id.clone(), server.mqtt.ip().to_string(), server.mqtt.port());
+    let mut opts = MqttOptions::new(
+        creds.client_id.clone(),
+        server.mqtt.ip().to_string(),
+        server.mqtt.port(),
+    );
     let password = String::from_utf8(creds.password.clone().unwrap_or_default()).unwrap();
     opts.set_credentials(creds.username.clone().unwrap_or_default(), password);
     opts.set_keep_alive(Duration::from_secs(30));
@@ -138,7 +189,10 @@ pub fn options(server: &TestServer, creds: &protocol::Credentials) -> MqttOption
 pub async fn connect_raw(opts: MqttOptions) -> Result<(AsyncClient, EventLoop), ConnectionError> {
     let (client, mut eventloop) = AsyncClient::new(opts, 64);
     loop {
-        match tokio::time::timeout(WAIT, eventloop.poll()).await.expect("no CONNACK") {
+        match tokio::time::timeout(WAIT, eventloop.poll())
+            .await
+            .expect("no CONNACK")
+        {
             Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok((client, eventloop)),
             Ok(_) => continue,
             Err(e) => return Err(e),
@@ -147,10 +201,18 @@ pub async fn connect_raw(opts: MqttOptions) -> Result<(AsyncClient, EventLoop), 
 }
 
 impl RawDevice {
-    pub async fn connect(server: &TestServer, dialect: Dialect, product: &str, device: &str, secret: &str) -> Self {
+    pub async fn connect(
+        server: &TestServer,
+        dialect: Dialect,
+        product: &str,
+        device: &str,
+        secret: &str,
+    ) -> Self {
         let addr = DeviceAddr::new(product, device);
         let creds = protocol::sign(dialect, &addr, secret, 1_617_773_607_348);
-        let (client, mut eventloop) = connect_raw(options(server, &creds)).await.expect("device login refused");
+        let (client, mut eventloop) = connect_raw(options(server, &creds))
+            .await
+            .expect("device login refused");
         let (tx, inbox) = mpsc::unbounded_channel();
         tokio::spawn(async move {
             while let Ok(event) = eventloop.poll().await {
@@ -162,15 +224,26 @@ impl RawDevice {
                 }
             }
         });
-        RawDevice { client, inbox, dialect, addr }
+        RawDevice {
+            client,
+            inbox,
+            dialect,
+            addr,
+        }
     }
 
     pub async fn subscribe(&self, filter: &str) {
-        self.client.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
+        self.client
+            .subscribe(filter, QoS::AtLeastOnce)
+            .await
+            .unwrap();
     }
 
     pub async fn send(&self, topic: &str, payload: &str) {
-        self.client.publish(topic, QoS::AtLeastOnce, false, payload.as_bytes().to_vec()).await.unwrap();
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload.as_bytes().to_vec())
+            .await
+            .unwrap();
     }
 
     /// The next message on `topic`, skipping others.

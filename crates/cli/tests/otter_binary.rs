@@ -1,0 +1,228 @@
+//! The `otter` binary driven as a user would: `otter serve`, the admin commands with `--json`, and
+//! `otter agent` upgrading 1.0.0 → 1.1.0 for each dialect, checked with `otter device show`.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const OTTER: &str = env!("CARGO_BIN_EXE_otter");
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `otter serve` on ephemeral ports; returns (process, mqtt addr, http url).
+fn serve(data_dir: &Path) -> (Running, String, String) {
+    let mut child = Running(
+        Command::new(OTTER)
+            .args([
+                "serve",
+                "--mqtt-listen",
+                "127.0.0.1:0",
+                "--http-listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
+            .arg(data_dir)
+            .env_remove("OTTER_TOKEN")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(child.0.stderr.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.strip_prefix("otter: MQTT on ") {
+            let (mqtt, http) = rest.split_once(", HTTP on ").unwrap();
+            let addrs = (mqtt.to_owned(), http.to_owned());
+            // Keep draining the server's log so it never writes into a closed pipe.
+            std::thread::spawn(move || lines.for_each(drop));
+            return (child, addrs.0, addrs.1);
+        }
+    }
+    panic!("otter serve exited without announcing its addresses");
+}
+
+fn otter(http: &str, data_dir: &Path, args: &[&str]) -> Value {
+    let out = Command::new(OTTER)
+        .args(args)
+        .arg("--json")
+        .env("OTTER_SERVER", http)
+        .env("OTTER_DATA_DIR", data_dir)
+        .env_remove("OTTER_TOKEN")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "otter {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "otter {args:?} printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+fn upgrade_with_agent(dialect: &str, product: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (_server, mqtt, http) = serve(&data);
+    let token = std::fs::read_to_string(data.join("admin-token")).unwrap();
+    assert_eq!(
+        token.trim().len(),
+        64,
+        "a generated admin token is written to the data dir"
+    );
+
+    otter(
+        &http,
+        &data,
+        &["product", "create", "--id", product, "--dialect", dialect],
+    );
+    let device = otter(
+        &http,
+        &data,
+        &["device", "create", "--product", product, "--name", "dev1"],
+    );
+    let secret = device["secret"].as_str().unwrap().to_owned();
+    let image = dir.path().join("fw.bin");
+    std::fs::write(&image, vec![7u8; 150_000]).unwrap();
+    let fw = otter(
+        &http,
+        &data,
+        &[
+            "firmware",
+            "upload",
+            "--product",
+            product,
+            "--version",
+            "1.1.0",
+            image.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(fw["size"], 150_000);
+    assert_eq!(fw["sha256"].as_str().unwrap().len(), 64);
+    let listed = otter(&http, &data, &["firmware", "list", "--product", product]);
+    assert_eq!(listed[0]["version"], "1.1.0");
+
+    let installed = dir.path().join("installed.bin");
+    let _agent = Running(
+        Command::new(OTTER)
+            .args([
+                "agent",
+                "--broker",
+                &mqtt,
+                "--dialect",
+                dialect,
+                "--product",
+                product,
+                "--device",
+                "dev1",
+                "--current-version",
+                "1.0.0",
+            ])
+            .arg("--secret")
+            .arg(&secret)
+            .arg("--state-dir")
+            .arg(dir.path().join("agent"))
+            .arg("--install-command")
+            .arg(format!(
+                "cp \"$OTTER_FIRMWARE_PATH\" {}",
+                installed.display()
+            ))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(&http, &data, product, |v| {
+        v["version"] == "1.0.0" && v["online"] == true
+    });
+    let campaign = otter(
+        &http,
+        &data,
+        &[
+            "upgrade",
+            "--product",
+            product,
+            "--device",
+            "dev1",
+            "--version",
+            "1.1.0",
+        ],
+    );
+    assert_eq!(campaign["upgrades"][0]["device"], "dev1");
+    let shown = wait_for(&http, &data, product, |v| {
+        v["upgrade"]["state"] == "succeeded"
+    });
+    assert_eq!(shown["version"], "1.1.0");
+    assert_eq!(
+        std::fs::read(&installed).unwrap(),
+        vec![7u8; 150_000],
+        "the install command got the verified image"
+    );
+}
+
+fn wait_for(http: &str, data: &Path, product: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = otter(
+            http,
+            data,
+            &["device", "show", "--product", product, "--name", "dev1"],
+        );
+        if check(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "device never got there: {v}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn tencent_agent_upgrades_through_the_cli() {
+    upgrade_with_agent("tencent", "TCPRODUCT1");
+}
+
+#[test]
+fn aliyun_agent_upgrades_through_the_cli() {
+    upgrade_with_agent("aliyun", "a1B2c3D4e5F");
+}
+
+#[test]
+fn enos_agent_upgrades_through_the_cli() {
+    upgrade_with_agent("enos", "enosPK1");
+}
+
+#[test]
+fn bad_token_and_unreachable_server_give_clear_errors() {
+    let out = Command::new(OTTER)
+        .args(["product", "list", "--server", "http://127.0.0.1:9"])
+        .env("OTTER_TOKEN", "x")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the server"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, _, http) = serve(dir.path());
+    let out = Command::new(OTTER)
+        .args(["product", "list", "--server", &http])
+        .env("OTTER_TOKEN", "wrong")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("401"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
