@@ -100,6 +100,8 @@ impl Job {
             tracing::error!(%version, error = %err, "cannot record the installed version");
         }
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = version.clone();
+        // Installed: the image is no longer needed, and is gone before anyone hears of success.
+        remove_quietly(&image.path).await;
         self.reporter.progress(version, Progress::Done).await;
         self.reporter.version(version).await;
         Outcome::Installed

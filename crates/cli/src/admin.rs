@@ -19,7 +19,7 @@ pub struct Conn {
     token: Option<String>,
     /// Print one machine-readable JSON document.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
 }
 
 impl Conn {
@@ -65,7 +65,7 @@ impl Conn {
         Ok(body)
     }
 
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value> {
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value> {
         let mut request = self.request(method, path)?;
         if let Some(body) = body {
             request = request.json(&body);
@@ -74,7 +74,7 @@ impl Conn {
     }
 
     /// Prints the API's answer as JSON, or as text made by `human`.
-    fn print(&self, value: &Value, human: impl FnOnce(&Value) -> String) {
+    pub fn print(&self, value: &Value, human: impl FnOnce(&Value) -> String) {
         if self.json {
             println!(
                 "{}",
@@ -86,11 +86,11 @@ impl Conn {
     }
 }
 
-fn s<'a>(v: &'a Value, key: &str) -> &'a str {
+pub fn s<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or("-")
 }
 
-fn field(v: &Value, key: &str) -> String {
+pub fn field(v: &Value, key: &str) -> String {
     match v.get(key) {
         None | Some(Value::Null) => "-".into(),
         Some(Value::String(s)) => s.clone(),
@@ -170,6 +170,28 @@ pub enum DeviceCmd {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Add or remove tags of a device (used to target campaigns).
+    Tag {
+        #[arg(long)]
+        product: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long = "add")]
+        add: Vec<String>,
+        #[arg(long = "remove")]
+        remove: Vec<String>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// A device's upgrade history, newest first.
+    History {
+        #[arg(long)]
+        product: String,
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// Show a device: versions, online state, current upgrade and its last result.
     Show {
         #[arg(long)]
@@ -183,6 +205,58 @@ pub enum DeviceCmd {
 
 pub async fn device(cmd: DeviceCmd) -> Result<()> {
     match cmd {
+        DeviceCmd::Tag {
+            product,
+            name,
+            add,
+            remove,
+            conn,
+        } => {
+            let v = conn
+                .call(
+                    Method::PUT,
+                    &format!("/products/{product}/devices/{name}/tags"),
+                    Some(json!({ "add": add, "remove": remove })),
+                )
+                .await?;
+            conn.print(&v, |v| {
+                format!(
+                    "tags: {}",
+                    v.as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                )
+            });
+        }
+        DeviceCmd::History {
+            product,
+            name,
+            conn,
+        } => {
+            let v = conn
+                .call(
+                    Method::GET,
+                    &format!("/products/{product}/devices/{name}/history"),
+                    None,
+                )
+                .await?;
+            conn.print(&v, |v| {
+                table(
+                    v,
+                    &[
+                        "at",
+                        "campaign_id",
+                        "state",
+                        "percent",
+                        "result_code",
+                        "result_msg",
+                    ],
+                )
+            });
+        }
         DeviceCmd::Create {
             product,
             name,
@@ -277,6 +351,23 @@ pub enum FirmwareCmd {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Verify a firmware on test devices: verified when all succeed, rejected when any fails.
+    Verify {
+        #[arg(long)]
+        product: String,
+        #[arg(long)]
+        version: String,
+        #[arg(long)]
+        module: Option<String>,
+        /// Test devices, comma-separated (at most 10).
+        #[arg(long, value_delimiter = ',', required = true)]
+        devices: Vec<String>,
+        /// Per-device timeout in seconds.
+        #[arg(long)]
+        timeout: Option<u64>,
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// List a product's firmware.
     List {
         #[arg(long)]
@@ -306,6 +397,24 @@ pub async fn firmware(cmd: FirmwareCmd) -> Result<()> {
                     s(v, "sha256")
                 )
             });
+        }
+        FirmwareCmd::Verify {
+            product,
+            version,
+            module,
+            devices,
+            timeout,
+            conn,
+        } => {
+            let body = json!({ "version": version, "module": module, "devices": devices, "timeout_secs": timeout });
+            let v = conn
+                .call(
+                    Method::POST,
+                    &format!("/products/{product}/firmware/verify"),
+                    Some(body),
+                )
+                .await?;
+            conn.print(&v, |v| format!("verification campaign #{} started on {} devices; follow it with: otter campaign watch {}", field(v, "id"), field(v, "total"), field(v, "id")));
         }
         FirmwareCmd::List { product, conn } => {
             let v = conn
@@ -370,12 +479,23 @@ pub struct UpgradeArgs {
     version: String,
     #[arg(long)]
     module: Option<String>,
+    /// Allow a target older than the device's current version.
+    #[arg(long)]
+    allow_downgrade: bool,
     #[command(flatten)]
     conn: Conn,
 }
 
 pub async fn upgrade(a: UpgradeArgs) -> Result<()> {
-    let body = json!({ "product": a.product, "version": a.version, "module": a.module, "devices": [a.device] });
+    let body = json!({
+        "product": a.product,
+        "version": a.version,
+        "module": a.module,
+        "selection": { "devices": [a.device] },
+        // A single-device upgrade is an explicit operator action, recorded on the campaign.
+        "skip_verification": true,
+        "allow_downgrade": a.allow_downgrade,
+    });
     let v = a.conn.call(Method::POST, "/campaigns", Some(body)).await?;
     a.conn.print(&v, |v| {
         let state = v
@@ -393,7 +513,7 @@ pub async fn upgrade(a: UpgradeArgs) -> Result<()> {
 }
 
 /// A plain text table of an array of objects.
-fn table(v: &Value, columns: &[&str]) -> String {
+pub fn table(v: &Value, columns: &[&str]) -> String {
     let rows: Vec<Vec<String>> = v
         .as_array()
         .into_iter()

@@ -5,6 +5,7 @@
 
 mod admin;
 mod agent;
+mod campaign;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -33,6 +34,9 @@ enum Command {
     /// Upload and list firmware.
     #[command(subcommand)]
     Firmware(admin::FirmwareCmd),
+    /// Roll firmware out to a fleet: create, list, show, pause, resume, cancel, watch.
+    #[command(subcommand)]
+    Campaign(campaign::CampaignCmd),
     /// Upgrade one device to a firmware version (a campaign with one target).
     Upgrade(admin::UpgradeArgs),
     /// Run the device agent: report the version, take updates, download, verify, install.
@@ -61,6 +65,7 @@ async fn main() -> std::process::ExitCode {
         Command::Device(cmd) => admin::device(cmd).await,
         Command::Firmware(cmd) => admin::firmware(cmd).await,
         Command::Upgrade(args) => admin::upgrade(args).await,
+        Command::Campaign(cmd) => campaign::run(cmd).await,
         Command::Agent(args) => agent::run(args).await,
     };
     match result {

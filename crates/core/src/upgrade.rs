@@ -1,6 +1,8 @@
 //! One device's upgrade in one campaign, as a pure state machine (PROTOCOL.md §5).
 //!
-//! `pending → pushed → downloading(percent) → burning → succeeded | failed(code) | timed_out | canceled`.
+//! `queued → pending → pushed → downloading(percent) → burning → succeeded | failed(code) | timed_out | canceled`.
+//! `queued` means the device is in the campaign but the rollout strategy (rate, waves, window) has
+//! not released it yet; see [`crate::campaign`].
 //! Every dialect's messages are normalized into [`Fact`]s before they get here, so the three
 //! vendors share one set of rules, and the rules are tested without a broker or a database.
 
@@ -11,6 +13,7 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UpgradeState {
+    Queued,
     Pending,
     Pushed,
     Downloading,
@@ -22,7 +25,8 @@ pub enum UpgradeState {
 }
 
 impl UpgradeState {
-    pub const ALL: [UpgradeState; 8] = [
+    pub const ALL: [UpgradeState; 9] = [
+        Self::Queued,
         Self::Pending,
         Self::Pushed,
         Self::Downloading,
@@ -35,6 +39,7 @@ impl UpgradeState {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Queued => "queued",
             Self::Pending => "pending",
             Self::Pushed => "pushed",
             Self::Downloading => "downloading",
@@ -50,12 +55,18 @@ impl UpgradeState {
         Self::ALL.into_iter().find(|state| state.as_str() == s)
     }
 
-    /// A live upgrade still expects something from its device.
+    /// A live upgrade still expects something from its device (or, when queued, from the rollout).
+    /// A device is in at most one live campaign per module.
     pub fn is_live(self) -> bool {
         matches!(
             self,
-            Self::Pending | Self::Pushed | Self::Downloading | Self::Burning
+            Self::Queued | Self::Pending | Self::Pushed | Self::Downloading | Self::Burning
         )
+    }
+
+    /// Live and already released to the device: the per-device timeout runs.
+    pub fn is_in_flight(self) -> bool {
+        self.is_live() && self != Self::Queued
     }
 }
 
@@ -77,9 +88,18 @@ pub struct UpgradeStatus {
 
 impl UpgradeStatus {
     pub fn pending(target: Version) -> Self {
+        Self::new(target, UpgradeState::Pending)
+    }
+
+    /// A device waiting for the rollout strategy to release it.
+    pub fn queued(target: Version) -> Self {
+        Self::new(target, UpgradeState::Queued)
+    }
+
+    fn new(target: Version, state: UpgradeState) -> Self {
         Self {
             target,
-            state: UpgradeState::Pending,
+            state,
             percent: None,
             result_code: None,
             result_msg: None,
@@ -150,6 +170,9 @@ pub fn decide(status: &UpgradeStatus, fact: Fact<'_>) -> Decision {
         Fact::VersionReported(v) if *v == status.target => {
             Decision::to(status.with_state(UpgradeState::Succeeded, Some(100)))
         }
+        // Not released yet: the strategy decides when the offer goes out, not the device. Only a
+        // device that already runs the target (updated by other means) is done.
+        _ if status.state == UpgradeState::Queued => Decision::ignore(),
         // Any other version while live: push again, every time. Re-pushing the same file is how a
         // Tencent device resumes its download, and a push that raced its report was dropped.
         Fact::VersionReported(_) | Fact::Requested => Decision {
@@ -301,6 +324,56 @@ mod tests {
             );
             assert_eq!(decide(&at(state), Fact::Requested), Decision::default());
         }
+    }
+
+    #[test]
+    fn queued_waits_for_release_whatever_the_device_says() {
+        let queued = at(UpgradeState::Queued);
+        let facts = [
+            Fact::VersionReported(&v("1.0.0")),
+            Fact::Requested,
+            Fact::Downloading {
+                percent: 10,
+                version: None,
+            },
+            Fact::Burning { version: None },
+            Fact::Done { version: None },
+            Fact::Failed {
+                code: -1,
+                message: "x",
+                version: None,
+            },
+        ];
+        for fact in facts {
+            assert_eq!(
+                decide(&queued, fact.clone()),
+                Decision::default(),
+                "{fact:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn queued_device_already_on_target_succeeds() {
+        let d = decide(
+            &UpgradeStatus::queued(v("1.1.0")),
+            Fact::VersionReported(&v("1.1.0")),
+        );
+        assert_eq!(d.next.unwrap().state, UpgradeState::Succeeded);
+        assert!(!d.push);
+    }
+
+    #[test]
+    fn queued_is_live_but_not_in_flight() {
+        assert!(UpgradeState::Queued.is_live());
+        assert!(!UpgradeState::Queued.is_in_flight());
+        assert!(UpgradeState::Pending.is_in_flight());
+        assert!(!UpgradeState::Succeeded.is_in_flight());
+        assert_eq!(UpgradeState::Queued.as_str(), "queued");
+        assert_eq!(
+            serde_json::to_string(&UpgradeState::Queued).unwrap(),
+            "\"queued\""
+        );
     }
 
     #[test]

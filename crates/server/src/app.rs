@@ -2,6 +2,7 @@
 //! every store (so start-up errors surface before anything runs), `run_until_stopped` serves.
 
 use crate::api::{self, ApiState};
+use crate::campaigns::Campaigns;
 use crate::config::ServeConfig;
 use crate::engine::Engine;
 use crate::gate::{DeviceGate, DeviceIdentity};
@@ -25,7 +26,7 @@ pub struct Application {
     http_addr: SocketAddr,
     router: Router,
     broker: Broker<DeviceIdentity>,
-    engine_task: tokio::task::JoinHandle<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
     admin_token: String,
 }
 
@@ -76,6 +77,12 @@ impl Application {
             config.url_ttl,
         );
         let engine_task = engine.spawn(events_rx);
+        let campaigns = Arc::new(Campaigns {
+            store: store.clone(),
+            engine,
+            clock: Arc::clone(&config.clock),
+        });
+        let planner_task = Arc::clone(&campaigns).spawn(config.tick);
 
         let prometheus = crate::telemetry::prometheus();
         let router = Router::new()
@@ -87,7 +94,7 @@ impl Application {
             .merge(api::router(ApiState {
                 store,
                 blobs: blobs.clone(),
-                engine,
+                campaigns,
                 admin_token: admin_token.clone().into(),
             }))
             .merge(otter_download::router(DownloadState { blobs, signer }))
@@ -99,7 +106,7 @@ impl Application {
             http_addr,
             router,
             broker,
-            engine_task,
+            tasks: vec![engine_task, planner_task],
             admin_token,
         })
     }
@@ -125,7 +132,7 @@ impl Application {
             .await
             .context("HTTP server")?;
         self.broker.shutdown().await;
-        self.engine_task.abort();
+        self.tasks.iter().for_each(|t| t.abort());
         info!("otter stopped");
         Ok(())
     }

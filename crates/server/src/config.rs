@@ -1,7 +1,9 @@
 //! Settings of `otter serve`, already merged from flags, environment and config file by the CLI.
 
+use crate::clock::{Clock, SystemClock};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
@@ -20,6 +22,10 @@ pub struct ServeConfig {
     pub url_ttl: Duration,
     /// Largest MQTT packet accepted from a device.
     pub max_packet_size: usize,
+    /// How often the campaign planner runs.
+    pub tick: Duration,
+    /// The planner's clock (a manual one in tests).
+    pub clock: Arc<dyn Clock>,
 }
 
 impl ServeConfig {
@@ -33,6 +39,8 @@ impl ServeConfig {
             admin_token: None,
             url_ttl: Duration::from_secs(24 * 3600),
             max_packet_size: 256 * 1024,
+            tick: Duration::from_secs(1),
+            clock: Arc::new(SystemClock),
         }
     }
 

@@ -12,7 +12,7 @@ use otter_broker::{Broker, BrokerEvent};
 use otter_core::{Fact, Module, UpgradeStatus, Version, decide};
 use otter_download::UrlSigner;
 use otter_protocol::{self as protocol, Answer, Offer, Outbound, Progress, UpMessage, Uplink};
-use otter_store::{Store, Upgrade};
+use otter_store::{CampaignMode, Store, Upgrade};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -259,7 +259,10 @@ impl Engine {
         else {
             return Ok(Applied::default());
         };
-        let decision = decide(&upgrade.status, fact);
+        let asked = matches!(fact, Fact::Requested);
+        let mut decision = decide(&upgrade.status, fact);
+        // In a device-requested campaign only the device's own request brings the offer.
+        decision.push &= asked || upgrade.mode == CampaignMode::Push;
         if let Some(next) = &decision.next {
             self.record(&upgrade, next).await?;
         }

@@ -7,6 +7,8 @@
 
 mod api;
 mod app;
+mod campaigns;
+pub mod clock;
 mod config;
 mod engine;
 mod gate;

@@ -1,6 +1,7 @@
 //! What the store hands out: typed records, validated on the way out of the database.
 
-use otter_core::{DeviceName, Module, ProductId, UpgradeStatus, Version};
+use otter_core::campaign::{CampaignState, Strategy};
+use otter_core::{DeviceName, Module, ProductId, UpgradeState, UpgradeStatus, Version};
 use serde::Serialize;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -49,15 +50,143 @@ pub struct Firmware {
     pub size: u64,
     pub md5: String,
     pub sha256: String,
+    pub state: FirmwareState,
     pub created_at: i64,
 }
 
+/// Verification on test devices: only a verified firmware goes to a rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FirmwareState {
+    Uploaded,
+    Verifying,
+    Verified,
+    Rejected,
+}
+
+impl FirmwareState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Uploaded => "uploaded",
+            Self::Verifying => "verifying",
+            Self::Verified => "verified",
+            Self::Rejected => "rejected",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Uploaded,
+            Self::Verifying,
+            Self::Verified,
+            Self::Rejected,
+        ]
+        .into_iter()
+        .find(|f| f.as_str() == s)
+    }
+}
+
+/// A device as campaign targeting sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FleetDevice {
+    pub name: DeviceName,
+    pub online: bool,
+    pub version: Option<Version>,
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CampaignKind {
+    Rollout,
+    Verification,
+}
+
+impl CampaignKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rollout => "rollout",
+            Self::Verification => "verification",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Rollout, Self::Verification]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+}
+
+/// Push: offers are pushed. Requested: offers only answer a device's own request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CampaignMode {
+    Push,
+    Requested,
+}
+
+impl CampaignMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Push => "push",
+            Self::Requested => "requested",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Push, Self::Requested]
+            .into_iter()
+            .find(|m| m.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Campaign {
     pub id: i64,
     pub product: ProductId,
     pub firmware_id: i64,
+    pub kind: CampaignKind,
+    pub state: CampaignState,
+    pub reason: Option<String>,
+    pub mode: CampaignMode,
+    pub selection: serde_json::Value,
+    pub strategy: Strategy,
+    pub allow_downgrade: bool,
+    pub skip_verification: bool,
     pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// One device joining a new campaign.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSlot {
+    pub device: DeviceName,
+    pub wave: u32,
+    pub from_version: Option<Version>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewCampaign {
+    pub firmware: Firmware,
+    pub kind: CampaignKind,
+    pub state: CampaignState,
+    pub mode: CampaignMode,
+    pub selection: serde_json::Value,
+    pub strategy: Strategy,
+    pub allow_downgrade: bool,
+    pub skip_verification: bool,
+    pub slots: Vec<NewSlot>,
+    /// Cancel the devices' live upgrades in other campaigns instead of refusing.
+    pub supersede: bool,
+}
+
+/// One entry of a device's upgrade history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UpgradeEvent {
+    pub campaign_id: i64,
+    pub device: DeviceName,
+    pub at: i64,
+    pub state: UpgradeState,
+    pub percent: Option<u8>,
+    pub result_code: Option<i32>,
+    pub result_msg: Option<String>,
 }
 
 /// One device in one campaign.
@@ -71,9 +200,28 @@ pub struct Upgrade {
     pub status: UpgradeStatus,
     /// How many times the offer was sent.
     pub pushes: i64,
+    pub ordinal: i64,
+    pub wave: u32,
+    /// Releases so far: 1 + retries used.
+    pub attempts: u32,
+    pub released_at: Option<i64>,
+    pub from_version: Option<Version>,
+    pub mode: CampaignMode,
+    pub created_at: i64,
     pub updated_at: i64,
 }
 
 /// Device counts of a campaign by upgrade state.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct StateCounts(pub std::collections::BTreeMap<String, i64>);
+
+/// A planner- or operator-driven change of several upgrades (see `Store::transition`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition<'a> {
+    pub from: &'a [UpgradeState],
+    pub to: UpgradeState,
+    pub result_code: Option<i32>,
+    pub result_msg: Option<&'a str>,
+    /// Set for a release: the planner clock's now.
+    pub released_at: Option<i64>,
+}

@@ -1,7 +1,43 @@
 //! The store against a real SQLite file: constraints that the upgrade flow relies on.
 
+use otter_core::campaign::{CampaignState, Strategy};
 use otter_core::{DeviceName, Module, ProductId, UpgradeState, UpgradeStatus, Version};
-use otter_store::{NewFirmware, Store, StoreError};
+use otter_store::{
+    CampaignKind, CampaignMode, Firmware, NewCampaign, NewFirmware, NewSlot, Store, StoreError,
+    Transition,
+};
+
+async fn campaign(
+    store: &Store,
+    fw: &Firmware,
+    devices: &[DeviceName],
+) -> Result<otter_store::Campaign, StoreError> {
+    store
+        .create_campaign(&new_campaign(fw, devices, false))
+        .await
+}
+
+fn new_campaign(fw: &Firmware, devices: &[DeviceName], supersede: bool) -> NewCampaign {
+    NewCampaign {
+        firmware: fw.clone(),
+        kind: CampaignKind::Rollout,
+        state: CampaignState::Running,
+        mode: CampaignMode::Push,
+        selection: serde_json::json!({}),
+        strategy: Strategy::default(),
+        allow_downgrade: false,
+        skip_verification: false,
+        slots: devices
+            .iter()
+            .map(|d| NewSlot {
+                device: d.clone(),
+                wave: 0,
+                from_version: None,
+            })
+            .collect(),
+        supersede,
+    }
+}
 
 fn p(s: &str) -> ProductId {
     ProductId::parse(s).unwrap()
@@ -58,22 +94,19 @@ async fn duplicates_are_conflicts_and_unknowns_not_found() {
         Err(StoreError::NotFound(_))
     ));
     assert!(matches!(
-        store.create_campaign(&fw, &[d("ghost")]).await,
+        campaign(&store, &fw, &[d("ghost")]).await,
         Err(StoreError::NotFound(_))
     ));
     // The failed campaign left nothing behind: the device can still join a campaign.
-    store.create_campaign(&fw, &[d("a")]).await.unwrap();
+    campaign(&store, &fw, &[d("a")]).await.unwrap();
 }
 
 #[tokio::test]
 async fn one_live_upgrade_per_device_and_module() {
     let dir = tempfile::tempdir().unwrap();
     let (store, fw) = store_with_firmware(&dir).await;
-    let c = store.create_campaign(&fw, &[d("a")]).await.unwrap();
-    let err = store
-        .create_campaign(&fw, &[d("b"), d("a")])
-        .await
-        .unwrap_err();
+    let c = campaign(&store, &fw, &[d("a")]).await.unwrap();
+    let err = campaign(&store, &fw, &[d("b"), d("a")]).await.unwrap_err();
     assert!(
         matches!(err, StoreError::Conflict(ref m) if m.contains("P1/a")),
         "{err}"
@@ -118,14 +151,14 @@ async fn one_live_upgrade_per_device_and_module() {
             .state,
         UpgradeState::Succeeded
     );
-    store.create_campaign(&fw, &[d("a")]).await.unwrap();
+    campaign(&store, &fw, &[d("a")]).await.unwrap();
 }
 
 #[tokio::test]
 async fn state_survives_reopening() {
     let dir = tempfile::tempdir().unwrap();
     let (store, fw) = store_with_firmware(&dir).await;
-    let c = store.create_campaign(&fw, &[d("a"), d("b")]).await.unwrap();
+    let c = campaign(&store, &fw, &[d("a"), d("b")]).await.unwrap();
     store
         .record_version(&p("P1"), &d("a"), &Module::default(), &v("1.0"))
         .await
@@ -139,7 +172,81 @@ async fn state_survives_reopening() {
         v("1.0")
     );
     assert_eq!(
-        store.campaign_counts(c.id).await.unwrap().0.get("pending"),
+        store.campaign_counts(c.id).await.unwrap().0.get("queued"),
         Some(&2)
+    );
+}
+
+#[tokio::test]
+async fn transitions_move_only_from_the_given_states_and_leave_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, fw) = store_with_firmware(&dir).await;
+    let c = campaign(&store, &fw, &[d("a"), d("b")]).await.unwrap();
+    let release = Transition {
+        from: &[UpgradeState::Queued],
+        to: UpgradeState::Pending,
+        result_code: None,
+        result_msg: None,
+        released_at: Some(42),
+    };
+    assert_eq!(
+        store
+            .transition(c.id, &p("P1"), &[d("a")], &release)
+            .await
+            .unwrap(),
+        [d("a")]
+    );
+    assert!(
+        store
+            .transition(c.id, &p("P1"), &[d("a")], &release)
+            .await
+            .unwrap()
+            .is_empty(),
+        "already released"
+    );
+    let a = store
+        .live_upgrade(&p("P1"), &d("a"), &Module::default())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (a.status.state, a.attempts, a.released_at),
+        (UpgradeState::Pending, 1, Some(42))
+    );
+    let history = store.device_events(&p("P1"), &d("a"), 10).await.unwrap();
+    let states: Vec<_> = history.iter().map(|e| e.state).collect();
+    assert_eq!(states, [UpgradeState::Pending, UpgradeState::Queued]);
+}
+
+#[tokio::test]
+async fn supersede_cancels_the_other_campaigns_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, fw) = store_with_firmware(&dir).await;
+    let first = campaign(&store, &fw, &[d("a")]).await.unwrap();
+    let second = store
+        .create_campaign(&new_campaign(&fw, &[d("a")], true))
+        .await
+        .unwrap();
+    let old = store
+        .campaign_upgrades(first.id, None, 10, 0)
+        .await
+        .unwrap();
+    assert_eq!(old[0].status.state, UpgradeState::Canceled);
+    assert!(
+        old[0]
+            .status
+            .result_msg
+            .as_deref()
+            .unwrap()
+            .contains(&format!("#{}", second.id))
+    );
+    assert_eq!(
+        store
+            .live_upgrade(&p("P1"), &d("a"), &Module::default())
+            .await
+            .unwrap()
+            .unwrap()
+            .campaign_id,
+        second.id
     );
 }

@@ -1,30 +1,58 @@
-//! `/campaigns`: firmware + target devices. `otter upgrade` of one device is a campaign with one
-//! target, so the campaign engine of later work generalizes this rather than replacing it.
+//! `/campaigns`: fleet rollouts. `otter upgrade` of one device is a campaign with one target.
 
 use super::{ApiError, ApiState};
-use axum::extract::{Path, State};
+use crate::campaigns::{CampaignError, CampaignRequest, Created};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use otter_core::{DeviceName, Module, ProductId, Version};
-use otter_protocol::Dialect;
-use otter_store::{Campaign, Firmware, StateCounts, Upgrade};
+use otter_core::{ProductId, UpgradeState};
+use otter_store::{Campaign, CampaignKind, Firmware, StateCounts, Upgrade};
 use serde::{Deserialize, Serialize};
 
 pub fn routes() -> Router<ApiState> {
     Router::new()
-        .route("/campaigns", post(create))
+        .route("/campaigns", post(create).get(list))
         .route("/campaigns/{id}", get(show))
+        .route("/campaigns/{id}/devices", get(devices))
+        .route("/campaigns/{id}/pause", post(pause))
+        .route("/campaigns/{id}/resume", post(resume))
+        .route("/campaigns/{id}/cancel", post(cancel))
 }
 
+impl From<CampaignError> for ApiError {
+    fn from(e: CampaignError) -> Self {
+        match e {
+            CampaignError::Invalid(m) => ApiError::BadRequest(m),
+            CampaignError::NotVerified(m) => ApiError::Conflict(m),
+            CampaignError::Store(e) => e.into(),
+            CampaignError::Other(e) => e.into(),
+        }
+    }
+}
+
+/// Request body of `POST /campaigns` (see docs/campaigns.md for every field).
 #[derive(Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)]
 pub struct NewCampaign {
     pub product: String,
-    /// Target firmware version (must be uploaded).
+    /// Target firmware version (uploaded, and verified unless skip_verification).
     pub version: String,
     pub module: Option<String>,
-    /// Device names to upgrade.
-    pub devices: Vec<String>,
+    /// `{"versions": [...], "devices": [...], "tags": [...]}`: every constraint given must hold.
+    #[schema(value_type = Object)]
+    pub selection: Option<serde_json::Value>,
+    /// Content of a device-name file (one per line, or CSV with a name column).
+    pub device_file: Option<String>,
+    /// start_at_ms, window, rate_per_minute, waves, gate_percent, timeout_secs, retries, abort.
+    #[schema(value_type = Object)]
+    pub strategy: Option<serde_json::Value>,
+    /// `push` (default) or `requested` (devices get the offer only when they ask).
+    pub mode: Option<String>,
+    pub dry_run: Option<bool>,
+    pub supersede: Option<bool>,
+    pub allow_downgrade: Option<bool>,
+    pub skip_verification: Option<bool>,
 }
 
 #[derive(Serialize)]
@@ -33,48 +61,69 @@ pub struct CampaignView {
     campaign: Campaign,
     firmware: Firmware,
     counts: StateCounts,
+    total: i64,
+}
+
+#[derive(Serialize)]
+pub struct CreatedView {
+    #[serde(flatten)]
+    campaign: Option<CampaignView>,
+    dry_run: bool,
+    #[serde(flatten)]
+    created: Created,
+    /// The first devices, for a quick look (all of them: GET /campaigns/{id}/devices).
     upgrades: Vec<Upgrade>,
 }
 
 #[utoipa::path(post, path = "/api/v1/campaigns", request_body = NewCampaign,
-    responses((status = 201), (status = 404, description = "unknown product, firmware or device"), (status = 409, description = "a device is already upgrading")))]
+    responses((status = 201, description = "created (or, with dry_run, 200 and nothing started)"), (status = 400), (status = 404, description = "unknown product or firmware"), (status = 409, description = "firmware not verified, or a device is already in a live campaign")))]
 pub async fn create(
     State(s): State<ApiState>,
-    Json(c): Json<NewCampaign>,
-) -> Result<(StatusCode, Json<CampaignView>), ApiError> {
-    let product = s.store.product(&ProductId::parse(c.product)?).await?;
-    let dialect: Dialect = product
-        .dialect
-        .parse()
-        .map_err(|_| ApiError::Internal("stored dialect".into()))?;
-    let module = c.module.map(Module::parse).transpose()?.unwrap_or_default();
-    let firmware = s
-        .store
-        .firmware_by_version(&product.id, &module, &Version::parse(c.version)?)
-        .await?;
-    if c.devices.is_empty() {
-        return Err(ApiError::BadRequest(
-            "a campaign needs at least one device".into(),
-        ));
+    Json(body): Json<serde_json::Value>,
+) -> Result<(StatusCode, Json<CreatedView>), ApiError> {
+    let req: CampaignRequest = serde_json::from_value(body)
+        .map_err(|e| ApiError::BadRequest(format!("invalid campaign: {e}")))?;
+    let dry_run = req.dry_run;
+    let created = s.campaigns.create(req, CampaignKind::Rollout).await?;
+    let (campaign, upgrades) = match &created.campaign {
+        Some(c) => (
+            Some(view(&s, c.id).await?),
+            s.campaigns.upgrades(c.id, None, 100, 0).await?,
+        ),
+        None => (None, Vec::new()),
+    };
+    let status = if dry_run {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((
+        status,
+        Json(CreatedView {
+            campaign,
+            dry_run,
+            created,
+            upgrades,
+        }),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct ListParams {
+    product: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/campaigns", params(("product" = Option<String>, Query)), responses((status = 200)))]
+pub async fn list(
+    State(s): State<ApiState>,
+    Query(p): Query<ListParams>,
+) -> Result<Json<Vec<CampaignView>>, ApiError> {
+    let product = p.product.map(ProductId::parse).transpose()?;
+    let mut out = Vec::new();
+    for c in s.store.campaigns(product.as_ref()).await? {
+        out.push(view(&s, c.id).await?);
     }
-    let devices = c
-        .devices
-        .into_iter()
-        .map(DeviceName::parse)
-        .collect::<Result<Vec<_>, _>>()?;
-    let campaign = s.store.create_campaign(&firmware, &devices).await?;
-    tracing::info!(campaign = campaign.id, product = %product.id, version = %firmware.version, devices = devices.len(), "campaign created");
-    // Devices online now get the offer at once; the others when they next report their version.
-    for upgrade in s.store.campaign_upgrades(campaign.id).await? {
-        if s.store
-            .device(&upgrade.product, &upgrade.device)
-            .await?
-            .online
-        {
-            s.engine.push(&upgrade, dialect).await?;
-        }
-    }
-    Ok((StatusCode::CREATED, Json(view(&s, campaign.id).await?)))
+    Ok(Json(out))
 }
 
 #[utoipa::path(get, path = "/api/v1/campaigns/{id}", responses((status = 200), (status = 404)))]
@@ -85,13 +134,72 @@ pub async fn show(
     Ok(Json(view(&s, id).await?))
 }
 
-async fn view(s: &ApiState, id: i64) -> Result<CampaignView, ApiError> {
+#[derive(Deserialize)]
+pub struct DeviceParams {
+    state: Option<String>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+#[utoipa::path(get, path = "/api/v1/campaigns/{id}/devices",
+    params(("state" = Option<String>, Query), ("limit" = Option<i64>, Query), ("offset" = Option<i64>, Query)), responses((status = 200)))]
+pub async fn devices(
+    State(s): State<ApiState>,
+    Path(id): Path<i64>,
+    Query(p): Query<DeviceParams>,
+) -> Result<Json<Vec<Upgrade>>, ApiError> {
+    s.store.campaign(id).await?;
+    let state = p
+        .state
+        .map(|st| {
+            UpgradeState::parse(&st)
+                .ok_or_else(|| ApiError::BadRequest(format!("unknown state {st:?}")))
+        })
+        .transpose()?;
+    let limit = p.limit.unwrap_or(100).clamp(1, 1000);
+    Ok(Json(
+        s.campaigns
+            .upgrades(id, state, limit, p.offset.unwrap_or(0).max(0))
+            .await?,
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/campaigns/{id}/pause", responses((status = 200), (status = 400), (status = 404)))]
+pub async fn pause(
+    State(s): State<ApiState>,
+    Path(id): Path<i64>,
+) -> Result<Json<CampaignView>, ApiError> {
+    s.campaigns.pause(id).await?;
+    Ok(Json(view(&s, id).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/campaigns/{id}/resume", responses((status = 200), (status = 400), (status = 404)))]
+pub async fn resume(
+    State(s): State<ApiState>,
+    Path(id): Path<i64>,
+) -> Result<Json<CampaignView>, ApiError> {
+    s.campaigns.resume(id).await?;
+    Ok(Json(view(&s, id).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/campaigns/{id}/cancel", responses((status = 200), (status = 400), (status = 404)))]
+pub async fn cancel(
+    State(s): State<ApiState>,
+    Path(id): Path<i64>,
+) -> Result<Json<CampaignView>, ApiError> {
+    s.campaigns.cancel(id).await?;
+    Ok(Json(view(&s, id).await?))
+}
+
+pub async fn view(s: &ApiState, id: i64) -> Result<CampaignView, ApiError> {
     let campaign = s.store.campaign(id).await?;
     let firmware = s.store.firmware(campaign.firmware_id).await?;
+    let counts = s.store.campaign_counts(id).await?;
+    let total = counts.0.values().sum();
     Ok(CampaignView {
-        counts: s.store.campaign_counts(id).await?,
-        upgrades: s.store.campaign_upgrades(id).await?,
-        firmware,
         campaign,
+        firmware,
+        counts,
+        total,
     })
 }

@@ -3,11 +3,11 @@
 use super::{ApiError, ApiState};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, put};
 use axum::{Json, Router};
 use otter_core::{DeviceName, ProductId};
 use otter_protocol::Dialect;
-use otter_store::{Device, ModuleVersion, Upgrade};
+use otter_store::{Device, ModuleVersion, Upgrade, UpgradeEvent};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +15,52 @@ pub fn routes() -> Router<ApiState> {
     Router::new()
         .route("/products/{product}/devices", get(list).post(create))
         .route("/products/{product}/devices/{device}", get(show))
+        .route("/products/{product}/devices/{device}/tags", put(tags))
+        .route("/products/{product}/devices/{device}/history", get(history))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct TagChange {
+    #[serde(default)]
+    pub add: Vec<String>,
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+#[utoipa::path(put, path = "/api/v1/products/{product}/devices/{device}/tags", request_body = TagChange, responses((status = 200, description = "the device's tags"), (status = 400), (status = 404)))]
+pub async fn tags(
+    State(s): State<ApiState>,
+    Path((product, device)): Path<(String, String)>,
+    Json(t): Json<TagChange>,
+) -> Result<Json<Vec<String>>, ApiError> {
+    let valid = |tag: &String| {
+        !tag.is_empty() && tag.len() <= 64 && tag.chars().all(|c| c.is_ascii_graphic())
+    };
+    if let Some(bad) = t.add.iter().find(|t| !valid(t)) {
+        return Err(ApiError::BadRequest(format!(
+            "invalid tag {bad:?}: 1 to 64 printable characters, no spaces"
+        )));
+    }
+    Ok(Json(
+        s.store
+            .set_tags(
+                &ProductId::parse(product)?,
+                &DeviceName::parse(device)?,
+                &t.add,
+                &t.remove,
+            )
+            .await?,
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/products/{product}/devices/{device}/history", responses((status = 200, description = "upgrade events, newest first"), (status = 404)))]
+pub async fn history(
+    State(s): State<ApiState>,
+    Path((product, device)): Path<(String, String)>,
+) -> Result<Json<Vec<UpgradeEvent>>, ApiError> {
+    let (product, device) = (ProductId::parse(product)?, DeviceName::parse(device)?);
+    s.store.device(&product, &device).await?;
+    Ok(Json(s.store.device_events(&product, &device, 500).await?))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -90,6 +136,7 @@ pub struct DeviceView {
     /// Version of the default module, for the common case.
     version: Option<String>,
     versions: Vec<ModuleVersion>,
+    tags: Vec<String>,
     upgrade: Option<UpgradeView>,
 }
 
@@ -127,10 +174,12 @@ pub async fn show(
         .iter()
         .find(|v| v.module.as_str() == "default")
         .map(|v| v.version.to_string());
+    let tags = s.store.tags(&product.id, &name).await?;
     Ok(Json(DeviceView {
         device,
         version,
         versions,
+        tags,
         upgrade,
     }))
 }

@@ -2,19 +2,79 @@
 //! way) and list firmware images.
 
 use super::{ApiError, ApiState};
+use crate::campaigns::CampaignRequest;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::TryStreamExt;
+use otter_core::campaign::Strategy;
+use otter_core::targeting::Selection;
 use otter_core::{Module, ProductId, Version};
+use otter_store::{CampaignKind, CampaignMode};
 use otter_store::{Firmware, NewFirmware};
 use serde::Deserialize;
 use tokio_util::io::StreamReader;
 
 pub fn routes() -> Router<ApiState> {
-    Router::new().route("/products/{product}/firmware", get(list).post(upload))
+    Router::new()
+        .route("/products/{product}/firmware", get(list).post(upload))
+        .route("/products/{product}/firmware/verify", post(verify))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct VerifyRequest {
+    pub version: String,
+    pub module: Option<String>,
+    /// Test devices (at most 10); the firmware is verified when all succeed, rejected when any fails.
+    pub devices: Vec<String>,
+    /// Per-device timeout in seconds.
+    pub timeout_secs: Option<u64>,
+}
+
+#[utoipa::path(post, path = "/api/v1/products/{product}/firmware/verify", request_body = VerifyRequest,
+    responses((status = 201, description = "verification campaign started"), (status = 400), (status = 404)))]
+pub async fn verify(
+    State(s): State<ApiState>,
+    Path(product): Path<String>,
+    Json(v): Json<VerifyRequest>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    if v.devices.is_empty() || v.devices.len() > crate::campaigns::MAX_TEST_DEVICES {
+        return Err(ApiError::BadRequest(format!(
+            "verification takes 1 to {} test devices",
+            crate::campaigns::MAX_TEST_DEVICES
+        )));
+    }
+    let request = CampaignRequest {
+        product,
+        version: v.version,
+        module: v.module,
+        selection: Selection {
+            devices: v.devices,
+            ..Default::default()
+        },
+        device_file: None,
+        strategy: Strategy {
+            timeout_secs: v.timeout_secs,
+            ..Default::default()
+        },
+        mode: CampaignMode::Push,
+        dry_run: false,
+        supersede: false,
+        allow_downgrade: true,
+        skip_verification: true,
+    };
+    let created = s
+        .campaigns
+        .create(request, CampaignKind::Verification)
+        .await?;
+    let id = created.campaign.as_ref().map(|c| c.id).unwrap_or_default();
+    let view = super::campaigns::view(&s, id).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::to_value(view).unwrap_or_default()),
+    ))
 }
 
 #[derive(Deserialize)]

@@ -8,7 +8,7 @@ mod firmware;
 mod openapi;
 mod products;
 
-use crate::engine::Engine;
+use crate::campaigns::Campaigns;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
@@ -24,7 +24,7 @@ pub use error::ApiError;
 pub struct ApiState {
     pub store: Store,
     pub blobs: Blobs,
-    pub engine: Arc<Engine>,
+    pub campaigns: Arc<Campaigns>,
     pub admin_token: Arc<str>,
 }
 

@@ -132,7 +132,7 @@ impl TestServer {
     pub async fn upgrade(&self, product: &str, device: &str, version: &str) -> Value {
         self.post(
             "/campaigns",
-            json!({ "product": product, "version": version, "devices": [device] }),
+            json!({ "product": product, "version": version, "selection": { "devices": [device] }, "skip_verification": true }),
         )
         .await
     }

@@ -35,15 +35,40 @@ CREATE TABLE firmware (
     size        BIGINT NOT NULL,
     md5         TEXT NOT NULL,
     sha256      TEXT NOT NULL,
+    -- uploaded → verifying → verified | rejected (verification on test devices)
+    state       TEXT NOT NULL DEFAULT 'uploaded',
     created_at  BIGINT NOT NULL,
     UNIQUE (product_id, module, version)
+);
+
+-- Free-form device tags for targeting (`key=value` or plain words).
+CREATE TABLE device_tags (
+    product_id  TEXT NOT NULL,
+    device_name TEXT NOT NULL,
+    tag         TEXT NOT NULL,
+    PRIMARY KEY (product_id, device_name, tag),
+    FOREIGN KEY (product_id, device_name) REFERENCES devices(product_id, name)
 );
 
 CREATE TABLE campaigns (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     product_id  TEXT NOT NULL REFERENCES products(id),
     firmware_id BIGINT NOT NULL REFERENCES firmware(id),
-    created_at  BIGINT NOT NULL
+    -- rollout | verification
+    kind        TEXT NOT NULL DEFAULT 'rollout',
+    -- scheduled | running | paused | finished | canceled | aborted
+    state       TEXT NOT NULL DEFAULT 'running',
+    -- why it is paused, aborted or canceled
+    reason      TEXT,
+    -- push: offers are pushed; requested: only answered when a device asks
+    mode        TEXT NOT NULL DEFAULT 'push',
+    -- how devices were chosen (JSON, for display) and the strategy (JSON, otter-core Strategy)
+    selection   TEXT NOT NULL DEFAULT '{}',
+    strategy    TEXT NOT NULL DEFAULT '{}',
+    allow_downgrade   BOOLEAN NOT NULL DEFAULT FALSE,
+    skip_verification BOOLEAN NOT NULL DEFAULT FALSE,
+    created_at  BIGINT NOT NULL,
+    updated_at  BIGINT NOT NULL
 );
 
 -- One device in one campaign: the state machine of otter-core, persisted.
@@ -58,6 +83,15 @@ CREATE TABLE upgrades (
     result_code INTEGER,
     result_msg  TEXT,
     pushes      INTEGER NOT NULL DEFAULT 0,
+    -- rollout order and wave, fixed at creation
+    ordinal     INTEGER NOT NULL DEFAULT 0,
+    wave        INTEGER NOT NULL DEFAULT 0,
+    -- releases so far (1 + retries used) and when the last one happened (planner clock)
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    released_at BIGINT,
+    -- the device's version when it joined
+    from_version TEXT,
+    created_at  BIGINT NOT NULL DEFAULT 0,
     updated_at  BIGINT NOT NULL,
     PRIMARY KEY (campaign_id, product_id, device_name),
     FOREIGN KEY (product_id, device_name) REFERENCES devices(product_id, name)
@@ -65,5 +99,20 @@ CREATE TABLE upgrades (
 
 -- A device is in at most one live upgrade per module.
 CREATE UNIQUE INDEX upgrades_one_live_per_module ON upgrades (product_id, device_name, module)
-    WHERE state IN ('pending', 'pushed', 'downloading', 'burning');
+    WHERE state IN ('queued', 'pending', 'pushed', 'downloading', 'burning');
 CREATE INDEX upgrades_by_device ON upgrades (product_id, device_name, updated_at);
+CREATE INDEX upgrades_by_campaign ON upgrades (campaign_id, ordinal);
+
+-- Every state change of every device upgrade: the device's history.
+CREATE TABLE upgrade_events (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    campaign_id BIGINT NOT NULL,
+    product_id  TEXT NOT NULL,
+    device_name TEXT NOT NULL,
+    at          BIGINT NOT NULL,
+    state       TEXT NOT NULL,
+    percent     INTEGER,
+    result_code INTEGER,
+    result_msg  TEXT
+);
+CREATE INDEX upgrade_events_by_device ON upgrade_events (product_id, device_name, id);

@@ -1,7 +1,7 @@
 //! The SQLite engine: the embedded default under `--data-dir`.
 
 use crate::*;
-use otter_core::{DeviceName, Module, ProductId, UpgradeState, UpgradeStatus, Version};
+use otter_core::{DeviceName, Module, ProductId, Version};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -13,21 +13,26 @@ use std::time::Duration;
 /// `UpgradeState::is_live` and the partial index in the migrations.
 macro_rules! live_states {
     ($sql:literal) => {
-        concat!($sql, "('pending', 'pushed', 'downloading', 'burning')")
+        concat!(
+            $sql,
+            "('queued', 'pending', 'pushed', 'downloading', 'burning')"
+        )
     };
 }
 
+mod campaigns;
+
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: SqlitePool,
+    pub(crate) pool: SqlitePool,
 }
 
-fn corrupt(e: impl std::fmt::Display) -> StoreError {
+pub(crate) fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
 
 /// Maps a uniqueness violation to a clear conflict, anything else to a database error.
-fn conflict_or(e: sqlx::Error, what: impl FnOnce() -> String) -> StoreError {
+pub(crate) fn conflict_or(e: sqlx::Error, what: impl FnOnce() -> String) -> StoreError {
     match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what()),
         _ => StoreError::Database(e),
@@ -87,6 +92,7 @@ struct FirmwareRow {
     size: i64,
     md5: String,
     sha256: String,
+    state: String,
     created_at: i64,
 }
 
@@ -101,50 +107,14 @@ impl TryFrom<FirmwareRow> for Firmware {
             size: u64::try_from(r.size).map_err(corrupt)?,
             md5: r.md5,
             sha256: r.sha256,
+            state: FirmwareState::parse(&r.state)
+                .ok_or_else(|| corrupt(format!("firmware state {:?}", r.state)))?,
             created_at: r.created_at,
         })
     }
 }
 
-#[derive(FromRow)]
-struct UpgradeRow {
-    campaign_id: i64,
-    product_id: String,
-    device_name: String,
-    module: String,
-    target: String,
-    state: String,
-    percent: Option<i64>,
-    result_code: Option<i64>,
-    result_msg: Option<String>,
-    pushes: i64,
-    updated_at: i64,
-}
-
-impl TryFrom<UpgradeRow> for Upgrade {
-    type Error = StoreError;
-    fn try_from(r: UpgradeRow) -> Result<Self> {
-        let state = UpgradeState::parse(&r.state)
-            .ok_or_else(|| corrupt(format!("upgrade state {:?}", r.state)))?;
-        Ok(Upgrade {
-            campaign_id: r.campaign_id,
-            product: ProductId::parse(r.product_id).map_err(corrupt)?,
-            device: DeviceName::parse(r.device_name).map_err(corrupt)?,
-            module: Module::parse(r.module).map_err(corrupt)?,
-            status: UpgradeStatus {
-                target: Version::parse(r.target).map_err(corrupt)?,
-                state,
-                percent: r.percent.map(|p| p.clamp(0, 100) as u8),
-                result_code: r.result_code.map(|c| c as i32),
-                result_msg: r.result_msg,
-            },
-            pushes: r.pushes,
-            updated_at: r.updated_at,
-        })
-    }
-}
-
-fn convert<R, T: TryFrom<R, Error = StoreError>>(rows: Vec<R>) -> Result<Vec<T>> {
+pub(crate) fn convert<R, T: TryFrom<R, Error = StoreError>>(rows: Vec<R>) -> Result<Vec<T>> {
     rows.into_iter().map(T::try_from).collect()
 }
 
@@ -420,174 +390,85 @@ impl Store {
         )
     }
 
-    // ---- campaigns and upgrades
-
-    /// Creates a campaign of `firmware` over `devices`, each upgrade pending. All or nothing: a
-    /// device that is unknown or already in a live upgrade of the same module refuses the whole.
-    pub async fn create_campaign(
-        &self,
-        firmware: &Firmware,
-        devices: &[DeviceName],
-    ) -> Result<Campaign> {
-        let now = now_ms();
-        let mut tx = self.pool.begin().await?;
-        let id: i64 = sqlx::query_scalar("INSERT INTO campaigns (product_id, firmware_id, created_at) VALUES ($1, $2, $3) RETURNING id")
-            .bind(firmware.product.as_str())
-            .bind(firmware.id)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?;
-        for device in devices {
-            let known: Option<i64> =
-                sqlx::query_scalar("SELECT 1 FROM devices WHERE product_id = $1 AND name = $2")
-                    .bind(firmware.product.as_str())
-                    .bind(device.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if known.is_none() {
-                return Err(StoreError::NotFound(format!(
-                    "device {}/{device}",
-                    firmware.product
-                )));
-            }
-            sqlx::query(
-                "INSERT INTO upgrades (campaign_id, product_id, device_name, module, target, state, updated_at) VALUES ($1, $2, $3, $4, $5, 'pending', $6)",
-            )
+    pub async fn set_firmware_state(&self, id: i64, state: FirmwareState) -> Result<()> {
+        sqlx::query("UPDATE firmware SET state = $1 WHERE id = $2")
+            .bind(state.as_str())
             .bind(id)
-            .bind(firmware.product.as_str())
-            .bind(device.as_str())
-            .bind(firmware.module.as_str())
-            .bind(firmware.version.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| conflict_or(e, || format!("device {}/{device} is already in a live upgrade of module {}", firmware.product, firmware.module)))?;
-        }
-        tx.commit().await?;
-        Ok(Campaign {
-            id,
-            product: firmware.product.clone(),
-            firmware_id: firmware.id,
-            created_at: now,
-        })
-    }
-
-    pub async fn campaign(&self, id: i64) -> Result<Campaign> {
-        let row = sqlx::query(
-            "SELECT id, product_id, firmware_id, created_at FROM campaigns WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or_else(|| StoreError::NotFound(format!("campaign #{id}")))?;
-        Ok(Campaign {
-            id: row.try_get("id")?,
-            product: ProductId::parse(row.try_get::<String, _>("product_id")?).map_err(corrupt)?,
-            firmware_id: row.try_get("firmware_id")?,
-            created_at: row.try_get("created_at")?,
-        })
-    }
-
-    pub async fn campaign_counts(&self, id: i64) -> Result<StateCounts> {
-        let rows = sqlx::query(
-            "SELECT state, COUNT(*) AS n FROM upgrades WHERE campaign_id = $1 GROUP BY state",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut counts = StateCounts::default();
-        for r in rows {
-            counts.0.insert(r.try_get("state")?, r.try_get("n")?);
-        }
-        Ok(counts)
-    }
-
-    pub async fn campaign_upgrades(&self, id: i64) -> Result<Vec<Upgrade>> {
-        convert(
-            sqlx::query_as::<_, UpgradeRow>(
-                "SELECT * FROM upgrades WHERE campaign_id = $1 ORDER BY device_name",
-            )
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?,
-        )
-    }
-
-    /// The device's live upgrade of `module`, if any (at most one, by a unique index).
-    pub async fn live_upgrade(
-        &self,
-        product: &ProductId,
-        device: &DeviceName,
-        module: &Module,
-    ) -> Result<Option<Upgrade>> {
-        const SQL: &str = live_states!(
-            "SELECT * FROM upgrades WHERE product_id = $1 AND device_name = $2 AND module = $3 AND state IN "
-        );
-        let row: Option<UpgradeRow> = sqlx::query_as(SQL)
-            .bind(product.as_str())
-            .bind(device.as_str())
-            .bind(module.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(Upgrade::try_from).transpose()
-    }
-
-    /// The device's most recent upgrade, live or not, for `device show`.
-    pub async fn latest_upgrade(
-        &self,
-        product: &ProductId,
-        device: &DeviceName,
-    ) -> Result<Option<Upgrade>> {
-        let row: Option<UpgradeRow> =
-            sqlx::query_as("SELECT * FROM upgrades WHERE product_id = $1 AND device_name = $2 ORDER BY updated_at DESC, campaign_id DESC LIMIT 1")
-                .bind(product.as_str())
-                .bind(device.as_str())
-                .fetch_optional(&self.pool)
-                .await?;
-        row.map(Upgrade::try_from).transpose()
-    }
-
-    /// Stores a new status, only if the upgrade is still live (a late report never revives a
-    /// finished upgrade). Returns whether it was written.
-    pub async fn update_upgrade(
-        &self,
-        campaign_id: i64,
-        product: &ProductId,
-        device: &DeviceName,
-        status: &UpgradeStatus,
-    ) -> Result<bool> {
-        const SQL: &str = live_states!(
-            "UPDATE upgrades SET state = $1, percent = $2, result_code = $3, result_msg = $4, updated_at = $5
-             WHERE campaign_id = $6 AND product_id = $7 AND device_name = $8 AND state IN "
-        );
-        let done = sqlx::query(SQL)
-            .bind(status.state.as_str())
-            .bind(status.percent.map(i64::from))
-            .bind(status.result_code.map(i64::from))
-            .bind(status.result_msg.as_deref())
-            .bind(now_ms())
-            .bind(campaign_id)
-            .bind(product.as_str())
-            .bind(device.as_str())
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    /// Counts one more push of the offer to the device.
-    pub async fn count_push(
-        &self,
-        campaign_id: i64,
-        product: &ProductId,
-        device: &DeviceName,
-    ) -> Result<()> {
-        sqlx::query("UPDATE upgrades SET pushes = pushes + 1, updated_at = $1 WHERE campaign_id = $2 AND product_id = $3 AND device_name = $4")
-            .bind(now_ms())
-            .bind(campaign_id)
-            .bind(product.as_str())
-            .bind(device.as_str())
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    // ---- tags
+
+    /// Adds and removes tags of a device; returns its tags afterwards.
+    pub async fn set_tags(
+        &self,
+        product: &ProductId,
+        name: &DeviceName,
+        add: &[String],
+        remove: &[String],
+    ) -> Result<Vec<String>> {
+        self.device(product, name).await?;
+        let mut tx = self.pool.begin().await?;
+        for tag in add {
+            sqlx::query("INSERT INTO device_tags (product_id, device_name, tag) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                .bind(product.as_str())
+                .bind(name.as_str())
+                .bind(tag)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for tag in remove {
+            sqlx::query(
+                "DELETE FROM device_tags WHERE product_id = $1 AND device_name = $2 AND tag = $3",
+            )
+            .bind(product.as_str())
+            .bind(name.as_str())
+            .bind(tag)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        self.tags(product, name).await
+    }
+
+    pub async fn tags(&self, product: &ProductId, name: &DeviceName) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT tag FROM device_tags WHERE product_id = $1 AND device_name = $2 ORDER BY tag",
+        )
+        .bind(product.as_str())
+        .bind(name.as_str())
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Every device of a product with its version of `module` and its tags: the input of
+    /// campaign targeting, which is pure logic in the caller.
+    pub async fn fleet(&self, product: &ProductId, module: &Module) -> Result<Vec<FleetDevice>> {
+        let rows = sqlx::query(
+            "SELECT d.name, d.online, v.version,
+                    (SELECT group_concat(tag, char(10)) FROM device_tags t WHERE t.product_id = d.product_id AND t.device_name = d.name) AS tags
+             FROM devices d LEFT JOIN device_versions v ON v.product_id = d.product_id AND v.device_name = d.name AND v.module = $2
+             WHERE d.product_id = $1 ORDER BY d.name",
+        )
+        .bind(product.as_str())
+        .bind(module.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                let version: Option<String> = r.try_get("version")?;
+                let tags: Option<String> = r.try_get("tags")?;
+                Ok(FleetDevice {
+                    name: DeviceName::parse(r.try_get::<String, _>("name")?).map_err(corrupt)?,
+                    online: r.try_get("online")?,
+                    version: version.map(Version::parse).transpose().map_err(corrupt)?,
+                    tags: tags
+                        .map(|t| t.lines().map(str::to_owned).collect())
+                        .unwrap_or_default(),
+                })
+            })
+            .collect()
     }
 }

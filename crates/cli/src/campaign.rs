@@ -1,0 +1,412 @@
+//! `otter campaign …`: fleet rollouts through the server's `/campaigns` API, and `watch`, which
+//! follows one live until it ends.
+
+use crate::admin::{Conn, field, s, table};
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Subcommand, Debug)]
+pub enum CampaignCmd {
+    /// Create a rollout (or preview it with --dry-run).
+    Create(Box<CreateArgs>),
+    /// List campaigns.
+    List {
+        #[arg(long)]
+        product: Option<String>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Show a campaign: state, counts by device state, and its devices.
+    Show {
+        id: i64,
+        /// Only devices in this state (queued, pending, pushed, downloading, burning, succeeded, failed, timed_out, canceled).
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Stop releasing devices; devices already released go on.
+    Pause {
+        id: i64,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Release devices again.
+    Resume {
+        id: i64,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// End the campaign; every device not yet finished is canceled.
+    Cancel {
+        id: i64,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Follow a campaign live until it ends (with --json: one JSON event per line).
+    Watch {
+        id: i64,
+        /// Poll interval in milliseconds.
+        #[arg(long, default_value_t = 500)]
+        interval_ms: u64,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    #[arg(long)]
+    product: String,
+    /// Target firmware version.
+    #[arg(long)]
+    version: String,
+    #[arg(long)]
+    module: Option<String>,
+    /// Take devices at this source version (repeatable).
+    #[arg(long = "from-version")]
+    from_versions: Vec<String>,
+    /// Take this device (repeatable; with --from-version: only if at one of those versions).
+    #[arg(long = "device")]
+    devices: Vec<String>,
+    /// File of device names: one per line, or CSV with a name column. Versions are ignored.
+    #[arg(long)]
+    devices_file: Option<PathBuf>,
+    /// Take only devices with this tag (repeatable: all must match).
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+    /// Device-requested: push nothing; devices get the offer when they ask for it.
+    #[arg(long)]
+    device_requested: bool,
+    /// Start time, RFC 3339 (e.g. 2026-12-01T02:00:00+08:00) [default: now].
+    #[arg(long)]
+    start_at: Option<String>,
+    /// Maintenance window start, HH:MM local to --utc-offset.
+    #[arg(long, requires = "window_minutes")]
+    window_start: Option<String>,
+    /// Maintenance window length in minutes.
+    #[arg(long, requires = "window_start")]
+    window_minutes: Option<u16>,
+    /// Time zone of the window as an offset, e.g. +08:00 [default: +00:00].
+    #[arg(long, default_value = "+00:00", allow_hyphen_values = true)]
+    utc_offset: String,
+    /// Most devices released per minute.
+    #[arg(long)]
+    rate: Option<u32>,
+    /// Waves as cumulative percentages, e.g. 10,50,100.
+    #[arg(long, value_delimiter = ',')]
+    waves: Vec<u8>,
+    /// % of earlier waves that must succeed before the next wave [default: 100].
+    #[arg(long)]
+    gate: Option<u8>,
+    /// Per-device timeout in seconds.
+    #[arg(long)]
+    timeout: Option<u64>,
+    /// Retries of failed or timed-out devices (0–10).
+    #[arg(long, default_value_t = 0)]
+    retries: u8,
+    /// Abort when more than this % of finished devices failed…
+    #[arg(long)]
+    abort_percent: Option<u8>,
+    /// …after at least this many devices finished.
+    #[arg(long, default_value_t = 10)]
+    abort_min: u32,
+    /// Replace the devices' upgrades in other live campaigns instead of refusing.
+    #[arg(long)]
+    supersede: bool,
+    /// Allow targets older than a device's current version.
+    #[arg(long)]
+    allow_downgrade: bool,
+    /// Use firmware that was not verified on test devices (recorded on the campaign).
+    #[arg(long)]
+    skip_verification: bool,
+    /// Print the devices matched, the waves and the projected timeline; start nothing.
+    #[arg(long)]
+    dry_run: bool,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+pub async fn run(cmd: CampaignCmd) -> Result<()> {
+    match cmd {
+        CampaignCmd::Create(args) => create(*args).await,
+        CampaignCmd::List { product, conn } => {
+            let path = match product {
+                Some(p) => format!("/campaigns?product={p}"),
+                None => "/campaigns".into(),
+            };
+            let v = conn.call(Method::GET, &path, None).await?;
+            conn.print(&v, |v| {
+                table(v, &["id", "product", "state", "mode", "total", "reason"])
+            });
+            Ok(())
+        }
+        CampaignCmd::Show {
+            id,
+            state,
+            limit,
+            conn,
+        } => {
+            let mut v = conn
+                .call(Method::GET, &format!("/campaigns/{id}"), None)
+                .await?;
+            let filter = state.map(|s| format!("&state={s}")).unwrap_or_default();
+            v["devices"] = conn
+                .call(
+                    Method::GET,
+                    &format!("/campaigns/{id}/devices?limit={limit}{filter}"),
+                    None,
+                )
+                .await?;
+            conn.print(&v, |v| {
+                format!(
+                    "{}\n\n{}",
+                    summary(v),
+                    table(
+                        &v["devices"],
+                        &[
+                            "device",
+                            "state",
+                            "percent",
+                            "attempts",
+                            "result_code",
+                            "result_msg"
+                        ]
+                    )
+                )
+            });
+            Ok(())
+        }
+        CampaignCmd::Pause { id, conn } => act(id, "pause", conn).await,
+        CampaignCmd::Resume { id, conn } => act(id, "resume", conn).await,
+        CampaignCmd::Cancel { id, conn } => act(id, "cancel", conn).await,
+        CampaignCmd::Watch {
+            id,
+            interval_ms,
+            conn,
+        } => watch(id, Duration::from_millis(interval_ms.max(100)), conn).await,
+    }
+}
+
+async fn act(id: i64, action: &str, conn: Conn) -> Result<()> {
+    let v = conn
+        .call(Method::POST, &format!("/campaigns/{id}/{action}"), None)
+        .await?;
+    conn.print(&v, summary);
+    Ok(())
+}
+
+fn summary(v: &Value) -> String {
+    let counts: Vec<String> = v["counts"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+    let reason = v
+        .get("reason")
+        .and_then(Value::as_str)
+        .map(|r| format!(" ({r})"))
+        .unwrap_or_default();
+    format!(
+        "campaign #{} {} → {}: {}{reason}\ndevices {}: {}",
+        field(v, "id"),
+        s(v, "product"),
+        v.pointer("/firmware/version")
+            .and_then(Value::as_str)
+            .unwrap_or("-"),
+        s(v, "state"),
+        field(v, "total"),
+        counts.join(", ")
+    )
+}
+
+async fn create(a: CreateArgs) -> Result<()> {
+    let device_file = a
+        .devices_file
+        .as_ref()
+        .map(|f| std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display())))
+        .transpose()?;
+    let start_at_ms = a.start_at.as_deref().map(parse_time).transpose()?;
+    let window = match (&a.window_start, a.window_minutes) {
+        (Some(start), Some(minutes)) => Some(
+            json!({ "start_minute": parse_hhmm(start)?, "duration_minutes": minutes, "utc_offset_minutes": parse_offset(&a.utc_offset)? }),
+        ),
+        _ => None,
+    };
+    let strategy = json!({
+        "start_at_ms": start_at_ms,
+        "window": window,
+        "rate_per_minute": a.rate,
+        "waves": a.waves,
+        "gate_percent": a.gate.unwrap_or(100),
+        "timeout_secs": a.timeout,
+        "retries": a.retries,
+        "abort": a.abort_percent.map(|p| json!({ "failure_percent": p, "min_finished": a.abort_min })),
+    });
+    let body = json!({
+        "product": a.product,
+        "version": a.version,
+        "module": a.module,
+        "selection": { "versions": a.from_versions, "devices": a.devices, "tags": a.tags },
+        "device_file": device_file,
+        "mode": if a.device_requested { "requested" } else { "push" },
+        "strategy": strategy,
+        "dry_run": a.dry_run,
+        "supersede": a.supersede,
+        "allow_downgrade": a.allow_downgrade,
+        "skip_verification": a.skip_verification,
+    });
+    let v = a.conn.call(Method::POST, "/campaigns", Some(body)).await?;
+    a.conn.print(&v, |v| {
+        let selected = v
+            .pointer("/targeting/selected")
+            .and_then(Value::as_array)
+            .map(Vec::len)
+            .unwrap_or(0);
+        let skipped: Vec<String> = v
+            .pointer("/targeting/skipped")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|s| format!("  {}: {}", field(s, "device"), field(s, "reason")))
+            .collect();
+        let waves: Vec<String> = v
+            .pointer("/projection/waves")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|w| {
+                format!(
+                    "  wave {}: {} devices, earliest {} → {}",
+                    field(w, "wave"),
+                    field(w, "devices"),
+                    when(&w["earliest_start_ms"]),
+                    when(&w["earliest_end_ms"])
+                )
+            })
+            .collect();
+        let head = if v["dry_run"] == true {
+            "dry run: nothing started".to_owned()
+        } else {
+            summary(v)
+        };
+        format!(
+            "{head}\n{selected} devices selected\n{}{}",
+            if waves.is_empty() {
+                String::new()
+            } else {
+                format!("projected timeline:\n{}\n", waves.join("\n"))
+            },
+            if skipped.is_empty() {
+                String::new()
+            } else {
+                format!("skipped:\n{}", skipped.join("\n"))
+            }
+        )
+    });
+    Ok(())
+}
+
+fn when(ms: &Value) -> String {
+    ms.as_i64()
+        .and_then(|ms| {
+            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
+        })
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| "-".into())
+}
+
+fn parse_time(text: &str) -> Result<i64> {
+    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .with_context(|| format!("--start-at {text:?} is not RFC 3339"))?;
+    Ok((t.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+fn parse_hhmm(text: &str) -> Result<u16> {
+    let (h, m) = text
+        .split_once(':')
+        .with_context(|| format!("{text:?} is not HH:MM"))?;
+    let (h, m): (u16, u16) = (h.parse()?, m.parse()?);
+    if h > 23 || m > 59 {
+        bail!("{text:?} is not a time of day");
+    }
+    Ok(h * 60 + m)
+}
+
+fn parse_offset(text: &str) -> Result<i16> {
+    let sign = match text.chars().next() {
+        Some('+') => 1,
+        Some('-') => -1,
+        _ => bail!("--utc-offset {text:?} must look like +08:00 or -05:00"),
+    };
+    Ok(sign * parse_hhmm(&text[1..])? as i16)
+}
+
+/// Polls the campaign; draws bars (or prints JSON lines) whenever something changed.
+async fn watch(id: i64, every: Duration, conn: Conn) -> Result<()> {
+    let bars = MultiProgress::new();
+    let style = ProgressStyle::with_template("{prefix:>12} {bar:40} {pos}/{len} {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let done_bar = bars.add(
+        ProgressBar::new(0)
+            .with_style(style.clone())
+            .with_prefix("finished"),
+    );
+    let ok_bar = bars.add(
+        ProgressBar::new(0)
+            .with_style(style)
+            .with_prefix("succeeded"),
+    );
+    let mut last = Value::Null;
+    loop {
+        let v = conn
+            .call(Method::GET, &format!("/campaigns/{id}"), None)
+            .await?;
+        let event = json!({ "id": id, "state": v["state"], "reason": v["reason"], "total": v["total"], "counts": v["counts"] });
+        if event != last {
+            if conn.json {
+                println!("{event}");
+            } else {
+                let count = |k: &str| v["counts"][k].as_u64().unwrap_or(0);
+                let total = v["total"].as_u64().unwrap_or(0);
+                let finished =
+                    count("succeeded") + count("failed") + count("timed_out") + count("canceled");
+                done_bar.set_length(total);
+                done_bar.set_position(finished);
+                ok_bar.set_length(total);
+                ok_bar.set_position(count("succeeded"));
+                done_bar.set_message(v["state"].as_str().unwrap_or("-").to_owned());
+                ok_bar.set_message(format!(
+                    "failed {} timed out {} in flight {}",
+                    count("failed"),
+                    count("timed_out"),
+                    count("pending") + count("pushed") + count("downloading") + count("burning")
+                ));
+            }
+            last = event;
+        }
+        if !matches!(
+            v["state"].as_str(),
+            Some("scheduled" | "running" | "paused")
+        ) {
+            done_bar.finish();
+            ok_bar.finish();
+            if !conn.json {
+                println!("{}", summary(&v));
+            }
+            return Ok(());
+        }
+        tokio::time::sleep(every).await;
+    }
+}

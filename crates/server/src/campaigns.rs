@@ -1,0 +1,508 @@
+//! Campaigns: creating them (targeting + strategy), and driving them. The rollout decisions are
+//! otter-core's pure planner; this file feeds it a snapshot from the store once per tick and
+//! applies what it says. All state lives in the store, so a restarted server picks up exactly
+//! where it stopped.
+
+use crate::clock::Clock;
+use crate::engine::Engine;
+use anyhow::Result;
+use otter_core::campaign::{self, Action, CampaignState, PlanInput, Projection, Slot, Strategy};
+use otter_core::targeting::{self, Candidate, Selection, Targeting};
+use otter_core::{DeviceName, Module, ProductId, UpgradeState, Version};
+use otter_protocol::Dialect;
+use otter_store::{
+    Campaign, CampaignKind, CampaignMode, FirmwareState, NewCampaign, NewSlot, Store, StoreError,
+    Transition, Upgrade,
+};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{error, info, warn};
+
+const OPERATOR_PAUSE: &str = "paused by operator";
+
+/// Verification campaigns take at most this many test devices.
+pub const MAX_TEST_DEVICES: usize = 10;
+
+const RELEASED: &[UpgradeState] = &[
+    UpgradeState::Pending,
+    UpgradeState::Pushed,
+    UpgradeState::Downloading,
+    UpgradeState::Burning,
+];
+const OPEN: &[UpgradeState] = &[
+    UpgradeState::Queued,
+    UpgradeState::Pending,
+    UpgradeState::Pushed,
+    UpgradeState::Downloading,
+    UpgradeState::Burning,
+];
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CampaignRequest {
+    pub product: String,
+    pub version: String,
+    #[serde(default)]
+    pub module: Option<String>,
+    #[serde(default)]
+    pub selection: Selection,
+    /// A device-name file's content (names per line or CSV); added to `selection.devices`.
+    #[serde(default)]
+    pub device_file: Option<String>,
+    #[serde(default)]
+    pub strategy: Strategy,
+    #[serde(default = "push_mode")]
+    pub mode: CampaignMode,
+    #[serde(default)]
+    pub dry_run: bool,
+    #[serde(default)]
+    pub supersede: bool,
+    #[serde(default)]
+    pub allow_downgrade: bool,
+    #[serde(default)]
+    pub skip_verification: bool,
+}
+
+fn push_mode() -> CampaignMode {
+    CampaignMode::Push
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CampaignError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotVerified(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// What creating (or dry-running) a campaign produced.
+#[derive(Debug, Serialize)]
+pub struct Created {
+    pub campaign: Option<Campaign>,
+    pub targeting: Targeting,
+    pub waves: Vec<usize>,
+    pub projection: Projection,
+}
+
+pub struct Campaigns {
+    pub store: Store,
+    pub engine: Arc<Engine>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Campaigns {
+    pub async fn create(
+        &self,
+        req: CampaignRequest,
+        kind: CampaignKind,
+    ) -> Result<Created, CampaignError> {
+        let invalid = |e: &dyn std::fmt::Display| CampaignError::Invalid(e.to_string());
+        let product = self
+            .store
+            .product(&ProductId::parse(&req.product).map_err(|e| invalid(&e))?)
+            .await?;
+        let module = req
+            .module
+            .as_deref()
+            .map(Module::parse)
+            .transpose()
+            .map_err(|e| invalid(&e))?
+            .unwrap_or_default();
+        let version = Version::parse(&req.version).map_err(|e| invalid(&e))?;
+        let firmware = self
+            .store
+            .firmware_by_version(&product.id, &module, &version)
+            .await?;
+        req.strategy.validate().map_err(|e| invalid(&e))?;
+        if kind == CampaignKind::Rollout
+            && !req.skip_verification
+            && firmware.state != FirmwareState::Verified
+        {
+            return Err(CampaignError::NotVerified(format!(
+                "firmware {} {version} is {}: verify it on test devices first (otter firmware verify) or pass skip_verification",
+                product.id,
+                firmware.state.as_str()
+            )));
+        }
+        let mut selection = req.selection.clone();
+        if let Some(file) = &req.device_file {
+            selection
+                .devices
+                .extend(targeting::parse_device_list(file).map_err(|e| invalid(&e))?);
+        }
+        let fleet: Vec<Candidate> = self
+            .store
+            .fleet(&product.id, &module)
+            .await?
+            .into_iter()
+            .map(|d| Candidate {
+                name: d.name,
+                version: d.version,
+                tags: d.tags,
+            })
+            .collect();
+        let targeting = targeting::select(&selection, &fleet, &version, req.allow_downgrade)
+            .map_err(|e| invalid(&e))?;
+        if kind == CampaignKind::Verification && targeting.selected.len() > MAX_TEST_DEVICES {
+            return Err(CampaignError::Invalid(format!(
+                "verification takes at most {MAX_TEST_DEVICES} test devices"
+            )));
+        }
+        let waves = campaign::assign_waves(targeting.selected.len(), &req.strategy.waves);
+        let now = self.clock.now_ms();
+        let projection = campaign::project(&req.strategy, targeting.selected.len(), now);
+        let wave_sizes = wave_sizes(&waves);
+        if req.dry_run {
+            return Ok(Created {
+                campaign: None,
+                targeting,
+                waves: wave_sizes,
+                projection,
+            });
+        }
+        let versions: std::collections::HashMap<&DeviceName, &Version> = fleet
+            .iter()
+            .filter_map(|d| Some((&d.name, d.version.as_ref()?)))
+            .collect();
+        let slots = targeting
+            .selected
+            .iter()
+            .zip(&waves)
+            .map(|(device, wave)| NewSlot {
+                device: device.clone(),
+                wave: *wave,
+                from_version: versions.get(device).map(|v| (*v).clone()),
+            })
+            .collect();
+        let created = self
+            .store
+            .create_campaign(&NewCampaign {
+                firmware: firmware.clone(),
+                kind,
+                state: CampaignState::Scheduled,
+                mode: req.mode,
+                selection: serde_json::to_value(&selection).unwrap_or_default(),
+                strategy: req.strategy.clone(),
+                allow_downgrade: req.allow_downgrade,
+                skip_verification: req.skip_verification,
+                slots,
+                supersede: req.supersede,
+            })
+            .await?;
+        if kind == CampaignKind::Verification {
+            self.store
+                .set_firmware_state(firmware.id, FirmwareState::Verifying)
+                .await?;
+        }
+        info!(campaign = created.id, product = %product.id, %version, devices = targeting.selected.len(), ?kind, "campaign created");
+        self.step(created.id).await?;
+        Ok(Created {
+            campaign: Some(self.store.campaign(created.id).await?),
+            targeting,
+            waves: wave_sizes,
+            projection,
+        })
+    }
+
+    /// Runs the planner over every live campaign once.
+    pub async fn tick(&self) {
+        let ids = match self.store.live_campaigns().await {
+            Ok(ids) => ids,
+            Err(e) => return error!(error = %e, "listing live campaigns failed"),
+        };
+        for id in ids {
+            if let Err(e) = self.step(id).await {
+                error!(
+                    campaign = id,
+                    error = format!("{e:#}"),
+                    "campaign step failed"
+                );
+            }
+        }
+    }
+
+    pub fn spawn(self: Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                self.tick().await;
+            }
+        })
+    }
+
+    /// One planner pass over one campaign.
+    pub async fn step(&self, id: i64) -> Result<()> {
+        let mut campaign = self.store.campaign(id).await?;
+        let upgrades = self.store.campaign_upgrades(id, None, i64::MAX, 0).await?;
+        let slots: Vec<Slot> = upgrades
+            .iter()
+            .map(|u| Slot {
+                wave: u.wave,
+                state: u.status.state,
+                attempts: u.attempts,
+                released_at: u.released_at,
+            })
+            .collect();
+        let now = self.clock.now_ms();
+        let actions = campaign::plan(&PlanInput {
+            now_ms: now,
+            state: campaign.state,
+            strategy: &campaign.strategy,
+            slots: &slots,
+        });
+        let devices = |idx: &[usize]| {
+            idx.iter()
+                .filter_map(|i| upgrades.get(*i).map(|u| u.device.clone()))
+                .collect::<Vec<_>>()
+        };
+        let dialect: Dialect = self
+            .store
+            .product(&campaign.product)
+            .await?
+            .dialect
+            .parse()
+            .map_err(|_| anyhow::anyhow!("stored dialect"))?;
+        for action in actions {
+            match action {
+                Action::Start => {
+                    self.store
+                        .set_campaign_state(id, CampaignState::Running, None)
+                        .await?;
+                    campaign.state = CampaignState::Running;
+                    info!(campaign = id, "campaign started");
+                }
+                Action::Release(idx) => {
+                    self.release(&campaign, dialect, &devices(&idx), now)
+                        .await?
+                }
+                Action::TimeOut(idx) => {
+                    // Tencent devices are told nothing; the record says -1 time_out as theirs would.
+                    let code = (dialect == Dialect::Tencent).then_some(-1);
+                    let change = Transition {
+                        from: RELEASED,
+                        to: UpgradeState::TimedOut,
+                        result_code: code,
+                        result_msg: Some("time_out"),
+                        released_at: None,
+                    };
+                    let moved = self
+                        .store
+                        .transition(id, &campaign.product, &devices(&idx), &change)
+                        .await?;
+                    warn!(campaign = id, devices = moved.len(), "devices timed out");
+                }
+                Action::Retry(idx) => {
+                    let change = Transition {
+                        from: &[UpgradeState::Failed, UpgradeState::TimedOut],
+                        to: UpgradeState::Queued,
+                        result_code: None,
+                        result_msg: None,
+                        released_at: None,
+                    };
+                    self.store
+                        .transition(id, &campaign.product, &devices(&idx), &change)
+                        .await?;
+                }
+                Action::Pause(reason) => {
+                    warn!(campaign = id, %reason, "campaign paused");
+                    self.store
+                        .set_campaign_state(id, CampaignState::Paused, Some(&reason))
+                        .await?;
+                }
+                Action::Abort(reason) => {
+                    warn!(campaign = id, %reason, "campaign aborted");
+                    self.stop(&campaign, CampaignState::Aborted, &reason)
+                        .await?;
+                }
+                Action::Finish => self.finish(&campaign).await?,
+            }
+        }
+        Ok(())
+    }
+
+    async fn release(
+        &self,
+        campaign: &Campaign,
+        dialect: Dialect,
+        devices: &[DeviceName],
+        now: i64,
+    ) -> Result<()> {
+        let change = Transition {
+            from: &[UpgradeState::Queued],
+            to: UpgradeState::Pending,
+            result_code: None,
+            result_msg: None,
+            released_at: Some(now),
+        };
+        let released = self
+            .store
+            .transition(campaign.id, &campaign.product, devices, &change)
+            .await?;
+        info!(
+            campaign = campaign.id,
+            devices = released.len(),
+            "devices released"
+        );
+        if campaign.mode == CampaignMode::Requested {
+            return Ok(()); // nothing is pushed: devices get the offer when they ask
+        }
+        let module = self.store.firmware(campaign.firmware_id).await?.module;
+        for device in released {
+            // Offline devices get the push when they next report their version.
+            if !self.store.device(&campaign.product, &device).await?.online {
+                continue;
+            }
+            let upgrade = self
+                .store
+                .live_upgrade(&campaign.product, &device, &module)
+                .await?;
+            let pushed = match upgrade {
+                Some(upgrade) => self.engine.push(&upgrade, dialect).await,
+                None => Ok(()),
+            };
+            if let Err(e) = pushed {
+                warn!(campaign = campaign.id, device = %device, error = format!("{e:#}"), "push failed; the device gets it at its next report");
+            }
+        }
+        Ok(())
+    }
+
+    async fn finish(&self, campaign: &Campaign) -> Result<()> {
+        self.store
+            .set_campaign_state(campaign.id, CampaignState::Finished, None)
+            .await?;
+        let counts = self.store.campaign_counts(campaign.id).await?;
+        info!(campaign = campaign.id, counts = ?counts.0, "campaign finished");
+        if campaign.kind == CampaignKind::Verification {
+            let total: i64 = counts.0.values().sum();
+            let succeeded = counts.0.get("succeeded").copied().unwrap_or(0);
+            let state = if succeeded == total {
+                FirmwareState::Verified
+            } else {
+                FirmwareState::Rejected
+            };
+            self.store
+                .set_firmware_state(campaign.firmware_id, state)
+                .await?;
+            info!(
+                firmware = campaign.firmware_id,
+                state = state.as_str(),
+                "firmware verification done"
+            );
+        }
+        Ok(())
+    }
+
+    /// Cancel or abort: the campaign ends, and every device not yet finished is canceled. A
+    /// device that reports later is recorded (its version) but its upgrade stays canceled.
+    async fn stop(&self, campaign: &Campaign, state: CampaignState, reason: &str) -> Result<()> {
+        self.store
+            .set_campaign_state(campaign.id, state, Some(reason))
+            .await?;
+        let open: Vec<DeviceName> = self
+            .store
+            .campaign_upgrades(campaign.id, None, i64::MAX, 0)
+            .await?
+            .into_iter()
+            .filter(|u| u.status.state.is_live())
+            .map(|u| u.device)
+            .collect();
+        let change = Transition {
+            from: OPEN,
+            to: UpgradeState::Canceled,
+            result_code: None,
+            result_msg: Some(reason),
+            released_at: None,
+        };
+        self.store
+            .transition(campaign.id, &campaign.product, &open, &change)
+            .await?;
+        if campaign.kind == CampaignKind::Verification {
+            self.store
+                .set_firmware_state(campaign.firmware_id, FirmwareState::Uploaded)
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn pause(&self, id: i64) -> Result<Campaign, CampaignError> {
+        let c = self.store.campaign(id).await?;
+        if !matches!(c.state, CampaignState::Running | CampaignState::Scheduled) {
+            return Err(CampaignError::Invalid(format!(
+                "campaign #{id} is {}: only a scheduled or running campaign can be paused",
+                c.state.as_str()
+            )));
+        }
+        self.store
+            .set_campaign_state(id, CampaignState::Paused, Some(OPERATOR_PAUSE))
+            .await?;
+        Ok(self.store.campaign(id).await?)
+    }
+
+    pub async fn resume(&self, id: i64) -> Result<Campaign, CampaignError> {
+        let c = self.store.campaign(id).await?;
+        if c.state != CampaignState::Paused {
+            return Err(CampaignError::Invalid(format!(
+                "campaign #{id} is {}: only a paused campaign can be resumed",
+                c.state.as_str()
+            )));
+        }
+        if c.reason.as_deref() != Some(OPERATOR_PAUSE) {
+            // Paused by the success gate: resuming accepts the failures so far, so the gate
+            // would only pause it again. The operator's resume turns the gate off for the rest.
+            let strategy = Strategy {
+                gate_percent: 0,
+                ..c.strategy.clone()
+            };
+            self.store.set_campaign_strategy(id, &strategy).await?;
+            info!(campaign = id, "gate overridden by resume");
+        }
+        self.store
+            .set_campaign_state(id, CampaignState::Running, None)
+            .await?;
+        self.step(id).await?;
+        Ok(self.store.campaign(id).await?)
+    }
+
+    pub async fn cancel(&self, id: i64) -> Result<Campaign, CampaignError> {
+        let c = self.store.campaign(id).await?;
+        if !c.state.is_live() {
+            return Err(CampaignError::Invalid(format!(
+                "campaign #{id} is already {}",
+                c.state.as_str()
+            )));
+        }
+        self.stop(&c, CampaignState::Canceled, "canceled by operator")
+            .await?;
+        info!(campaign = id, "campaign canceled");
+        Ok(self.store.campaign(id).await?)
+    }
+
+    pub async fn upgrades(
+        &self,
+        id: i64,
+        state: Option<UpgradeState>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<Upgrade>, StoreError> {
+        self.store.campaign_upgrades(id, state, limit, offset).await
+    }
+}
+
+fn wave_sizes(waves: &[u32]) -> Vec<usize> {
+    let mut sizes = Vec::new();
+    for wave in waves {
+        let w = *wave as usize;
+        if sizes.len() <= w {
+            sizes.resize(w + 1, 0);
+        }
+        sizes[w] += 1;
+    }
+    sizes
+}

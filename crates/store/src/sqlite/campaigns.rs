@@ -1,0 +1,482 @@
+//! Campaigns, device upgrades and their history. Every state change of an upgrade writes an
+//! event in the same transaction, so the history never disagrees with the current state.
+
+use super::{Store, conflict_or, convert, corrupt};
+use crate::*;
+use otter_core::campaign::{CampaignState, Strategy};
+use otter_core::{DeviceName, Module, ProductId, UpgradeState, UpgradeStatus, Version};
+use sqlx::{FromRow, Row, Sqlite, Transaction};
+
+#[derive(FromRow)]
+struct UpgradeRow {
+    campaign_id: i64,
+    product_id: String,
+    device_name: String,
+    module: String,
+    target: String,
+    state: String,
+    percent: Option<i64>,
+    result_code: Option<i64>,
+    result_msg: Option<String>,
+    pushes: i64,
+    ordinal: i64,
+    wave: i64,
+    attempts: i64,
+    released_at: Option<i64>,
+    from_version: Option<String>,
+    mode: String,
+    created_at: i64,
+    updated_at: i64,
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| corrupt(format!("{what}: {e}")))
+}
+
+impl TryFrom<UpgradeRow> for Upgrade {
+    type Error = StoreError;
+    fn try_from(r: UpgradeRow) -> Result<Self> {
+        let state = UpgradeState::parse(&r.state)
+            .ok_or_else(|| corrupt(format!("upgrade state {:?}", r.state)))?;
+        Ok(Upgrade {
+            campaign_id: r.campaign_id,
+            product: ProductId::parse(r.product_id).map_err(corrupt)?,
+            device: DeviceName::parse(r.device_name).map_err(corrupt)?,
+            module: Module::parse(r.module).map_err(corrupt)?,
+            status: UpgradeStatus {
+                target: Version::parse(r.target).map_err(corrupt)?,
+                state,
+                percent: r.percent.map(|p| p.clamp(0, 100) as u8),
+                result_code: r.result_code.map(|c| c as i32),
+                result_msg: r.result_msg,
+            },
+            pushes: r.pushes,
+            ordinal: r.ordinal,
+            wave: u32::try_from(r.wave).map_err(corrupt)?,
+            attempts: u32::try_from(r.attempts).map_err(corrupt)?,
+            released_at: r.released_at,
+            from_version: r
+                .from_version
+                .map(Version::parse)
+                .transpose()
+                .map_err(corrupt)?,
+            mode: CampaignMode::parse(&r.mode)
+                .ok_or_else(|| corrupt(format!("campaign mode {:?}", r.mode)))?,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+#[derive(FromRow)]
+struct CampaignRow {
+    id: i64,
+    product_id: String,
+    firmware_id: i64,
+    kind: String,
+    state: String,
+    reason: Option<String>,
+    mode: String,
+    selection: String,
+    strategy: String,
+    allow_downgrade: bool,
+    skip_verification: bool,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<CampaignRow> for Campaign {
+    type Error = StoreError;
+    fn try_from(r: CampaignRow) -> Result<Self> {
+        Ok(Campaign {
+            id: r.id,
+            product: ProductId::parse(r.product_id).map_err(corrupt)?,
+            firmware_id: r.firmware_id,
+            kind: CampaignKind::parse(&r.kind)
+                .ok_or_else(|| corrupt(format!("campaign kind {:?}", r.kind)))?,
+            state: CampaignState::parse(&r.state)
+                .ok_or_else(|| corrupt(format!("campaign state {:?}", r.state)))?,
+            reason: r.reason,
+            mode: CampaignMode::parse(&r.mode)
+                .ok_or_else(|| corrupt(format!("campaign mode {:?}", r.mode)))?,
+            selection: parse_json("campaign selection", &r.selection)?,
+            strategy: parse_json::<Strategy>("campaign strategy", &r.strategy)?,
+            allow_downgrade: r.allow_downgrade,
+            skip_verification: r.skip_verification,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+/// Writes one history entry for the upgrade's current row (inside the caller's transaction).
+async fn log_event(
+    tx: &mut Transaction<'static, Sqlite>,
+    campaign_id: i64,
+    product: &ProductId,
+    device: &DeviceName,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO upgrade_events (campaign_id, product_id, device_name, at, state, percent, result_code, result_msg)
+         SELECT campaign_id, product_id, device_name, updated_at, state, percent, result_code, result_msg
+         FROM upgrades WHERE campaign_id = $1 AND product_id = $2 AND device_name = $3",
+    )
+    .bind(campaign_id)
+    .bind(product.as_str())
+    .bind(device.as_str())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    /// Creates a campaign and its device upgrades (queued) in one transaction. A device already in
+    /// a live upgrade of the module refuses the whole campaign with an error naming it, unless
+    /// `supersede`, which cancels that other upgrade.
+    pub async fn create_campaign(&self, c: &NewCampaign) -> Result<Campaign> {
+        let now = now_ms();
+        let fw = &c.firmware;
+        let strategy = serde_json::to_string(&c.strategy).map_err(corrupt)?;
+        let mut tx = self.pool.begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO campaigns (product_id, firmware_id, kind, state, mode, selection, strategy, allow_downgrade, skip_verification, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING id",
+        )
+        .bind(fw.product.as_str())
+        .bind(fw.id)
+        .bind(c.kind.as_str())
+        .bind(c.state.as_str())
+        .bind(c.mode.as_str())
+        .bind(c.selection.to_string())
+        .bind(strategy)
+        .bind(c.allow_downgrade)
+        .bind(c.skip_verification)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        for (ordinal, slot) in c.slots.iter().enumerate() {
+            if c.supersede {
+                supersede(&mut tx, id, &fw.product, &slot.device, &fw.module).await?;
+            }
+            sqlx::query(
+                "INSERT INTO upgrades (campaign_id, product_id, device_name, module, target, state, ordinal, wave, from_version, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $9)",
+            )
+            .bind(id)
+            .bind(fw.product.as_str())
+            .bind(slot.device.as_str())
+            .bind(fw.module.as_str())
+            .bind(fw.version.as_str())
+            .bind(ordinal as i64)
+            .bind(i64::from(slot.wave))
+            .bind(slot.from_version.as_ref().map(Version::as_str))
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| match &e {
+                sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound(format!("device {}/{}", fw.product, slot.device)),
+                _ => conflict_or(e, || format!("device {}/{} is already in a live campaign for module {} (use supersede to replace it)", fw.product, slot.device, fw.module)),
+            })?;
+            log_event(&mut tx, id, &fw.product, &slot.device).await?;
+        }
+        tx.commit().await?;
+        self.campaign(id).await
+    }
+
+    pub async fn campaign(&self, id: i64) -> Result<Campaign> {
+        let row: Option<CampaignRow> = sqlx::query_as("SELECT * FROM campaigns WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.ok_or_else(|| StoreError::NotFound(format!("campaign #{id}")))?
+            .try_into()
+    }
+
+    pub async fn campaigns(&self, product: Option<&ProductId>) -> Result<Vec<Campaign>> {
+        let rows: Vec<CampaignRow> = match product {
+            Some(p) => {
+                sqlx::query_as("SELECT * FROM campaigns WHERE product_id = $1 ORDER BY id DESC")
+                    .bind(p.as_str())
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query_as("SELECT * FROM campaigns ORDER BY id DESC")
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        convert(rows)
+    }
+
+    /// Campaigns the planner still has work for.
+    pub async fn live_campaigns(&self) -> Result<Vec<i64>> {
+        Ok(sqlx::query_scalar("SELECT id FROM campaigns WHERE state IN ('scheduled', 'running', 'paused') ORDER BY id").fetch_all(&self.pool).await?)
+    }
+
+    pub async fn set_campaign_state(
+        &self,
+        id: i64,
+        state: CampaignState,
+        reason: Option<&str>,
+    ) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE campaigns SET state = $1, reason = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind(state.as_str())
+        .bind(reason)
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("campaign #{id}")));
+        }
+        Ok(())
+    }
+
+    /// Replaces the stored strategy (an operator overriding the success gate on resume).
+    pub async fn set_campaign_strategy(&self, id: i64, strategy: &Strategy) -> Result<()> {
+        sqlx::query("UPDATE campaigns SET strategy = $1, updated_at = $2 WHERE id = $3")
+            .bind(serde_json::to_string(strategy).map_err(corrupt)?)
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn campaign_counts(&self, id: i64) -> Result<StateCounts> {
+        let rows = sqlx::query(
+            "SELECT state, COUNT(*) AS n FROM upgrades WHERE campaign_id = $1 GROUP BY state",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut counts = StateCounts::default();
+        for r in rows {
+            counts.0.insert(r.try_get("state")?, r.try_get("n")?);
+        }
+        Ok(counts)
+    }
+
+    /// A campaign's device upgrades in rollout order, optionally only those in `state`.
+    pub async fn campaign_upgrades(
+        &self,
+        id: i64,
+        state: Option<UpgradeState>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<Upgrade>> {
+        const SQL: &str = "SELECT u.*, c.mode FROM upgrades u JOIN campaigns c ON c.id = u.campaign_id
+             WHERE u.campaign_id = $1 AND ($2 IS NULL OR u.state = $2) ORDER BY u.ordinal LIMIT $3 OFFSET $4";
+        convert(
+            sqlx::query_as::<_, UpgradeRow>(SQL)
+                .bind(id)
+                .bind(state.map(UpgradeState::as_str))
+                .bind(limit)
+                .bind(offset)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// The device's live upgrade of `module`, if any (at most one, by a unique index).
+    pub async fn live_upgrade(
+        &self,
+        product: &ProductId,
+        device: &DeviceName,
+        module: &Module,
+    ) -> Result<Option<Upgrade>> {
+        const SQL: &str = live_states!(
+            "SELECT u.*, c.mode FROM upgrades u JOIN campaigns c ON c.id = u.campaign_id
+             WHERE u.product_id = $1 AND u.device_name = $2 AND u.module = $3 AND u.state IN "
+        );
+        let row: Option<UpgradeRow> = sqlx::query_as(SQL)
+            .bind(product.as_str())
+            .bind(device.as_str())
+            .bind(module.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(Upgrade::try_from).transpose()
+    }
+
+    /// The device's most recent upgrade, live or not, for `device show`.
+    pub async fn latest_upgrade(
+        &self,
+        product: &ProductId,
+        device: &DeviceName,
+    ) -> Result<Option<Upgrade>> {
+        let row: Option<UpgradeRow> = sqlx::query_as(
+            "SELECT u.*, c.mode FROM upgrades u JOIN campaigns c ON c.id = u.campaign_id
+             WHERE u.product_id = $1 AND u.device_name = $2 ORDER BY u.updated_at DESC, u.campaign_id DESC LIMIT 1",
+        )
+        .bind(product.as_str())
+        .bind(device.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(Upgrade::try_from).transpose()
+    }
+
+    /// Stores a device-driven status change, only while the upgrade is live (a late report never
+    /// revives a finished or canceled upgrade). Returns whether it was written.
+    pub async fn update_upgrade(
+        &self,
+        campaign_id: i64,
+        product: &ProductId,
+        device: &DeviceName,
+        status: &UpgradeStatus,
+    ) -> Result<bool> {
+        const SQL: &str = live_states!(
+            "UPDATE upgrades SET state = $1, percent = $2, result_code = $3, result_msg = $4, updated_at = $5
+             WHERE campaign_id = $6 AND product_id = $7 AND device_name = $8 AND state IN "
+        );
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(SQL)
+            .bind(status.state.as_str())
+            .bind(status.percent.map(i64::from))
+            .bind(status.result_code.map(i64::from))
+            .bind(status.result_msg.as_deref())
+            .bind(now_ms())
+            .bind(campaign_id)
+            .bind(product.as_str())
+            .bind(device.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let written = done.rows_affected() == 1;
+        if written {
+            log_event(&mut tx, campaign_id, product, device).await?;
+        }
+        tx.commit().await?;
+        Ok(written)
+    }
+
+    /// Planner-driven transitions of several devices of one campaign, in one transaction: each
+    /// device moves to `to` only if it is in one of `from`. `released_at` set means a release
+    /// (attempts + 1). Returns the devices that moved.
+    pub async fn transition(
+        &self,
+        campaign_id: i64,
+        product: &ProductId,
+        devices: &[DeviceName],
+        change: &Transition<'_>,
+    ) -> Result<Vec<DeviceName>> {
+        let from: Vec<&str> = change.from.iter().map(|s| s.as_str()).collect();
+        let from = serde_json::to_string(&from).map_err(corrupt)?;
+        let now = now_ms();
+        let mut moved = Vec::new();
+        let mut tx = self.pool.begin().await?;
+        for device in devices {
+            let done = sqlx::query(
+                "UPDATE upgrades SET state = $1, result_code = $2, result_msg = $3, updated_at = $4,
+                        percent = CASE WHEN $5 IS NULL THEN percent ELSE NULL END,
+                        released_at = COALESCE($5, released_at),
+                        attempts = attempts + CASE WHEN $5 IS NULL THEN 0 ELSE 1 END
+                 WHERE campaign_id = $6 AND product_id = $7 AND device_name = $8 AND state IN (SELECT value FROM json_each($9))",
+            )
+            .bind(change.to.as_str())
+            .bind(change.result_code.map(i64::from))
+            .bind(change.result_msg)
+            .bind(now)
+            .bind(change.released_at)
+            .bind(campaign_id)
+            .bind(product.as_str())
+            .bind(device.as_str())
+            .bind(&from)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 1 {
+                log_event(&mut tx, campaign_id, product, device).await?;
+                moved.push(device.clone());
+            }
+        }
+        tx.commit().await?;
+        Ok(moved)
+    }
+
+    /// Counts one more push of the offer to the device.
+    pub async fn count_push(
+        &self,
+        campaign_id: i64,
+        product: &ProductId,
+        device: &DeviceName,
+    ) -> Result<()> {
+        sqlx::query("UPDATE upgrades SET pushes = pushes + 1 WHERE campaign_id = $1 AND product_id = $2 AND device_name = $3")
+            .bind(campaign_id)
+            .bind(product.as_str())
+            .bind(device.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The device's upgrade history, newest first.
+    pub async fn device_events(
+        &self,
+        product: &ProductId,
+        device: &DeviceName,
+        limit: i64,
+    ) -> Result<Vec<UpgradeEvent>> {
+        let rows = sqlx::query(
+            "SELECT campaign_id, device_name, at, state, percent, result_code, result_msg FROM upgrade_events
+             WHERE product_id = $1 AND device_name = $2 ORDER BY id DESC LIMIT $3",
+        )
+        .bind(product.as_str())
+        .bind(device.as_str())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                let state: String = r.try_get("state")?;
+                Ok(UpgradeEvent {
+                    campaign_id: r.try_get("campaign_id")?,
+                    device: DeviceName::parse(r.try_get::<String, _>("device_name")?)
+                        .map_err(corrupt)?,
+                    at: r.try_get("at")?,
+                    state: UpgradeState::parse(&state)
+                        .ok_or_else(|| corrupt(format!("event state {state:?}")))?,
+                    percent: r
+                        .try_get::<Option<i64>, _>("percent")?
+                        .map(|p| p.clamp(0, 100) as u8),
+                    result_code: r
+                        .try_get::<Option<i64>, _>("result_code")?
+                        .map(|c| c as i32),
+                    result_msg: r.try_get("result_msg")?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Cancels the device's live upgrade of `module` in any other campaign.
+async fn supersede(
+    tx: &mut Transaction<'static, Sqlite>,
+    campaign_id: i64,
+    product: &ProductId,
+    device: &DeviceName,
+    module: &Module,
+) -> Result<()> {
+    const SQL: &str = live_states!(
+        "SELECT campaign_id FROM upgrades WHERE product_id = $1 AND device_name = $2 AND module = $3 AND campaign_id <> $4 AND state IN "
+    );
+    let other: Option<i64> = sqlx::query_scalar(SQL)
+        .bind(product.as_str())
+        .bind(device.as_str())
+        .bind(module.as_str())
+        .bind(campaign_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    if let Some(other) = other {
+        sqlx::query("UPDATE upgrades SET state = 'canceled', result_msg = $1, updated_at = $2 WHERE campaign_id = $3 AND product_id = $4 AND device_name = $5")
+            .bind(format!("superseded by campaign #{campaign_id}"))
+            .bind(now_ms())
+            .bind(other)
+            .bind(product.as_str())
+            .bind(device.as_str())
+            .execute(&mut **tx)
+            .await?;
+        log_event(tx, other, product, device).await?;
+    }
+    Ok(())
+}
