@@ -7,6 +7,7 @@ mod download;
 mod install;
 mod report;
 mod session;
+pub mod sim;
 mod state;
 mod upgrade;
 

@@ -7,6 +7,7 @@ mod admin;
 mod agent;
 mod campaign;
 mod serve;
+mod simulate;
 
 use clap::{Parser, Subcommand};
 
@@ -41,6 +42,8 @@ enum Command {
     Upgrade(admin::UpgradeArgs),
     /// Run the device agent: report the version, take updates, download, verify, install.
     Agent(agent::AgentArgs),
+    /// Run a fleet of simulated devices (all dialects) against a server, for demos and load.
+    Simulate(simulate::SimulateArgs),
 }
 
 fn init_logging() {
@@ -67,6 +70,7 @@ async fn main() -> std::process::ExitCode {
         Command::Upgrade(args) => admin::upgrade(args).await,
         Command::Campaign(cmd) => campaign::run(cmd).await,
         Command::Agent(args) => agent::run(args).await,
+        Command::Simulate(args) => simulate::run(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

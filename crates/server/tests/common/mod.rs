@@ -3,10 +3,12 @@
 #![allow(dead_code)]
 
 use otter_protocol::{self as protocol, DeviceAddr, Dialect};
+use otter_server::clock::{Clock, ManualClock};
 use otter_server::{Application, ServeConfig};
 use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -30,11 +32,26 @@ impl Drop for TestServer {
 }
 
 pub async fn start() -> TestServer {
-    let _ = tracing_subscriber_init();
+    start_with(|_| {}).await
+}
+
+/// A server whose campaign planner runs every 50 ms on a manual clock the test moves.
+pub async fn start_with_clock() -> (TestServer, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(1_800_000_000_000));
+    let planner_clock: Arc<dyn Clock> = clock.clone();
+    let server = start_with(move |c| {
+        c.clock = planner_clock;
+        c.tick = Duration::from_millis(50);
+    })
+    .await;
+    (server, clock)
+}
+
+pub async fn start_with(configure: impl FnOnce(&mut ServeConfig)) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
-    let app = Application::build(ServeConfig::ephemeral(dir.path()))
-        .await
-        .unwrap();
+    let mut config = ServeConfig::ephemeral(dir.path());
+    configure(&mut config);
+    let app = Application::build(config).await.unwrap();
     let (http, mqtt, token) = (
         app.http_addr(),
         app.mqtt_addr(),
@@ -52,10 +69,6 @@ pub async fn start() -> TestServer {
         dir,
         stop: Some(stop),
     }
-}
-
-fn tracing_subscriber_init() -> Option<()> {
-    None
 }
 
 impl TestServer {
@@ -170,6 +183,14 @@ pub struct RawDevice {
     pub inbox: mpsc::UnboundedReceiver<(String, Value)>,
     pub dialect: Dialect,
     pub addr: DeviceAddr,
+    connection: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RawDevice {
+    /// Closes the socket: the device is gone.
+    fn drop(&mut self) {
+        self.connection.abort();
+    }
 }
 
 pub fn options(server: &TestServer, creds: &protocol::Credentials) -> MqttOptions {
@@ -214,7 +235,7 @@ impl RawDevice {
             .await
             .expect("device login refused");
         let (tx, inbox) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
+        let connection = tokio::spawn(async move {
             while let Ok(event) = eventloop.poll().await {
                 if let Event::Incoming(Packet::Publish(p)) = event {
                     let value = serde_json::from_slice(&p.payload).unwrap_or(Value::Null);
@@ -229,6 +250,7 @@ impl RawDevice {
             inbox,
             dialect,
             addr,
+            connection,
         }
     }
 
