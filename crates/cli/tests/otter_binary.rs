@@ -226,3 +226,152 @@ fn bad_token_and_unreachable_server_give_clear_errors() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn campaign_commands_drive_a_rollout() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (_server, _mqtt, http) = serve(&data);
+    otter(
+        &http,
+        &data,
+        &["product", "create", "--id", "CLIPROD", "--dialect", "enos"],
+    );
+    for name in ["a", "b", "c"] {
+        otter(
+            &http,
+            &data,
+            &["device", "create", "--product", "CLIPROD", "--name", name],
+        );
+    }
+    let tags = otter(
+        &http,
+        &data,
+        &[
+            "device",
+            "tag",
+            "--product",
+            "CLIPROD",
+            "--name",
+            "a",
+            "--add",
+            "lab",
+        ],
+    );
+    assert_eq!(tags, serde_json::json!(["lab"]));
+    let image = dir.path().join("fw.bin");
+    std::fs::write(&image, b"firmware").unwrap();
+    otter(
+        &http,
+        &data,
+        &[
+            "firmware",
+            "upload",
+            "--product",
+            "CLIPROD",
+            "--version",
+            "2.0",
+            image.to_str().unwrap(),
+        ],
+    );
+
+    // Not verified yet: refused with the reason.
+    let out = Command::new(OTTER)
+        .args([
+            "campaign",
+            "create",
+            "--product",
+            "CLIPROD",
+            "--version",
+            "2.0",
+            "--device",
+            "a",
+            "--server",
+            &http,
+        ])
+        .env("OTTER_DATA_DIR", &data)
+        .env_remove("OTTER_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("verify"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let verify = otter(
+        &http,
+        &data,
+        &[
+            "firmware",
+            "verify",
+            "--product",
+            "CLIPROD",
+            "--version",
+            "2.0",
+            "--devices",
+            "a",
+        ],
+    );
+    assert_eq!(verify["kind"], "verification");
+    assert_eq!(
+        otter(&http, &data, &["firmware", "list", "--product", "CLIPROD"])[0]["state"],
+        "verifying"
+    );
+
+    let list_file = dir.path().join("devices.csv");
+    std::fs::write(&list_file, "name,site\nb,x\nc,y\n").unwrap();
+    let args = [
+        "campaign",
+        "create",
+        "--product",
+        "CLIPROD",
+        "--version",
+        "2.0",
+        "--devices-file",
+        list_file.to_str().unwrap(),
+        "--skip-verification",
+        "--rate",
+        "1",
+        "--waves",
+        "50,100",
+        "--gate",
+        "0",
+    ];
+    let mut dry = args.to_vec();
+    dry.push("--dry-run");
+    let preview = otter(&http, &data, &dry);
+    assert_eq!(preview["dry_run"], true);
+    assert_eq!(
+        preview["targeting"]["selected"],
+        serde_json::json!(["b", "c"])
+    );
+    assert_eq!(preview["waves"], serde_json::json!([1, 1]));
+    let created = otter(&http, &data, &args);
+    let id = created["id"].as_i64().unwrap().to_string();
+    assert_eq!(created["skip_verification"], true);
+
+    let listed = otter(&http, &data, &["campaign", "list", "--product", "CLIPROD"]);
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    let shown = otter(&http, &data, &["campaign", "show", &id]);
+    assert_eq!(shown["total"], 2);
+    assert_eq!(shown["devices"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        otter(&http, &data, &["campaign", "pause", &id])["state"],
+        "paused"
+    );
+    assert_eq!(
+        otter(&http, &data, &["campaign", "resume", &id])["state"],
+        "running"
+    );
+    let canceled = otter(&http, &data, &["campaign", "cancel", &id]);
+    assert_eq!(canceled["state"], "canceled");
+    assert_eq!(canceled["counts"]["canceled"], 2);
+    let history = otter(
+        &http,
+        &data,
+        &["device", "history", "--product", "CLIPROD", "--name", "b"],
+    );
+    assert_eq!(history[0]["state"], "canceled");
+}
