@@ -290,6 +290,7 @@ impl Campaigns {
                         result_code: code,
                         result_msg: Some("time_out"),
                         released_at: None,
+                        count_push: false,
                     };
                     let moved = self
                         .store
@@ -304,6 +305,7 @@ impl Campaigns {
                         result_code: None,
                         result_msg: None,
                         released_at: None,
+                        count_push: false,
                     };
                     self.store
                         .transition(id, &campaign.product, &devices(&idx), &change)
@@ -339,6 +341,7 @@ impl Campaigns {
             result_code: None,
             result_msg: None,
             released_at: Some(now),
+            count_push: false,
         };
         let released = self
             .store
@@ -352,24 +355,35 @@ impl Campaigns {
         if campaign.mode == CampaignMode::Requested {
             return Ok(()); // nothing is pushed: devices get the offer when they ask
         }
-        let module = self.store.firmware(campaign.firmware_id).await?.module;
-        for device in released {
+        // Batched: one query for who is online, one transaction to record every push.
+        let firmware = self.store.firmware(campaign.firmware_id).await?;
+        let online = self.store.online_devices(&campaign.product).await?;
+        let mut pushed = Vec::new();
+        for device in released.iter().filter(|d| online.contains(*d)) {
             // Offline devices get the push when they next report their version.
-            if !self.store.device(&campaign.product, &device).await?.online {
-                continue;
-            }
-            let upgrade = self
-                .store
-                .live_upgrade(&campaign.product, &device, &module)
-                .await?;
-            let pushed = match upgrade {
-                Some(upgrade) => self.engine.push(&upgrade, dialect).await,
-                None => Ok(()),
-            };
-            if let Err(e) = pushed {
-                warn!(campaign = campaign.id, device = %device, error = format!("{e:#}"), "push failed; the device gets it at its next report");
+            let addr = otter_protocol::DeviceAddr::new(campaign.product.as_str(), device.as_str());
+            match self
+                .engine
+                .send_push(dialect, &addr, &self.engine.offer(&firmware, device))
+                .await
+            {
+                Ok(()) => pushed.push(device.clone()),
+                Err(e) => {
+                    warn!(campaign = campaign.id, device = %device, error = format!("{e:#}"), "push failed; the device gets it at its next report")
+                }
             }
         }
+        let change = Transition {
+            from: &[UpgradeState::Pending],
+            to: UpgradeState::Pushed,
+            result_code: None,
+            result_msg: None,
+            released_at: None,
+            count_push: true,
+        };
+        self.store
+            .transition(campaign.id, &campaign.product, &pushed, &change)
+            .await?;
         Ok(())
     }
 
@@ -419,6 +433,7 @@ impl Campaigns {
             result_code: None,
             result_msg: Some(reason),
             released_at: None,
+            count_push: false,
         };
         self.store
             .transition(campaign.id, &campaign.product, &open, &change)

@@ -9,10 +9,10 @@ use crate::gate::DeviceIdentity;
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use otter_broker::{Broker, BrokerEvent};
-use otter_core::{Fact, Module, UpgradeStatus, Version, decide};
+use otter_core::{DeviceName, Fact, Module, UpgradeStatus, Version, decide};
 use otter_download::UrlSigner;
 use otter_protocol::{self as protocol, Answer, Offer, Outbound, Progress, UpMessage, Uplink};
-use otter_store::{CampaignMode, Store, Upgrade};
+use otter_store::{CampaignMode, Firmware, Store, Upgrade};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -195,7 +195,7 @@ impl Engine {
         Ok(())
     }
 
-    async fn send_push(
+    pub async fn send_push(
         &self,
         dialect: protocol::Dialect,
         addr: &protocol::DeviceAddr,
@@ -287,43 +287,36 @@ impl Engine {
         Ok(())
     }
 
-    /// Sends the offer of a pending upgrade now (campaign start for an online device).
-    pub async fn push(&self, upgrade: &Upgrade, dialect: protocol::Dialect) -> Result<()> {
-        let offer = self.offer_for(upgrade).await?;
-        let addr = protocol::DeviceAddr::new(upgrade.product.as_str(), upgrade.device.as_str());
-        self.send_push(dialect, &addr, &offer).await?;
-        if let Some(next) = decide(&upgrade.status, Fact::Requested).next {
-            self.record(upgrade, &next).await?;
-        }
-        Ok(())
-    }
-
-    /// The offer for an upgrade, with a freshly signed download URL. Counts the push.
     async fn offer_for(&self, upgrade: &Upgrade) -> Result<Offer> {
         let firmware = self
             .store
             .firmware_by_version(&upgrade.product, &upgrade.module, &upgrade.status.target)
             .await
             .context("firmware of a live upgrade")?;
-        let expires = (otter_store::now_ms() / 1000) as u64 + self.url_ttl.as_secs();
-        let url = self.signer.url(
-            &firmware.sha256,
-            upgrade.product.as_str(),
-            upgrade.device.as_str(),
-            expires,
-        );
         self.store
             .count_push(upgrade.campaign_id, &upgrade.product, &upgrade.device)
             .await?;
+        Ok(self.offer(&firmware, &upgrade.device))
+    }
+
+    /// The offer of `firmware` to one device, with a freshly signed download URL.
+    pub fn offer(&self, firmware: &Firmware, device: &DeviceName) -> Offer {
+        let expires = (otter_store::now_ms() / 1000) as u64 + self.url_ttl.as_secs();
+        let url = self.signer.url(
+            &firmware.sha256,
+            firmware.product.as_str(),
+            device.as_str(),
+            expires,
+        );
         metrics::counter!("otter_pushes_total").increment(1);
-        Ok(Offer {
+        Offer {
             module: firmware.module.to_string(),
             version: firmware.version.to_string(),
             url,
             size: firmware.size,
-            md5: firmware.md5,
-            sha256: firmware.sha256,
-        })
+            md5: firmware.md5.clone(),
+            sha256: firmware.sha256.clone(),
+        }
     }
 
     async fn answer(&self, uplink: &Uplink, answer: Answer) -> Result<()> {

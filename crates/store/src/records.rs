@@ -224,4 +224,6 @@ pub struct Transition<'a> {
     pub result_msg: Option<&'a str>,
     /// Set for a release: the planner clock's now.
     pub released_at: Option<i64>,
+    /// The offer was sent with this change (counts a push).
+    pub count_push: bool,
 }

@@ -188,6 +188,7 @@ async fn transitions_move_only_from_the_given_states_and_leave_history() {
         result_code: None,
         result_msg: None,
         released_at: Some(42),
+        count_push: false,
     };
     assert_eq!(
         store

@@ -361,37 +361,70 @@ impl Store {
         devices: &[DeviceName],
         change: &Transition<'_>,
     ) -> Result<Vec<DeviceName>> {
+        if devices.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Set-based: two statements whatever the number of devices (a wave can be 20,000).
         let from: Vec<&str> = change.from.iter().map(|s| s.as_str()).collect();
         let from = serde_json::to_string(&from).map_err(corrupt)?;
-        let now = now_ms();
-        let mut moved = Vec::new();
+        let names: Vec<&str> = devices.iter().map(DeviceName::as_str).collect();
+        let names = serde_json::to_string(&names).map_err(corrupt)?;
         let mut tx = self.pool.begin().await?;
-        for device in devices {
-            let done = sqlx::query(
-                "UPDATE upgrades SET state = $1, result_code = $2, result_msg = $3, updated_at = $4,
-                        percent = CASE WHEN $5 IS NULL THEN percent ELSE NULL END,
-                        released_at = COALESCE($5, released_at),
-                        attempts = attempts + CASE WHEN $5 IS NULL THEN 0 ELSE 1 END
-                 WHERE campaign_id = $6 AND product_id = $7 AND device_name = $8 AND state IN (SELECT value FROM json_each($9))",
-            )
-            .bind(change.to.as_str())
-            .bind(change.result_code.map(i64::from))
-            .bind(change.result_msg)
-            .bind(now)
-            .bind(change.released_at)
-            .bind(campaign_id)
-            .bind(product.as_str())
-            .bind(device.as_str())
-            .bind(&from)
-            .execute(&mut *tx)
-            .await?;
-            if done.rows_affected() == 1 {
-                log_event(&mut tx, campaign_id, product, device).await?;
-                moved.push(device.clone());
-            }
-        }
+        let moved: Vec<String> = sqlx::query_scalar(
+            "UPDATE upgrades SET state = $1, result_code = $2, result_msg = $3, updated_at = $4,
+                    percent = CASE WHEN $5 IS NULL THEN percent ELSE NULL END,
+                    released_at = COALESCE($5, released_at),
+                    attempts = attempts + CASE WHEN $5 IS NULL THEN 0 ELSE 1 END,
+                    pushes = pushes + $10
+             WHERE campaign_id = $6 AND product_id = $7
+               AND device_name IN (SELECT value FROM json_each($8))
+               AND state IN (SELECT value FROM json_each($9))
+             RETURNING device_name",
+        )
+        .bind(change.to.as_str())
+        .bind(change.result_code.map(i64::from))
+        .bind(change.result_msg)
+        .bind(now_ms())
+        .bind(change.released_at)
+        .bind(campaign_id)
+        .bind(product.as_str())
+        .bind(&names)
+        .bind(&from)
+        .bind(i64::from(change.count_push))
+        .fetch_all(&mut *tx)
+        .await?;
+        let moved_json = serde_json::to_string(&moved).map_err(corrupt)?;
+        sqlx::query(
+            "INSERT INTO upgrade_events (campaign_id, product_id, device_name, at, state, percent, result_code, result_msg)
+             SELECT campaign_id, product_id, device_name, updated_at, state, percent, result_code, result_msg
+             FROM upgrades WHERE campaign_id = $1 AND product_id = $2 AND device_name IN (SELECT value FROM json_each($3))",
+        )
+        .bind(campaign_id)
+        .bind(product.as_str())
+        .bind(&moved_json)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
-        Ok(moved)
+        moved
+            .into_iter()
+            .map(|m| DeviceName::parse(m).map_err(corrupt))
+            .collect()
+    }
+
+    /// The names of the product's devices that are online now.
+    pub async fn online_devices(
+        &self,
+        product: &ProductId,
+    ) -> Result<std::collections::HashSet<DeviceName>> {
+        let names: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM devices WHERE product_id = $1 AND online")
+                .bind(product.as_str())
+                .fetch_all(&self.pool)
+                .await?;
+        names
+            .into_iter()
+            .map(|n| DeviceName::parse(n).map_err(corrupt))
+            .collect()
     }
 
     /// Counts one more push of the offer to the device.
