@@ -17,13 +17,20 @@ pub struct Target {
 
 /// Uploads the files to Otter and obtains a signed link for each, as a device would: by
 /// receiving a push.
-pub async fn prepare(api: &Api, mqtt: std::net::SocketAddr, nginx: &str, root: &Path) -> Result<Vec<Target>> {
+pub async fn prepare(
+    api: &Api,
+    mqtt: std::net::SocketAddr,
+    nginx: &str,
+    root: &Path,
+) -> Result<Vec<Target>> {
     let dl = fleet::device("dlbench");
     api.register(std::slice::from_ref(&dl)).await?;
     let mut conn = fleet::open(mqtt, &dl, 0).await?;
     let mut targets = Vec::new();
     for (name, size) in [("1 MiB", 1u64 << 20), ("16 MiB", 16 << 20)] {
-        let bytes: Vec<u8> = (0..size).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let bytes: Vec<u8> = (0..size)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
         let file = format!("f{size}.bin");
         std::fs::write(root.join(&file), &bytes)?;
         let module = format!("dl{size}");
@@ -34,7 +41,9 @@ pub async fn prepare(api: &Api, mqtt: std::net::SocketAddr, nginx: &str, root: &
             if frame.kind != PUBLISH {
                 continue;
             }
-            let Some((_, id, payload)) = frame.publish() else { continue };
+            let Some((_, id, payload)) = frame.publish() else {
+                continue;
+            };
             if let Some(id) = id {
                 conn.send(&mqtt::puback(id)).await?;
             }
@@ -43,15 +52,33 @@ pub async fn prepare(api: &Api, mqtt: std::net::SocketAddr, nginx: &str, root: &
                 break url.to_owned();
             }
         };
-        targets.push(Target { name, size, otter_url: url, nginx_url: format!("{nginx}/{file}") });
+        targets.push(Target {
+            name,
+            size,
+            otter_url: url,
+            nginx_url: format!("{nginx}/{file}"),
+        });
     }
     Ok(targets)
 }
 
 /// Runs wrk; returns (requests per second, MiB per second).
-pub fn wrk(url: &str, conns: usize, secs: u64, range_of: Option<u64>, scratch: &Path) -> Result<(f64, f64)> {
+pub fn wrk(
+    url: &str,
+    conns: usize,
+    secs: u64,
+    range_of: Option<u64>,
+    scratch: &Path,
+) -> Result<(f64, f64)> {
     let mut cmd = Command::new(crate::procs::which("wrk")?);
-    cmd.args(["-t", &conns.min(2).to_string(), "-c", &conns.to_string(), "-d", &format!("{secs}s")]);
+    cmd.args([
+        "-t",
+        &conns.min(2).to_string(),
+        "-c",
+        &conns.to_string(),
+        "-d",
+        &format!("{secs}s"),
+    ]);
     if let Some(size) = range_of {
         let script = scratch.join("ranges.lua");
         std::fs::write(
@@ -68,14 +95,22 @@ pub fn wrk(url: &str, conns: usize, secs: u64, range_of: Option<u64>, scratch: &
     if text.contains("Non-2xx") {
         bail!("wrk saw errors against {url}:\n{text}");
     }
-    let field = |label: &str| text.lines().find_map(|l| l.trim().strip_prefix(label).map(|v| v.trim().to_owned()));
-    let rps: f64 = field("Requests/sec:").context("wrk printed no Requests/sec")?.parse()?;
+    let field = |label: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(label).map(|v| v.trim().to_owned()))
+    };
+    let rps: f64 = field("Requests/sec:")
+        .context("wrk printed no Requests/sec")?
+        .parse()?;
     let transfer = field("Transfer/sec:").context("wrk printed no Transfer/sec")?;
     Ok((rps, mib(&transfer)))
 }
 
 fn mib(text: &str) -> f64 {
-    let (num, unit) = text.split_at(text.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(text.len()));
+    let (num, unit) = text.split_at(
+        text.find(|c: char| c.is_ascii_alphabetic())
+            .unwrap_or(text.len()),
+    );
     let n: f64 = num.parse().unwrap_or(0.0);
     match unit {
         "GB" => n * 1024.0,

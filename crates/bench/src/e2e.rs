@@ -11,14 +11,36 @@ use std::time::{Duration, Instant};
 pub async fn run(api: &Api, mqtt: std::net::SocketAddr, n: usize, run: usize) -> Result<f64> {
     let devices: Vec<SimDevice> = fleet::devices(n)
         .into_iter()
-        .map(|d| SimDevice { dialect: Dialect::Tencent, product: fleet::PRODUCT.into(), device: d.name, secret: fleet::SECRET.into(), version: format!("1.0.{run}"), behavior: Behavior::Succeed })
+        .map(|d| SimDevice {
+            dialect: Dialect::Tencent,
+            product: fleet::PRODUCT.into(),
+            device: d.name,
+            secret: fleet::SECRET.into(),
+            version: format!("1.0.{run}"),
+            behavior: Behavior::Succeed,
+        })
         .collect();
-    let sims = Fleet::start(SimConfig { download: true, ..SimConfig::new(mqtt.to_string()) }, devices).await?;
+    let sims = Fleet::start(
+        SimConfig {
+            download: true,
+            ..SimConfig::new(mqtt.to_string())
+        },
+        devices,
+    )
+    .await?;
     if !sims.wait_connected(Duration::from_secs(120)).await {
-        bail!("only {} of {n} simulated devices connected", sims.connected());
+        bail!(
+            "only {} of {n} simulated devices connected",
+            sims.connected()
+        );
     }
     let version = format!("5.0.{run}");
-    api.upload(&version, "default", (0..1u32 << 20).map(|i| (i % 251) as u8).collect()).await?;
+    api.upload(
+        &version,
+        "default",
+        (0..1u32 << 20).map(|i| (i % 251) as u8).collect(),
+    )
+    .await?;
     let names: Vec<String> = (0..n).map(|i| format!("d{i:05}")).collect();
     let start = Instant::now();
     let created = api.post("/campaigns", json!({ "product": fleet::PRODUCT, "version": version, "skip_verification": true, "supersede": true, "selection": { "devices": names } })).await?;

@@ -46,7 +46,14 @@ pub fn device(name: &str) -> Device {
 
 /// A plain client (no credentials) subscribed to `filter`: the Mosquitto-side helpers.
 pub fn plain(client_id: &str, filter: &str) -> Device {
-    Device { name: client_id.into(), client_id: client_id.into(), username: String::new(), password: Vec::new(), update: filter.into(), report: String::new() }
+    Device {
+        name: client_id.into(),
+        client_id: client_id.into(),
+        username: String::new(),
+        password: Vec::new(),
+        update: filter.into(),
+        report: String::new(),
+    }
 }
 
 pub struct Api {
@@ -56,11 +63,20 @@ pub struct Api {
 
 impl Api {
     pub fn new(base: &str) -> Self {
-        Api { base: base.into(), client: reqwest::Client::new() }
+        Api {
+            base: base.into(),
+            client: reqwest::Client::new(),
+        }
     }
 
     pub async fn post(&self, path: &str, body: serde_json::Value) -> Result<serde_json::Value> {
-        let resp = self.client.post(format!("{}/api/v1{path}", self.base)).bearer_auth(crate::procs::TOKEN).json(&body).send().await?;
+        let resp = self
+            .client
+            .post(format!("{}/api/v1{path}", self.base))
+            .bearer_auth(crate::procs::TOKEN)
+            .json(&body)
+            .send()
+            .await?;
         let status = resp.status();
         let v: serde_json::Value = resp.json().await.unwrap_or_default();
         if !status.is_success() && status.as_u16() != 409 {
@@ -70,12 +86,28 @@ impl Api {
     }
 
     pub async fn get(&self, path: &str) -> Result<serde_json::Value> {
-        Ok(self.client.get(format!("{}/api/v1{path}", self.base)).bearer_auth(crate::procs::TOKEN).send().await?.json().await?)
+        Ok(self
+            .client
+            .get(format!("{}/api/v1{path}", self.base))
+            .bearer_auth(crate::procs::TOKEN)
+            .send()
+            .await?
+            .json()
+            .await?)
     }
 
     pub async fn upload(&self, version: &str, module: &str, bytes: Vec<u8>) -> Result<()> {
-        let url = format!("{}/api/v1/products/{PRODUCT}/firmware?version={version}&module={module}", self.base);
-        let resp = self.client.post(url).bearer_auth(crate::procs::TOKEN).body(bytes).send().await?;
+        let url = format!(
+            "{}/api/v1/products/{PRODUCT}/firmware?version={version}&module={module}",
+            self.base
+        );
+        let resp = self
+            .client
+            .post(url)
+            .bearer_auth(crate::procs::TOKEN)
+            .body(bytes)
+            .send()
+            .await?;
         if !resp.status().is_success() {
             bail!("upload: {}", resp.status());
         }
@@ -84,9 +116,16 @@ impl Api {
 
     /// Registers the product and devices (idempotent: 409s are fine).
     pub async fn register(&self, devices: &[Device]) -> Result<()> {
-        self.post("/products", json!({ "id": PRODUCT, "dialect": "tencent" })).await?;
+        self.post("/products", json!({ "id": PRODUCT, "dialect": "tencent" }))
+            .await?;
         futures::stream::iter(devices)
-            .map(|d| async move { self.post(&format!("/products/{PRODUCT}/devices"), json!({ "name": d.name, "secret": SECRET })).await })
+            .map(|d| async move {
+                self.post(
+                    &format!("/products/{PRODUCT}/devices"),
+                    json!({ "name": d.name, "secret": SECRET }),
+                )
+                .await
+            })
             .buffer_unordered(32)
             .try_collect::<Vec<_>>()
             .await?;
@@ -117,17 +156,29 @@ impl Conn {
 /// Connects (from 127.0.1.x), authenticates and subscribes the device's update topic at QoS 1.
 pub async fn open(broker: SocketAddr, dev: &Device, index: usize) -> Result<Conn> {
     let socket = TcpSocket::new_v4()?;
-    let source = IpAddr::V4(Ipv4Addr::new(127, 0, 1 + (index / 250 % 4) as u8, 1 + (index % 250) as u8));
+    let source = IpAddr::V4(Ipv4Addr::new(
+        127,
+        0,
+        1 + (index / 250 % 4) as u8,
+        1 + (index % 250) as u8,
+    ));
     socket.bind(SocketAddr::new(source, 0))?;
-    let stream = socket.connect(broker).await.with_context(|| format!("connecting {}", dev.name))?;
+    let stream = socket
+        .connect(broker)
+        .await
+        .with_context(|| format!("connecting {}", dev.name))?;
     stream.set_nodelay(true)?;
     let (r, w) = stream.into_split();
-    let mut conn = Conn { reader: Reader::new(r), writer: w };
+    let mut conn = Conn {
+        reader: Reader::new(r),
+        writer: w,
+    };
     let (user, pass) = match dev.username.is_empty() {
         true => (None, None),
         false => (Some(dev.username.as_str()), Some(dev.password.as_slice())),
     };
-    conn.send(&mqtt::connect(&dev.client_id, user, pass)).await?;
+    conn.send(&mqtt::connect(&dev.client_id, user, pass))
+        .await?;
     let ack = conn.expect(CONNACK).await?;
     if ack.body.get(1) != Some(&0) {
         bail!("{} refused: CONNACK {:?}", dev.name, ack.body.get(1));
@@ -138,7 +189,11 @@ pub async fn open(broker: SocketAddr, dev: &Device, index: usize) -> Result<Conn
 }
 
 /// Opens every device's connection, `concurrency` at a time; returns them and the wall time.
-pub async fn open_all(broker: SocketAddr, devices: &[Device], concurrency: usize) -> Result<(Vec<Conn>, Duration)> {
+pub async fn open_all(
+    broker: SocketAddr,
+    devices: &[Device],
+    concurrency: usize,
+) -> Result<(Vec<Conn>, Duration)> {
     let start = Instant::now();
     let conns = futures::stream::iter(devices.iter().enumerate())
         .map(|(i, d)| open(broker, d, i))

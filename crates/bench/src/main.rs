@@ -67,14 +67,29 @@ struct Table {
 
 impl Table {
     fn add(&mut self, row: &str, otter: f64, reference: f64, unit: &str, higher_is_better: bool) {
-        let ratio = if higher_is_better { otter / reference } else { reference / otter };
-        let line = (row.to_owned(), format!("{otter:.2} {unit}"), format!("{reference:.2} {unit}"), format!("{:.2}", otter / reference), format!("{ratio:.2}"));
-        println!("{:<44} otter {:>14}  reference {:>14}  otter/ref {:>6}  goodness {:>6}", line.0, line.1, line.2, line.3, line.4);
+        let ratio = if higher_is_better {
+            otter / reference
+        } else {
+            reference / otter
+        };
+        let line = (
+            row.to_owned(),
+            format!("{otter:.2} {unit}"),
+            format!("{reference:.2} {unit}"),
+            format!("{:.2}", otter / reference),
+            format!("{ratio:.2}"),
+        );
+        println!(
+            "{:<44} otter {:>14}  reference {:>14}  otter/ref {:>6}  goodness {:>6}",
+            line.0, line.1, line.2, line.3, line.4
+        );
         self.rows.push(line);
     }
 
     fn markdown(&self) -> String {
-        let mut s = String::from("| row | Otter | reference | Otter / reference | goodness (≥ 1 is as good as the reference) |\n| --- | --- | --- | --- | --- |\n");
+        let mut s = String::from(
+            "| row | Otter | reference | Otter / reference | goodness (≥ 1 is as good as the reference) |\n| --- | --- | --- | --- | --- |\n",
+        );
         for r in &self.rows {
             let _ = writeln!(s, "| {} | {} | {} | {} | {} |", r.0, r.1, r.2, r.3, r.4);
         }
@@ -108,12 +123,20 @@ async fn main() -> Result<()> {
     if let Some(Cmd::Responder { broker }) = args.cmd {
         return mqtt_paths::responder(broker).await;
     }
-    let bin = std::fs::canonicalize(&args.otter).with_context(|| format!("{} not found: cargo build --release -p otter-cli", args.otter.display()))?;
+    let bin = std::fs::canonicalize(&args.otter).with_context(|| {
+        format!(
+            "{} not found: cargo build --release -p otter-cli",
+            args.otter.display()
+        )
+    })?;
     let data = tempfile::tempdir()?;
     let devices = fleet::devices(args.n);
     let mut table = Table::default();
     let mut notes = Vec::new();
-    println!("otter-bench: n={} runs={} (load generator CPU in parentheses; 100% = one core)", args.n, args.runs);
+    println!(
+        "otter-bench: n={} runs={} (load generator CPU in parentheses; 100% = one core)",
+        args.n, args.runs
+    );
 
     // Register the fleet once; every Otter run restarts the server over the same data dir.
     {
@@ -130,7 +153,8 @@ async fn main() -> Result<()> {
         async move {
             let otter = procs::otter(bin, dir)?;
             let held = mqtt_paths::hold(otter.mqtt, devices, otter.proc.pid()).await?;
-            conn.borrow_mut().push(devices.len() as f64 / held.connect_secs);
+            conn.borrow_mut()
+                .push(devices.len() as f64 / held.connect_secs);
             mem.borrow_mut().push(held.bytes_per_conn);
             mqtt_paths::fanout_otter(&fleet::Api::new(&otter.http), held, devices, run).await
         }
@@ -147,7 +171,8 @@ async fn main() -> Result<()> {
         async move {
             let m = procs::mosquitto()?;
             let held = mqtt_paths::hold(m.addr, devices, m.proc.pid()).await?;
-            conn.borrow_mut().push(devices.len() as f64 / held.connect_secs);
+            conn.borrow_mut()
+                .push(devices.len() as f64 / held.connect_secs);
             mem.borrow_mut().push(held.bytes_per_conn);
             mqtt_paths::fanout_mosquitto(m.addr, held, devices).await
         }
@@ -155,9 +180,27 @@ async fn main() -> Result<()> {
     .await?;
     notes.push(format!("rows 1–2 Mosquitto: load generator CPU {cpu:.0}%"));
     let n = args.n;
-    table.add(&format!("1. connect {n} devices (connections/s)"), median(otter_conn.into_inner()), median(mosq_conn.into_inner()), "conn/s", true);
-    table.add(&format!("1. memory per held connection ({n})"), median(otter_mem.into_inner()), median(mosq_mem.into_inner()), "bytes", false);
-    table.add(&format!("2. fan-out to {n} devices (s)"), otter_fanout, mosq_fanout, "s", false);
+    table.add(
+        &format!("1. connect {n} devices (connections/s)"),
+        median(otter_conn.into_inner()),
+        median(mosq_conn.into_inner()),
+        "conn/s",
+        true,
+    );
+    table.add(
+        &format!("1. memory per held connection ({n})"),
+        median(otter_mem.into_inner()),
+        median(mosq_mem.into_inner()),
+        "bytes",
+        false,
+    );
+    table.add(
+        &format!("2. fan-out to {n} devices (s)"),
+        otter_fanout,
+        mosq_fanout,
+        "s",
+        false,
+    );
 
     // Row 3: round trips.
     let clients = &devices[..args.rtt_clients.min(n)];
@@ -168,21 +211,51 @@ async fn main() -> Result<()> {
         drop(otter);
         let m = procs::mosquitto()?;
         let exe = std::env::current_exe()?;
-        let responder = procs::Proc::spawn_pub(std::process::Command::new(exe).args(["responder", "--broker", &m.addr.to_string()]))?;
+        let responder = procs::Proc::spawn_pub(std::process::Command::new(exe).args([
+            "responder",
+            "--broker",
+            &m.addr.to_string(),
+        ]))?;
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         m_rtt.push(mqtt_paths::round_trips(m.addr, clients, args.secs as f64).await?);
         drop(responder);
     }
-    let pick = |v: &[mqtt_paths::RoundTrips], f: fn(&mqtt_paths::RoundTrips) -> f64| median(v.iter().map(f).collect());
-    table.add(&format!("3. report round trips, {} clients (per s)", clients.len()), pick(&o_rtt, |r| r.per_sec), pick(&m_rtt, |r| r.per_sec), "rt/s", true);
-    table.add("3. round trip p50 (ms)", pick(&o_rtt, |r| r.p50_ms), pick(&m_rtt, |r| r.p50_ms), "ms", false);
-    table.add("3. round trip p99 (ms)", pick(&o_rtt, |r| r.p99_ms), pick(&m_rtt, |r| r.p99_ms), "ms", false);
+    let pick = |v: &[mqtt_paths::RoundTrips], f: fn(&mqtt_paths::RoundTrips) -> f64| {
+        median(v.iter().map(f).collect())
+    };
+    table.add(
+        &format!("3. report round trips, {} clients (per s)", clients.len()),
+        pick(&o_rtt, |r| r.per_sec),
+        pick(&m_rtt, |r| r.per_sec),
+        "rt/s",
+        true,
+    );
+    table.add(
+        "3. round trip p50 (ms)",
+        pick(&o_rtt, |r| r.p50_ms),
+        pick(&m_rtt, |r| r.p50_ms),
+        "ms",
+        false,
+    );
+    table.add(
+        "3. round trip p99 (ms)",
+        pick(&o_rtt, |r| r.p99_ms),
+        pick(&m_rtt, |r| r.p99_ms),
+        "ms",
+        false,
+    );
 
     // Row 4: downloads.
     let root = tempfile::tempdir()?;
     let otter = procs::otter(&bin, data.path())?;
     let nginx = procs::nginx(root.path())?;
-    let targets = downloads::prepare(&fleet::Api::new(&otter.http), otter.mqtt, &nginx.url, root.path()).await?;
+    let targets = downloads::prepare(
+        &fleet::Api::new(&otter.http),
+        otter.mqtt,
+        &nginx.url,
+        root.path(),
+    )
+    .await?;
     let mut nginx_1m_rate = f64::NAN;
     for t in &targets {
         for &c in &args.dl_conns {
@@ -197,7 +270,13 @@ async fn main() -> Result<()> {
             if t.size == 1 << 20 && (nginx_1m_rate.is_nan() || r > nginx_1m_rate) {
                 nginx_1m_rate = r;
             }
-            table.add(&format!("4. whole {} file, {c} connections (MiB/s)", t.name), o, r, "MiB/s", true);
+            table.add(
+                &format!("4. whole {} file, {c} connections (MiB/s)", t.name),
+                o,
+                r,
+                "MiB/s",
+                true,
+            );
         }
     }
     let big = targets.last().context("no download target")?;
@@ -208,7 +287,13 @@ async fn main() -> Result<()> {
             o.push(downloads::wrk(&big.otter_url, c, args.secs, Some(big.size), root.path())?.0);
             r.push(downloads::wrk(&big.nginx_url, c, args.secs, Some(big.size), root.path())?.0);
         }
-        table.add(&format!("4. random 64 KiB ranges, {c} connections (req/s)"), median(o), median(r), "req/s", true);
+        table.add(
+            &format!("4. random 64 KiB ranges, {c} connections (req/s)"),
+            median(o),
+            median(r),
+            "req/s",
+            true,
+        );
     }
     drop(nginx);
     drop(otter);
@@ -223,9 +308,17 @@ async fn main() -> Result<()> {
         }
     })
     .await?;
-    notes.push(format!("row 5: load generator (the simulated fleet, downloads included) CPU {cpu:.0}%"));
+    notes.push(format!(
+        "row 5: load generator (the simulated fleet, downloads included) CPU {cpu:.0}%"
+    ));
     let bound = mosq_fanout * e2e_n as f64 / n as f64 + e2e_n as f64 / nginx_1m_rate;
-    table.add(&format!("5. end to end, {e2e_n} devices × 1 MiB (s) vs bound"), e2e, bound, "s", false);
+    table.add(
+        &format!("5. end to end, {e2e_n} devices × 1 MiB (s) vs bound"),
+        e2e,
+        bound,
+        "s",
+        false,
+    );
 
     for note in &notes {
         println!("{note}");

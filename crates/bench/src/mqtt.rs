@@ -38,7 +38,9 @@ pub fn connect(client_id: &str, username: Option<&str>, password: Option<&[u8]>)
     let mut body = BytesMut::new();
     put_str(&mut body, b"MQTT");
     body.put_u8(4);
-    let flags = 0x02 | if username.is_some() { 0x80 } else { 0 } | if password.is_some() { 0x40 } else { 0 };
+    let flags = 0x02
+        | if username.is_some() { 0x80 } else { 0 }
+        | if password.is_some() { 0x40 } else { 0 };
     body.put_u8(flags);
     body.put_u16(600); // keep-alive: long, the harness holds idle connections
     put_str(&mut body, client_id.as_bytes());
@@ -108,7 +110,10 @@ pub struct Reader<R> {
 
 impl<R: AsyncRead + Unpin> Reader<R> {
     pub fn new(inner: R) -> Self {
-        Reader { inner, buf: BytesMut::with_capacity(512) }
+        Reader {
+            inner,
+            buf: BytesMut::with_capacity(512),
+        }
     }
 
     pub async fn next(&mut self) -> Result<Frame> {
@@ -127,7 +132,9 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         let mut shift = 0;
         let mut i = 1;
         loop {
-            let Some(byte) = self.buf.get(i) else { return Ok(None) };
+            let Some(byte) = self.buf.get(i) else {
+                return Ok(None);
+            };
             len |= ((byte & 0x7f) as usize) << shift;
             i += 1;
             if byte & 0x80 == 0 {
@@ -144,6 +151,10 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         let first = self.buf[0];
         self.buf.advance(i);
         let body = self.buf.split_to(len).freeze();
-        Ok(Some(Frame { kind: first >> 4, flags: first & 0x0f, body }))
+        Ok(Some(Frame {
+            kind: first >> 4,
+            flags: first & 0x0f,
+            body,
+        }))
     }
 }

@@ -23,11 +23,18 @@ pub async fn hold(broker: SocketAddr, devices: &[Device], server_pid: u32) -> Re
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = crate::procs::rss_kib(server_pid);
     let bytes_per_conn = (after.saturating_sub(before) * 1024) as f64 / devices.len() as f64;
-    Ok(Held { conns, connect_secs: took.as_secs_f64(), bytes_per_conn })
+    Ok(Held {
+        conns,
+        connect_secs: took.as_secs_f64(),
+        bytes_per_conn,
+    })
 }
 
 /// Waits on every connection for its first PUBLISH (acking it); returns when all N arrived.
-fn await_one_each(conns: Vec<Conn>, needle: &'static [u8]) -> (Arc<AtomicUsize>, tokio::task::JoinSet<()>) {
+fn await_one_each(
+    conns: Vec<Conn>,
+    needle: &'static [u8],
+) -> (Arc<AtomicUsize>, tokio::task::JoinSet<()>) {
     let got = Arc::new(AtomicUsize::new(0));
     let mut set = tokio::task::JoinSet::new();
     for mut conn in conns {
@@ -38,7 +45,10 @@ fn await_one_each(conns: Vec<Conn>, needle: &'static [u8]) -> (Arc<AtomicUsize>,
                     continue;
                 }
                 let (hit, id) = match frame.publish() {
-                    Some((_, id, payload)) => (needle.is_empty() || payload.windows(needle.len()).any(|w| w == needle), id),
+                    Some((_, id, payload)) => (
+                        needle.is_empty() || payload.windows(needle.len()).any(|w| w == needle),
+                        id,
+                    ),
                     None => (false, None),
                 };
                 if let Some(id) = id {
@@ -59,7 +69,10 @@ async fn wait_count(got: &AtomicUsize, n: usize, limit: Duration) -> Result<()> 
     let deadline = Instant::now() + limit;
     while got.load(Ordering::SeqCst) < n {
         if Instant::now() > deadline {
-            bail!("only {} of {n} devices got their message", got.load(Ordering::SeqCst));
+            bail!(
+                "only {} of {n} devices got their message",
+                got.load(Ordering::SeqCst)
+            );
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
@@ -77,7 +90,8 @@ pub async fn fanout_otter(api: &Api, held: Held, devices: &[Device], run: usize)
     wait_count(&got, devices.len(), Duration::from_secs(300)).await?;
     let took = start.elapsed().as_secs_f64();
     // These devices never install: end the campaign so its planner work does not load later rows.
-    api.post(&format!("/campaigns/{}/cancel", created["id"]), json!({})).await?;
+    api.post(&format!("/campaigns/{}/cancel", created["id"]), json!({}))
+        .await?;
     drop(set);
     Ok(took)
 }
@@ -91,7 +105,12 @@ pub async fn fanout_mosquitto(broker: SocketAddr, held: Held, devices: &[Device]
     let start = Instant::now();
     let mut batch = Vec::with_capacity(64 * 1024);
     for (i, d) in devices.iter().enumerate() {
-        batch.extend_from_slice(&mqtt::publish(&d.update, payload, 1, (i % 65_000 + 1) as u16));
+        batch.extend_from_slice(&mqtt::publish(
+            &d.update,
+            payload,
+            1,
+            (i % 65_000 + 1) as u16,
+        ));
         if batch.len() > 60_000 {
             conn.send(&batch).await?;
             batch.clear();
@@ -120,14 +139,21 @@ pub async fn round_trips(broker: SocketAddr, devices: &[Device], secs: f64) -> R
     for (mut conn, dev) in conns.into_iter().zip(devices.to_vec()) {
         set.spawn(async move {
             let mut latencies = Vec::new();
-            let report = mqtt::publish(&dev.report, br#"{"type": "report_version", "report":{"version":"1.0.0"}}"#, 1, 7);
+            let report = mqtt::publish(
+                &dev.report,
+                br#"{"type": "report_version", "report":{"version":"1.0.0"}}"#,
+                1,
+                7,
+            );
             while Instant::now() < stop {
                 let t = Instant::now();
                 if conn.send(&report).await.is_err() {
                     break;
                 }
                 loop {
-                    let Ok(frame) = conn.reader.next().await else { return latencies };
+                    let Ok(frame) = conn.reader.next().await else {
+                        return latencies;
+                    };
                     if frame.kind == PUBLISH {
                         if let Some((_, Some(id), _)) = frame.publish() {
                             let _ = conn.send(&mqtt::puback(id)).await;
@@ -149,7 +175,11 @@ pub async fn round_trips(broker: SocketAddr, devices: &[Device], secs: f64) -> R
     }
     all.sort_by(f64::total_cmp);
     let pct = |p: f64| all[((all.len() as f64 - 1.0) * p) as usize];
-    Ok(RoundTrips { per_sec: all.len() as f64 / secs, p50_ms: pct(0.5), p99_ms: pct(0.99) })
+    Ok(RoundTrips {
+        per_sec: all.len() as f64 / secs,
+        p50_ms: pct(0.5),
+        p99_ms: pct(0.99),
+    })
 }
 
 /// The separate responder that plays Otter's part for Mosquitto: answers every report_version.
@@ -163,7 +193,9 @@ pub async fn responder(broker: SocketAddr) -> Result<()> {
         if frame.kind == PUBACK || frame.kind != PUBLISH {
             continue;
         }
-        let Some((topic, id, _)) = frame.publish() else { continue };
+        let Some((topic, id, _)) = frame.publish() else {
+            continue;
+        };
         let topic = String::from_utf8_lossy(topic).replacen("$ota/report/", "$ota/update/", 1);
         let mut out = Vec::with_capacity(200);
         if let Some(id) = id {

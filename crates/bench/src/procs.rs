@@ -19,7 +19,11 @@ impl Proc {
     }
 
     fn spawn(cmd: &mut Command) -> Result<Self> {
-        let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().with_context(|| format!("starting {cmd:?}"))?;
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {cmd:?}"))?;
         Ok(Proc { child })
     }
 
@@ -39,7 +43,11 @@ impl Drop for Proc {
 pub fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -69,14 +77,25 @@ pub fn otter(bin: &Path, dir: &Path) -> Result<Otter> {
     let (mqtt, http) = (free_addr()?, free_addr()?);
     let proc = Proc::spawn(
         Command::new(bin)
-            .args(["serve", "--mqtt-listen", &mqtt.to_string(), "--http-listen", &http.to_string(), "--data-dir"])
+            .args([
+                "serve",
+                "--mqtt-listen",
+                &mqtt.to_string(),
+                "--http-listen",
+                &http.to_string(),
+                "--data-dir",
+            ])
             .arg(dir)
             .env("OTTER_TOKEN", TOKEN)
             .env("OTTER_LOG", "warn"),
     )?;
     wait_port(http)?;
     wait_port(mqtt)?;
-    Ok(Otter { proc, mqtt, http: format!("http://{http}") })
+    Ok(Otter {
+        proc,
+        mqtt,
+        http: format!("http://{http}"),
+    })
 }
 
 pub struct Mosquitto {
@@ -98,7 +117,11 @@ pub fn mosquitto() -> Result<Mosquitto> {
     )?;
     let proc = Proc::spawn(Command::new(which("mosquitto")?).arg("-c").arg(&conf))?;
     wait_port(addr)?;
-    Ok(Mosquitto { proc, addr, _dir: dir })
+    Ok(Mosquitto {
+        proc,
+        addr,
+        _dir: dir,
+    })
 }
 
 pub struct Nginx {
@@ -124,9 +147,19 @@ http {{ access_log off; sendfile on; tcp_nodelay on; keepalive_requests 1000000;
             root = root.display()
         ),
     )?;
-    let proc = Proc::spawn(Command::new(which("nginx")?).arg("-c").arg(&conf).arg("-p").arg(dir.path()))?;
+    let proc = Proc::spawn(
+        Command::new(which("nginx")?)
+            .arg("-c")
+            .arg(&conf)
+            .arg("-p")
+            .arg(dir.path()),
+    )?;
     wait_port(addr)?;
-    Ok(Nginx { _proc: proc, url: format!("http://{addr}"), _dir: dir })
+    Ok(Nginx {
+        _proc: proc,
+        url: format!("http://{addr}"),
+        _dir: dir,
+    })
 }
 
 pub fn which(name: &str) -> Result<PathBuf> {
@@ -142,7 +175,19 @@ pub fn which(name: &str) -> Result<PathBuf> {
 /// CPU seconds this process (the load generator) has used so far.
 pub fn own_cpu_secs() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks: f64 = fields.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0) + fields.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields
+        .get(11)
+        .and_then(|u| u.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        + fields
+            .get(12)
+            .and_then(|s| s.parse::<f64>().ok())
+            .unwrap_or(0.0);
     ticks / 100.0
 }

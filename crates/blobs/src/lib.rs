@@ -15,7 +15,9 @@ use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use md5::Md5;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{GetOptions, GetResult, GetResultPayload, ObjectStore, ObjectStoreExt, WriteMultipart};
+use object_store::{
+    GetOptions, GetResult, GetResultPayload, ObjectStore, ObjectStoreExt, WriteMultipart,
+};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -272,6 +274,29 @@ fn echo(input: &str) -> String {
     input.chars().take(MAX_ECHO).collect()
 }
 
+/// Chunk size when streaming a local file: object_store's own file stream reads 8 KiB per
+/// blocking call, which caps a download far below what the disk and socket can do.
+const FILE_CHUNK: usize = 256 * 1024;
+
+fn stream_payload(
+    got: GetResult,
+) -> Result<BoxStream<'static, Result<Bytes, BlobError>>, BlobError> {
+    let range = got.range.clone();
+    match got.payload {
+        GetResultPayload::File(mut file, _) => {
+            use std::io::{Seek, SeekFrom};
+            file.seek(SeekFrom::Start(range.start))?;
+            let file = tokio::fs::File::from_std(file).take(range.end - range.start);
+            Ok(
+                tokio_util::io::ReaderStream::with_capacity(file, FILE_CHUNK)
+                    .map_err(BlobError::from)
+                    .boxed(),
+            )
+        }
+        GetResultPayload::Stream(s) => Ok(s.map_err(BlobError::from).boxed()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,22 +319,5 @@ mod tests {
         let long = "x".repeat(10_000);
         let msg = validate_sha256(&long).unwrap_err().to_string();
         assert!(msg.len() < 200, "{msg}");
-    }
-}
-
-/// Chunk size when streaming a local file: object_store's own file stream reads 8 KiB per
-/// blocking call, which caps a download far below what the disk and socket can do.
-const FILE_CHUNK: usize = 256 * 1024;
-
-fn stream_payload(got: GetResult) -> Result<BoxStream<'static, Result<Bytes, BlobError>>, BlobError> {
-    let range = got.range.clone();
-    match got.payload {
-        GetResultPayload::File(mut file, _) => {
-            use std::io::{Seek, SeekFrom};
-            file.seek(SeekFrom::Start(range.start))?;
-            let file = tokio::fs::File::from_std(file).take(range.end - range.start);
-            Ok(tokio_util::io::ReaderStream::with_capacity(file, FILE_CHUNK).map_err(BlobError::from).boxed())
-        }
-        GetResultPayload::Stream(s) => Ok(s.map_err(BlobError::from).boxed()),
     }
 }
