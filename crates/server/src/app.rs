@@ -84,6 +84,12 @@ impl Application {
         });
         let planner_task = Arc::clone(&campaigns).spawn(config.tick);
 
+        let api_state = ApiState {
+            store,
+            blobs: blobs.clone(),
+            campaigns,
+            admin_token: admin_token.clone().into(),
+        };
         let prometheus = crate::telemetry::prometheus();
         let router = Router::new()
             .route("/healthz", get(|| async { "ok" }))
@@ -91,12 +97,8 @@ impl Application {
                 "/metrics",
                 get(move || std::future::ready(prometheus.render())),
             )
-            .merge(api::router(ApiState {
-                store,
-                blobs: blobs.clone(),
-                campaigns,
-                admin_token: admin_token.clone().into(),
-            }))
+            .merge(api::router(api_state.clone()))
+            .merge(crate::console::router(api_state))
             .merge(otter_download::router(DownloadState { blobs, signer }))
             .layer(tower_http::trace::TraceLayer::new_for_http());
 

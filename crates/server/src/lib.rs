@@ -10,6 +10,7 @@ mod app;
 mod campaigns;
 pub mod clock;
 mod config;
+mod console;
 mod engine;
 mod gate;
 mod telemetry;

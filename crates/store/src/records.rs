@@ -227,3 +227,5 @@ pub struct Transition<'a> {
     /// The offer was sent with this change (counts a push).
     pub count_push: bool,
 }
+pub use crate::sqlite::audit::AuditEntry;
+pub use crate::sqlite::console::{DeviceFilter, DeviceSummary, ProductSummary};

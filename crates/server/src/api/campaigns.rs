@@ -85,6 +85,16 @@ pub async fn create(
         .map_err(|e| ApiError::BadRequest(format!("invalid campaign: {e}")))?;
     let dry_run = req.dry_run;
     let created = s.campaigns.create(req, CampaignKind::Rollout).await?;
+    if let Some(c) = &created.campaign {
+        let detail = serde_json::json!({ "product": c.product.as_str(), "firmware_id": c.firmware_id, "devices": created.targeting.selected.len(), "mode": c.mode.as_str() });
+        super::audit::record(
+            &s,
+            "campaign.create",
+            &format!("campaign #{}", c.id),
+            detail,
+        )
+        .await;
+    }
     let (campaign, upgrades) = match &created.campaign {
         Some(c) => (
             Some(view(&s, c.id).await?),
@@ -170,6 +180,13 @@ pub async fn pause(
     Path(id): Path<i64>,
 ) -> Result<Json<CampaignView>, ApiError> {
     s.campaigns.pause(id).await?;
+    super::audit::record(
+        &s,
+        "campaign.pause",
+        &format!("campaign #{id}"),
+        serde_json::json!({}),
+    )
+    .await;
     Ok(Json(view(&s, id).await?))
 }
 
@@ -179,6 +196,13 @@ pub async fn resume(
     Path(id): Path<i64>,
 ) -> Result<Json<CampaignView>, ApiError> {
     s.campaigns.resume(id).await?;
+    super::audit::record(
+        &s,
+        "campaign.resume",
+        &format!("campaign #{id}"),
+        serde_json::json!({}),
+    )
+    .await;
     Ok(Json(view(&s, id).await?))
 }
 
@@ -188,6 +212,13 @@ pub async fn cancel(
     Path(id): Path<i64>,
 ) -> Result<Json<CampaignView>, ApiError> {
     s.campaigns.cancel(id).await?;
+    super::audit::record(
+        &s,
+        "campaign.cancel",
+        &format!("campaign #{id}"),
+        serde_json::json!({}),
+    )
+    .await;
     Ok(Json(view(&s, id).await?))
 }
 

@@ -41,16 +41,19 @@ pub async fn tags(
             "invalid tag {bad:?}: 1 to 64 printable characters, no spaces"
         )));
     }
-    Ok(Json(
-        s.store
-            .set_tags(
-                &ProductId::parse(product)?,
-                &DeviceName::parse(device)?,
-                &t.add,
-                &t.remove,
-            )
-            .await?,
-    ))
+    let (product, device) = (ProductId::parse(product)?, DeviceName::parse(device)?);
+    let tags = s
+        .store
+        .set_tags(&product, &device, &t.add, &t.remove)
+        .await?;
+    super::audit::record(
+        &s,
+        "device.tags",
+        &format!("{product}/{device}"),
+        serde_json::json!({ "add": t.add, "remove": t.remove }),
+    )
+    .await;
+    Ok(Json(tags))
 }
 
 #[utoipa::path(get, path = "/api/v1/products/{product}/devices/{device}/history", responses((status = 200, description = "upgrade events, newest first"), (status = 404)))]
@@ -106,6 +109,13 @@ pub async fn create(
     };
     let device = s.store.create_device(&product.id, &name, &secret).await?;
     tracing::info!(device = %format!("{}/{}", product.id, name), "device created");
+    super::audit::record(
+        &s,
+        "device.create",
+        &format!("{}/{name}", product.id),
+        serde_json::json!({}),
+    )
+    .await;
     Ok((StatusCode::CREATED, Json(CreatedDevice { device, secret })))
 }
 

@@ -46,6 +46,7 @@ pub async fn verify(
             crate::campaigns::MAX_TEST_DEVICES
         )));
     }
+    let (subject, tests) = (format!("{product} {}", v.version), v.devices.clone());
     let request = CampaignRequest {
         product,
         version: v.version,
@@ -70,6 +71,13 @@ pub async fn verify(
         .create(request, CampaignKind::Verification)
         .await?;
     let id = created.campaign.as_ref().map(|c| c.id).unwrap_or_default();
+    super::audit::record(
+        &s,
+        "firmware.verify",
+        &subject,
+        serde_json::json!({ "campaign": id, "devices": tests }),
+    )
+    .await;
     let view = super::campaigns::view(&s, id).await?;
     Ok((
         StatusCode::CREATED,
@@ -127,6 +135,8 @@ pub async fn upload(
         })
         .await?;
     tracing::info!(product = %firmware.product, version = %firmware.version, size = firmware.size, sha256 = %firmware.sha256, "firmware uploaded");
+    let subject = format!("{} {}", firmware.product, firmware.version);
+    super::audit::record(&s, "firmware.upload", &subject, serde_json::json!({ "module": firmware.module.as_str(), "size": firmware.size, "sha256": firmware.sha256 })).await;
     Ok((StatusCode::CREATED, Json(firmware)))
 }
 

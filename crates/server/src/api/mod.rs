@@ -1,12 +1,14 @@
 //! The admin API under `/api/v1`: JSON over HTTP, bearer-token protected, described by an
 //! OpenAPI document. One file per resource; errors map to HTTP status in [`error`] only.
 
+pub(crate) mod audit;
 mod campaigns;
 mod devices;
 mod error;
 mod firmware;
 mod openapi;
 mod products;
+mod stream;
 
 use crate::campaigns::Campaigns;
 use axum::Router;
@@ -34,6 +36,8 @@ pub fn router(state: ApiState) -> Router {
         .merge(devices::routes())
         .merge(firmware::routes())
         .merge(campaigns::routes())
+        .merge(stream::routes())
+        .merge(audit::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state);
     Router::new().nest("/api/v1", protected.merge(openapi::routes()))

@@ -40,6 +40,13 @@ pub async fn create(
     let name = p.name.unwrap_or_else(|| id.to_string());
     let product = s.store.create_product(&id, dialect.as_str(), &name).await?;
     tracing::info!(product = %id, %dialect, "product created");
+    super::audit::record(
+        &s,
+        "product.create",
+        id.as_str(),
+        serde_json::json!({ "dialect": dialect.as_str() }),
+    )
+    .await;
     Ok((StatusCode::CREATED, Json(product)))
 }
 

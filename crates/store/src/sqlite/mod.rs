@@ -20,7 +20,9 @@ macro_rules! live_states {
     };
 }
 
+pub(crate) mod audit;
 mod campaigns;
+pub(crate) mod console;
 
 #[derive(Clone, Debug)]
 pub struct Store {

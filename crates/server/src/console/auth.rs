@@ -1,0 +1,125 @@
+//! Sign-in with the admin token: a form, a session cookie, and the check every page goes through.
+
+use super::page;
+use crate::api::ApiState;
+use axum::Router;
+use axum::extract::{Form, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use maud::html;
+use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use serde::Deserialize;
+
+/// The cookie holding the admin token; readable by our script, which sends it as a bearer token.
+pub const COOKIE: &str = "otter_token";
+
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/login", get(form).post(sign_in))
+        .route("/logout", post(sign_out))
+}
+
+/// Pages need a session; without one the browser is sent to the sign-in form.
+pub async fn require_session(State(s): State<ApiState>, request: Request, next: Next) -> Response {
+    if token_ok(&s, cookie_token(request.headers()).as_deref()) {
+        return next.run(request).await;
+    }
+    let back = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let next_param = utf8_percent_encode(back, NON_ALPHANUMERIC);
+    Redirect::to(&format!("/login?next={next_param}")).into_response()
+}
+
+fn token_ok(s: &ApiState, presented: Option<&str>) -> bool {
+    let presented = presented.unwrap_or("");
+    !presented.is_empty()
+        && subtle::ConstantTimeEq::ct_eq(presented.as_bytes(), s.admin_token.as_bytes()).into()
+}
+
+/// The token from the `Cookie` header, percent-decoded.
+fn cookie_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .and_then(|(_, value)| percent_decode_str(value).decode_utf8().ok())
+        .map(|v| v.into_owned())
+}
+
+#[derive(Deserialize)]
+pub struct NextPage {
+    next: Option<String>,
+}
+
+/// Only a local path is followed after sign-in (never another site).
+fn safe_next(next: Option<&str>) -> &str {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n,
+        _ => "/products",
+    }
+}
+
+async fn form(Query(q): Query<NextPage>) -> Response {
+    login_page(StatusCode::OK, q.next.as_deref(), None)
+}
+
+fn login_page(status: StatusCode, next: Option<&str>, error: Option<&str>) -> Response {
+    let body = html! {
+        main.login {
+            h1 { "Otter" }
+            p.muted { "Over-the-air firmware updates. Sign in with the admin token (" code { "OTTER_TOKEN" } ", or the file " code { "otter-data/admin-token" } ")." }
+            form method="post" action="/login" {
+                input type="hidden" name="next" value=(safe_next(next));
+                label for="token" { "Admin token" }
+                input #token type="password" name="token" autocomplete="current-password" required autofocus;
+                @if let Some(error) = error {
+                    p.error role="alert" { (error) }
+                }
+                button type="submit" { "Sign in" }
+            }
+        }
+    };
+    (status, page::document("Sign in", None, body)).into_response()
+}
+
+#[derive(Deserialize)]
+pub struct SignIn {
+    token: String,
+    next: Option<String>,
+}
+
+async fn sign_in(State(s): State<ApiState>, Form(f): Form<SignIn>) -> Response {
+    if !token_ok(&s, Some(f.token.trim())) {
+        tracing::warn!("console sign-in with a wrong token");
+        return login_page(
+            StatusCode::UNAUTHORIZED,
+            f.next.as_deref(),
+            Some("That is not the admin token."),
+        );
+    }
+    crate::api::audit::record(&s, "console.sign_in", "console", serde_json::json!({})).await;
+    let value = utf8_percent_encode(f.token.trim(), NON_ALPHANUMERIC);
+    let cookie = format!("{COOKIE}={value}; Path=/; SameSite=Strict");
+    let mut response = Redirect::to(safe_next(f.next.as_deref())).into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    response
+}
+
+async fn sign_out() -> Response {
+    let mut response = Redirect::to("/login").into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("otter_token=; Path=/; SameSite=Strict; Max-Age=0"),
+    );
+    response
+}

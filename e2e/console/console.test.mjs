@@ -1,0 +1,248 @@
+// End-to-end tests of the Otter web console in Debian's headless chromium, driven by playwright-core.
+// run.sh starts `otter serve` and `otter simulate` (a fleet of FLEET aliyun devices named
+// e2e-00000…, product E2E-aliyun, running 1.0.0) and passes OTTER_URL and OTTER_TOKEN.
+// The steps run in order and build on each other, like an operator's session.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { createHash, randomBytes } from "node:crypto";
+import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const BASE = process.env.OTTER_URL;
+const TOKEN = process.env.OTTER_TOKEN;
+const FLEET = Number(process.env.FLEET || 30);
+const PRODUCT = "E2E-aliyun";
+const OUT = join(dirname(fileURLToPath(import.meta.url)), "output");
+const LONG = 120_000;
+
+let context, page, profile;
+
+before(async () => {
+  assert.ok(BASE && TOKEN, "OTTER_URL and OTTER_TOKEN must be set (use run.sh)");
+  mkdirSync(OUT, { recursive: true });
+  profile = mkdtempSync(join(tmpdir(), "otter-chromium-"));
+  // A fresh profile (playwright passes it to chromium as --user-data-dir).
+  context = await chromium.launchPersistentContext(profile, {
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    headless: true,
+    args: [
+      "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    ],
+    viewport: { width: 1280, height: 900 },
+  });
+  page = context.pages()[0] ?? (await context.newPage());
+  page.setDefaultTimeout(20_000);
+  page.on("pageerror", (e) => console.error("page error:", e.message));
+  page.on("dialog", (d) => d.accept());
+});
+
+after(async () => {
+  await context?.close();
+  if (profile) rmSync(profile, { recursive: true, force: true });
+});
+
+const shot = (name) => page.screenshot({ path: join(OUT, `${name}.png`), fullPage: true });
+const text = (selector) => page.locator(selector).first().innerText();
+/** Waits until the element's text satisfies `check` (the page updates it by itself). */
+async function waitText(selector, check, timeout = LONG) {
+  const deadline = Date.now() + timeout;
+  let last = "";
+  while (Date.now() < deadline) {
+    last = await page.locator(selector).first().innerText().catch(() => "");
+    if (check(last)) return last;
+    await page.waitForTimeout(250);
+  }
+  assert.fail(`${selector} never matched; last text: ${JSON.stringify(last)}`);
+}
+
+/** A firmware image of `size` random bytes and its digests. */
+function image(size) {
+  const buffer = randomBytes(size);
+  return {
+    buffer,
+    md5: createHash("md5").update(buffer).digest("hex"),
+    sha256: createHash("sha256").update(buffer).digest("hex"),
+  };
+}
+
+async function upload(version, img) {
+  await page.goto(`${BASE}/products/${PRODUCT}/firmware`);
+  await page.setInputFiles("#upload input[name=file]", { name: `fw-${version}.bin`, mimeType: "application/octet-stream", buffer: img.buffer });
+  await page.fill("#upload input[name=version]", version);
+  await page.click("#upload button[type=submit]");
+  await waitText("#upload .status", (t) => t.startsWith(`Uploaded ${version}`), 30_000);
+  assert.equal(await page.locator("#upload-progress").evaluate((p) => p.value), 100, "progress bar full");
+  await page.waitForSelector(`#firmware tr[data-version="${version}"]`);
+}
+
+test("sign in with the admin token", async () => {
+  await page.goto(`${BASE}/`);
+  assert.match(page.url(), /\/login/, "signed-out visitors land on the sign-in form");
+  await page.fill("#token", "not-the-token");
+  await page.click("button[type=submit]");
+  assert.equal(await text("[role=alert]"), "That is not the admin token.");
+  await shot("01-sign-in");
+  await page.fill("#token", TOKEN);
+  await page.click("button[type=submit]");
+  await page.waitForURL(/\/products$/);
+  assert.equal(await text("h1"), "Products");
+  // The fleet registered by `otter simulate`, counted server-side; wait for all to connect.
+  const row = `tr[data-product="${PRODUCT}"]`;
+  for (let i = 0; i < 60; i++) {
+    const cells = await page.locator(`${row} td.num`).allInnerTexts();
+    if (cells[0] === String(FLEET) && cells[1] === String(FLEET)) break;
+    await page.waitForTimeout(500);
+    await page.reload();
+  }
+  assert.deepEqual((await page.locator(`${row} td.num`).allInnerTexts()).slice(0, 2), [String(FLEET), String(FLEET)], "devices, online");
+  await page.keyboard.press("Tab");
+  assert.equal(await page.evaluate(() => document.activeElement.textContent), "Skip to content", "first Tab reaches the skip link");
+  await shot("02-products");
+});
+
+test("version distribution and device list with filters", async () => {
+  await page.click(`a[href="/products/${PRODUCT}"]`);
+  assert.equal(await text("h2"), "Version distribution");
+  const bar = page.locator('figure.chart g.bar[data-version="1.0.0"] text.count');
+  assert.match(await bar.textContent(), new RegExp(`^${FLEET} \\(100\\.0%\\)`));
+  await shot("03-version-distribution");
+
+  await page.goto(`${BASE}/products/${PRODUCT}/devices`);
+  assert.equal(await text("#device-count strong"), String(FLEET));
+  await page.fill("input[name=q]", "e2e-0001");
+  await page.click("form.filters button[type=submit]");
+  assert.equal(await text("#device-count strong"), "10", "e2e-00010 … e2e-00019");
+  assert.equal(await page.locator("#devices tbody tr").count(), 10);
+  await page.selectOption("select[name=online]", "no");
+  await page.click("form.filters button[type=submit]");
+  assert.equal(await text("#device-count strong"), "0", "every simulated device is online");
+  assert.equal(await text("main p.empty"), "No device matches these filters.");
+  await page.goto(`${BASE}/products/${PRODUCT}/devices?version=1.0.0&online=yes`);
+  assert.equal(await text("#device-count strong"), String(FLEET));
+  await shot("04-devices");
+});
+
+const v110 = image(300 * 1024);
+
+test("upload a firmware from the browser: progress, digests, errors in place", async () => {
+  await upload("1.1.0", v110);
+  const row = page.locator('#firmware tr[data-version="1.1.0"]');
+  assert.equal(await row.locator("code.sha256").innerText(), v110.sha256);
+  assert.equal(await row.locator("code.md5").innerText(), v110.md5);
+  assert.equal(await row.locator(".badge").innerText(), "uploaded");
+  // The same version again: the API's 409 message is shown next to the form.
+  await page.setInputFiles("#upload input[name=file]", { name: "again.bin", mimeType: "application/octet-stream", buffer: v110.buffer });
+  await page.fill("#upload input[name=version]", "1.1.0");
+  await page.click("#upload button[type=submit]");
+  await waitText("#upload .error", (t) => t.includes("already exists"), 10_000);
+  await shot("05-firmware-uploaded");
+});
+
+test("verify the firmware on a test device", async () => {
+  await page.goto(`${BASE}/products/${PRODUCT}/firmware`);
+  const form = page.locator('#firmware tr[data-version="1.1.0"] form.verify');
+  await form.locator("input[name=devices]").fill("e2e-00000");
+  await form.locator("button").click();
+  await waitText('#firmware tr[data-version="1.1.0"] form.verify .status', (t) => /started|succeeded/.test(t), 10_000).catch(() => {});
+  // The form follows the check live and reloads the page when it is over.
+  await waitText('#firmware tr[data-version="1.1.0"] .badge', (t) => t === "verified");
+  await shot("06-firmware-verified");
+});
+
+let rollout;
+
+test("create a campaign over the simulated fleet and watch it succeed live", async () => {
+  await page.goto(`${BASE}/campaigns/new?product=${PRODUCT}`);
+  await page.selectOption("select[name=version]", "1.1.0");
+  await page.fill("input[name=versions]", "1.0.0");
+  await page.fill("input[name=waves]", "20,100");
+  await page.fill("input[name=gate]", "90");
+  await page.fill("input[name=timeout]", "600");
+  assert.equal(await page.locator("#start").isDisabled(), true, "no start before a preview");
+  await page.click("button[name=preview]");
+  await waitText("#preview h2", (t) => t === `Dry run: ${FLEET - 1} devices would be upgraded`, 10_000);
+  assert.match(await text("#preview p"), /^0 skipped; 2 wave\(s\) of \d+, \d+ devices\./, "the verified test device, at 1.1.0, is not selected");
+  assert.equal(await page.locator("#preview tbody tr").count(), 2, "two waves projected");
+  assert.equal(await page.locator("#start").isEnabled(), true);
+  await shot("07-new-campaign-preview");
+
+  await page.click("#start");
+  await page.waitForURL(/\/campaigns\/\d+$/);
+  rollout = Number(page.url().split("/").pop());
+  await page.evaluate(() => { window.__sameDocument = true; });
+  assert.equal(await text("[data-count=total]"), String(FLEET - 1));
+  // Counts move without reloading: the same document sees every device succeed.
+  await waitText("[data-count=succeeded]", (t) => Number(t) > 0 && Number(t) < FLEET - 1, LONG).catch(() => {});
+  await shot("08-campaign-running");
+  await waitText("[data-count=succeeded]", (t) => t === String(FLEET - 1));
+  await waitText("#campaign-state .badge", (t) => t === "finished");
+  assert.equal(await page.evaluate(() => window.__sameDocument), true, "updated live, not reloaded");
+  assert.equal(await text("#progress-text"), `${FLEET - 1} of ${FLEET - 1} devices finished (100%), ${FLEET - 1} succeeded`);
+  await waitText("#upgrades tbody", (t) => !/downloading|pending|pushed/.test(t), 10_000);
+  assert.equal(await page.locator('#upgrades tr[data-state="succeeded"]').count(), FLEET - 1);
+  assert.equal(await page.locator("[data-action=cancel]").isHidden(), true, "nothing to cancel once finished");
+  await shot("09-campaign-finished");
+});
+
+test("cancel another campaign", async () => {
+  await upload("1.2.0", image(64 * 1024));
+  await page.goto(`${BASE}/campaigns/new?product=${PRODUCT}`);
+  await page.selectOption("select[name=version]", "1.2.0");
+  await page.check("input[name=skip_verification]");
+  await page.fill("input[name=versions]", "1.1.0");
+  const tomorrow = await page.evaluate(() => {
+    const d = new Date(Date.now() + 86_400_000);
+    d.setMinutes(d.getMinutes() - d.getTimezoneOffset());
+    return d.toISOString().slice(0, 16);
+  });
+  await page.fill("input[name=start_at]", tomorrow);
+  await page.fill("input[name=rate]", "10");
+  await page.click("button[name=preview]");
+  await waitText("#preview h2", (t) => t === `Dry run: ${FLEET} devices would be upgraded`, 10_000);
+  await page.click("#start");
+  await page.waitForURL(/\/campaigns\/\d+$/);
+  assert.notEqual(Number(page.url().split("/").pop()), rollout);
+  assert.equal(await text("#campaign-state .badge"), "scheduled");
+  assert.equal(await text("[data-count=queued]"), String(FLEET));
+  await page.click("[data-action=cancel]"); // the confirm dialog is accepted
+  await waitText("#campaign-state .badge", (t) => t === "canceled", 10_000);
+  await waitText("[data-count=canceled]", (t) => t === String(FLEET), 10_000);
+  assert.equal(await text("#campaign-reason"), "canceled by operator");
+  assert.equal(await page.locator("[data-action=cancel]").isHidden(), true);
+  // A second cancel through the API is refused; the page shows nothing wrong meanwhile.
+  await page.click('nav.filters a:has-text("canceled")');
+  assert.equal(await page.locator('#upgrades tr[data-state="canceled"]').count(), FLEET);
+  await shot("10-campaign-canceled");
+});
+
+test("device detail: versions, online, upgrade history explained", async () => {
+  await page.goto(`${BASE}/products/${PRODUCT}/devices/e2e-00001`);
+  assert.equal(await text("h1"), "e2e-00001");
+  assert.match(await text("#online"), /online/);
+  assert.equal(await text("#versions tbody td code"), "1.1.0");
+  const history = await text("#history tbody");
+  assert.match(history, /succeeded/);
+  assert.match(history, /canceled/);
+  await shot("11-device-detail");
+});
+
+test("audit log lists the operator's actions", async () => {
+  await page.goto(`${BASE}/audit`);
+  const actions = await page.locator("#audit tbody tr").evaluateAll((rows) => rows.map((r) => r.dataset.action));
+  for (const a of ["console.sign_in", "firmware.upload", "firmware.verify", "campaign.create", "campaign.cancel"]) {
+    assert.ok(actions.includes(a), `${a} recorded (have ${actions.join(", ")})`);
+  }
+  assert.equal(actions[0], "campaign.cancel", "newest first");
+  await shot("12-audit-log");
+  await page.goto(`${BASE}/campaigns`);
+  await shot("13-campaigns");
+  // After the rollout the distribution shows the whole fleet at 1.1.0.
+  await page.goto(`${BASE}/products/${PRODUCT}`);
+  const bar = page.locator('figure.chart g.bar[data-version="1.1.0"] text.count');
+  assert.match(await bar.textContent(), new RegExp(`^${FLEET} \\(100\\.0%\\)`));
+  await shot("14-version-distribution-after");
+});
