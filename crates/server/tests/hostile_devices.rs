@@ -255,6 +255,8 @@ async fn api_refuses_without_token_and_explains_bad_requests() {
         .await
         .unwrap();
     assert!(doc["paths"]["/api/v1/campaigns"].is_object());
+    assert!(doc["paths"]["/api/v1/campaigns/{id}/stream"].is_object());
+    assert!(doc["paths"]["/api/v1/audit"].is_object());
     let metrics = reqwest::get(server.url("/metrics")).await.unwrap();
     assert_eq!(metrics.status().as_u16(), 200);
 }

@@ -1,6 +1,6 @@
 //! The OpenAPI document of the admin API, generated from the handlers' annotations.
 
-use super::{campaigns, devices, firmware, products};
+use super::{audit, campaigns, devices, firmware, products, stream};
 use axum::routing::get;
 use axum::{Json, Router};
 use utoipa::OpenApi;
@@ -12,6 +12,8 @@ use utoipa::OpenApi;
         description = "Products, devices, firmware and campaigns of an Otter OTA server. Every call takes `Authorization: Bearer <admin token>`."
     ),
     paths(
+        audit::list,
+        stream::stream,
         products::create,
         products::list,
         products::show,
