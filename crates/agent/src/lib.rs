@@ -1,20 +1,32 @@
-//! otter-agent: a minimal device agent for Otter. It connects to the MQTT broker as one device
+//! otter-agent: Otter's device agent as a library. It connects to the MQTT broker as one device
 //! speaking one vendor dialect (`PROTOCOL.md` §1–3), reports its firmware version, and when a
-//! new version is offered downloads it, verifies it, runs an install command and reports the
-//! outcome, the way the vendors' device SDKs do. `otter agent` on the command line runs it.
+//! new version is offered checks its signature, downloads it resumably, verifies it, installs
+//! it through an [`Installer`], runs it on trial and rolls back if it is not healthy, reporting
+//! every step the way the vendors' device SDKs do. `otter agent` on the command line runs it;
+//! `docs/agent.md` describes the behaviour and the state on disk.
 
+mod boot;
 mod download;
 mod install;
+mod outbox;
 mod report;
 mod session;
 pub mod sim;
 mod state;
 mod upgrade;
+mod verify;
+
+pub use install::{
+    AbSlots, CommandInstaller, Image, InstallError, InstallFuture, Installer, RaucInstaller,
+    RecordOnly, SwUpdateInstaller,
+};
+pub use verify::parse_public_key;
 
 use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use otter_protocol::{DeviceAddr, Dialect};
@@ -37,10 +49,110 @@ pub struct AgentConfig {
     pub module: String,
     /// Downloads and the recorded current version live here (created if missing).
     pub state_dir: PathBuf,
-    /// Run with `sh -c`, with `OTTER_FIRMWARE_PATH`, `OTTER_FIRMWARE_VERSION`,
-    /// `OTTER_FIRMWARE_MD5` and `OTTER_FIRMWARE_SHA256` set; exit 0 means installed. `None`
-    /// records the new version without installing anything.
-    pub install_command: Option<String>,
+    /// How images are installed.
+    pub installer: InstallerKind,
+    /// ed25519 public keys (raw 32 bytes) whose offer signatures are trusted. When any is set,
+    /// unsigned or badly signed offers are refused; when none is, signatures are not checked.
+    pub trusted_keys: Vec<[u8; 32]>,
+    pub download: DownloadSettings,
+    pub boot: BootSettings,
+}
+
+/// Which [`Installer`] the agent uses.
+#[derive(Clone, Debug)]
+pub enum InstallerKind {
+    /// Install nothing; record the new version only.
+    RecordOnly,
+    /// `sh -c` this command, with `OTTER_FIRMWARE_PATH`, `_VERSION`, `_MD5` and `_SHA256` set;
+    /// exit 0 means installed. It cannot roll back.
+    Command(String),
+    /// `rauc install` with this `rauc` program.
+    Rauc(String),
+    /// `swupdate -i` with this `swupdate` program.
+    SwUpdate(String),
+    /// Two slot files and a `current` symlink in this folder.
+    AbSlots(PathBuf),
+    /// An installer of the embedding program.
+    Custom(Arc<dyn Installer>),
+}
+
+impl InstallerKind {
+    fn build(&self) -> Arc<dyn Installer> {
+        match self {
+            InstallerKind::RecordOnly => Arc::new(RecordOnly),
+            InstallerKind::Command(command) => Arc::new(CommandInstaller {
+                command: command.clone(),
+            }),
+            InstallerKind::Rauc(program) => Arc::new(RaucInstaller {
+                program: program.clone(),
+            }),
+            InstallerKind::SwUpdate(program) => Arc::new(SwUpdateInstaller {
+                program: program.clone(),
+            }),
+            InstallerKind::AbSlots(dir) => Arc::new(AbSlots { dir: dir.clone() }),
+            InstallerKind::Custom(installer) => installer.clone(),
+        }
+    }
+}
+
+/// How downloads behave on a weak network.
+#[derive(Clone, Debug)]
+pub struct DownloadSettings {
+    /// A download receiving nothing for this long is cut (and retried, then reported as a
+    /// timeout).
+    pub stall_timeout: Duration,
+    /// Attempts in a row without progress before the download is reported failed.
+    pub retries: u32,
+    /// First pause between attempts; doubles (with jitter) up to 30 s, reset by progress.
+    pub retry_backoff: Duration,
+    /// Most bytes per second to download (`None`: as fast as the network goes).
+    pub max_rate: Option<u64>,
+}
+
+impl Default for DownloadSettings {
+    fn default() -> Self {
+        DownloadSettings {
+            stall_timeout: Duration::from_secs(60),
+            retries: 5,
+            retry_backoff: Duration::from_secs(1),
+            max_rate: None,
+        }
+    }
+}
+
+/// How the agent restarts into a new image and decides whether to keep it.
+#[derive(Clone, Debug)]
+pub struct BootSettings {
+    pub restart: Restart,
+    /// `sh -c` command that exits 0 when the new firmware is healthy; re-run until it does or
+    /// [`Self::health_deadline`] passes. `None`: healthy once the agent runs.
+    pub health_command: Option<String>,
+    pub health_deadline: Duration,
+    /// Agent starts allowed on trial without confirming; one more is a crash loop.
+    pub max_boots: u32,
+}
+
+impl Default for BootSettings {
+    fn default() -> Self {
+        BootSettings {
+            restart: Restart::InPlace,
+            health_command: None,
+            health_deadline: Duration::from_secs(60),
+            max_boots: 3,
+        }
+    }
+}
+
+/// How the device starts running a newly switched image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Restart {
+    /// No restart (the image is data, or the test plays the device): confirm at once.
+    InPlace,
+    /// Run this `sh -c` command (e.g. `reboot`); when it returns the agent stops, expecting to
+    /// be started again by its supervisor.
+    Command(String),
+    /// Replace the agent process with a fresh one of the same executable and arguments.
+    Reexec,
 }
 
 impl fmt::Debug for AgentConfig {
@@ -54,7 +166,10 @@ impl fmt::Debug for AgentConfig {
             .field("version", &self.version)
             .field("module", &self.module)
             .field("state_dir", &self.state_dir)
-            .field("install_command", &self.install_command)
+            .field("installer", &self.installer)
+            .field("trusted_keys", &self.trusted_keys.len())
+            .field("download", &self.download)
+            .field("boot", &self.boot)
             .finish_non_exhaustive()
     }
 }
@@ -67,6 +182,8 @@ pub struct Agent {
     broker: (String, u16),
     /// The version the device runs; the upgrade task updates it after an install.
     current: Arc<Mutex<String>>,
+    installer: Arc<dyn Installer>,
+    keys: Vec<verify::TrustedKey>,
 }
 
 impl Agent {
@@ -87,10 +204,13 @@ impl Agent {
             state::load_version(&config.state_dir, config.version.trim()).with_context(|| {
                 format!("cannot read the version in {}", config.state_dir.display())
             })?;
+        let keys = verify::trusted_keys(&config.trusted_keys).map_err(anyhow::Error::msg)?;
         Ok(Agent {
             device: DeviceAddr::new(config.product.clone(), config.device.clone()),
             broker,
             current: Arc::new(Mutex::new(current)),
+            installer: config.installer.build(),
+            keys,
             config,
         })
     }
@@ -103,8 +223,14 @@ impl Agent {
             .clone()
     }
 
-    /// Connects, reports, and serves upgrades until `shutdown` completes; reconnects with
-    /// backoff whenever the connection is lost. An upgrade in progress at shutdown is abandoned.
+    fn set_current(&self, version: &str) {
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = version.to_owned();
+    }
+
+    /// Resolves a trial boot left by a previous run (health check, commit or rollback), then
+    /// connects, reports, and serves upgrades until `shutdown` completes, or until a restart
+    /// into a new image is due; reconnects with backoff and jitter whenever the connection is
+    /// lost. An upgrade in progress at shutdown is abandoned (its download resumes next time).
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
         session::run(self, shutdown).await
     }

@@ -1,5 +1,5 @@
-//! Turns what the agent has to say (version, progress, job requests) into the dialect's MQTT
-//! publishes. One place knows which dialect expresses what and at which QoS.
+//! Turns what the agent has to say (version, progress, job requests, results) into the
+//! dialect's MQTT publishes. One place knows which dialect expresses what and at which QoS.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,6 +9,8 @@ use otter_protocol::{
     try_encode_uplink,
 };
 use rumqttc::{AsyncClient, QoS};
+
+use crate::outbox::Report;
 use serde_json::Value;
 
 /// Publishes the agent's reports through the MQTT client. Cheap to clone.
@@ -52,10 +54,37 @@ impl Reporter {
     }
 
     /// The version report (Tencent `report_version`, Aliyun/EnOS `inform`), without waiting.
-    pub(crate) fn try_version(&self, version: &str) {
-        if let Some(out) = self.encode(self.version_message(version)) {
-            self.try_send(out, QoS::AtLeastOnce);
-        }
+    /// True when it was queued (at QoS 1).
+    pub(crate) fn try_version(&self, version: &str) -> bool {
+        self.encode(self.version_message(version))
+            .is_some_and(|out| self.try_send(out, QoS::AtLeastOnce))
+    }
+
+    /// The publish for a result report, `None` for states the dialect cannot express
+    /// (`burning` and `done` outside Tencent).
+    pub(crate) fn result(&self, report: &Report) -> Option<Outbound> {
+        let progress = |version: &str, progress| self.progress_message(version, progress);
+        let message = match report.clone() {
+            Report::Version { version } => self.version_message(&version),
+            Report::Burning { version } if self.dialect == Dialect::Tencent => {
+                progress(&version, Progress::Burning)
+            }
+            Report::Done { version } if self.dialect == Dialect::Tencent => {
+                progress(&version, Progress::Done)
+            }
+            Report::Burning { .. } | Report::Done { .. } => return None,
+            Report::Failed {
+                version,
+                code,
+                message,
+            } => progress(&version, Progress::Failed { code, message }),
+        };
+        self.encode(message)
+    }
+
+    /// Queues a QoS 1 publish without waiting; true when queued.
+    pub(crate) fn try_send_qos1(&self, out: Outbound) -> bool {
+        self.try_send(out, QoS::AtLeastOnce)
     }
 
     /// The version report, waiting for room in the client's queue.
@@ -66,24 +95,23 @@ impl Reporter {
     }
 
     /// Asks for this device's job (Aliyun `firmware/get`, EnOS `getversion`); nothing for
-    /// Tencent, whose server pushes after every version report.
-    pub(crate) fn try_firmware_request(&self) {
+    /// Tencent, whose server pushes after every version report. True when queued (QoS 1).
+    pub(crate) fn try_firmware_request(&self) -> bool {
         if self.dialect == Dialect::Tencent {
-            return;
+            return false;
         }
         let message = UpMessage::FirmwareRequest {
             module: self.module.clone(),
         };
-        if let Some(out) = self.encode(message) {
-            self.try_send(out, QoS::AtLeastOnce);
-        }
+        self.encode(message)
+            .is_some_and(|out| self.try_send(out, QoS::AtLeastOnce))
     }
 
     /// Download progress at QoS 0; dropped rather than waited for when the queue is full.
     pub(crate) fn try_downloading(&self, version: &str, percent: u8) {
         let progress = Progress::Downloading { percent };
         if let Some(out) = self.encode(self.progress_message(version, progress)) {
-            self.try_send(out, QoS::AtMostOnce);
+            let _ = self.try_send(out, QoS::AtMostOnce);
         }
     }
 
@@ -144,10 +172,14 @@ impl Reporter {
         }
     }
 
-    fn try_send(&self, out: Outbound, qos: QoS) {
+    fn try_send(&self, out: Outbound, qos: QoS) -> bool {
         tracing::debug!(topic = %out.topic, payload = %String::from_utf8_lossy(&out.payload), "report");
-        if let Err(err) = self.client.try_publish(out.topic, qos, false, out.payload) {
-            tracing::warn!(error = %err, "cannot queue report");
+        match self.client.try_publish(out.topic, qos, false, out.payload) {
+            Ok(()) => true,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot queue report");
+                false
+            }
         }
     }
 

@@ -1,21 +1,28 @@
 //! The MQTT side of the agent: one connection driven by rumqttc's event loop, kept alive with
-//! backoff, and the dispatch of what the server sends (pushes, job offers, replies) to upgrade
-//! tasks. The event loop is polled all the time, also while an upgrade downloads.
+//! backoff and jitter, the dispatch of what the server sends (pushes, job offers, replies) to
+//! upgrade tasks, and the outbox of result reports, sent again after every reconnect until the
+//! broker acknowledges them. The event loop is polled all the time, also while an upgrade
+//! downloads.
 
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use otter_protocol::{
-    DownKind, Downlink, Offer, UpKind, parse_down_topic, parse_downlink, reply_offers, sign,
+    DownKind, Downlink, Offer, OfferExt, UpKind, parse_down_topic, parse_downlink, push_ext,
+    reply_exts, reply_offers, sign,
 };
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, SubscribeReasonCode};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, SubscribeReasonCode};
 use serde_json::Value;
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::Agent;
+use crate::boot::{self, Verdict};
+use crate::outbox::{Outbox, Report};
 use crate::report::Reporter;
 use crate::upgrade::{Job, Outcome};
+use crate::{Agent, Restart};
 
 /// First pause after a lost or refused connection; doubles up to [`MAX_BACKOFF`].
 const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
@@ -42,6 +49,14 @@ struct Session {
     reporter: Reporter,
     http: reqwest::Client,
     upgrade: Option<Running>,
+    outbox: Outbox,
+    results: mpsc::UnboundedSender<Report>,
+    /// Between a CONNACK and the next connection error.
+    online: bool,
+    /// QoS 1 publishes queued in rumqttc, in order: the outbox entry each one carries, if any.
+    queued: VecDeque<Option<u64>>,
+    /// Packet id → outbox entry, for publishes written and not yet acknowledged.
+    inflight: HashMap<u16, u64>,
 }
 
 pub(crate) async fn run(
@@ -49,6 +64,10 @@ pub(crate) async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let http = crate::download::client().context("cannot build the HTTP client")?;
+    let mut outbox = Outbox::load(&agent.config.state_dir);
+    if resolve_trial(&agent, &mut outbox).await {
+        return Ok(());
+    }
     let (client, mut events) = AsyncClient::new(mqtt_options(&agent), QUEUE);
     let reporter = Reporter::new(
         client.clone(),
@@ -60,18 +79,30 @@ pub(crate) async fn run(
         dialect = %agent.config.dialect, device = %agent.device, broker = %agent.config.broker,
         version = %agent.current_version(), "agent starting"
     );
+    let (results, mut results_rx) = mpsc::unbounded_channel();
     let mut session = Session {
         agent,
         reporter,
         http,
         upgrade: None,
+        outbox,
+        results,
+        online: false,
+        queued: VecDeque::new(),
+        inflight: HashMap::new(),
     };
     let mut backoff = INITIAL_BACKOFF;
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
-            joined = join(&mut session.upgrade) => session.finished(joined),
+            joined = join(&mut session.upgrade) => {
+                if session.finished(joined) {
+                    tracing::info!("stopping so the device restarts into the new image");
+                    break;
+                }
+            }
+            Some(report) = results_rx.recv() => session.result(report),
             event = events.poll() => match event {
                 Ok(event) => {
                     if matches!(event, Event::Incoming(Packet::ConnAck(_))) {
@@ -80,10 +111,12 @@ pub(crate) async fn run(
                     session.handle(event);
                 }
                 Err(err) => {
-                    tracing::warn!(error = %err, retry_in = ?backoff, "MQTT connection lost");
+                    session.offline();
+                    let pause = jitter(backoff);
+                    tracing::warn!(error = %err, retry_in = ?pause, "MQTT connection lost");
                     tokio::select! {
                         () = &mut shutdown => break,
-                        () = tokio::time::sleep(backoff) => {}
+                        () = tokio::time::sleep(pause) => {}
                     }
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
@@ -92,6 +125,70 @@ pub(crate) async fn run(
     }
     session.stop(&client, &mut events).await;
     Ok(())
+}
+
+/// Finishes a trial boot left by the previous run, queueing its reports. True when the agent
+/// must stop at once (it rolled back and restarts into the previous image).
+async fn resolve_trial(agent: &Agent, outbox: &mut Outbox) -> bool {
+    let ctx = boot::Ctx {
+        dir: &agent.config.state_dir,
+        dialect: agent.config.dialect,
+        installer: agent.installer.as_ref(),
+        settings: &agent.config.boot,
+    };
+    let mut reports = vec![];
+    let verdict = ctx.on_start(&mut reports).await;
+    reports.into_iter().for_each(|r| {
+        outbox.push(r);
+    });
+    match verdict {
+        None => false,
+        Some(Verdict::Committed(version)) => {
+            agent.set_current(&version);
+            false
+        }
+        Some(Verdict::RolledBack(version)) => {
+            agent.set_current(&version);
+            match &agent.config.boot.restart {
+                Restart::InPlace => false,
+                Restart::Command(command) => {
+                    tracing::info!(command, "restarting into the previous image");
+                    let mut cmd = tokio::process::Command::new("sh");
+                    cmd.arg("-c").arg(command);
+                    if let Err(err) = crate::install::run(cmd, "the restart command").await {
+                        tracing::error!(error = %err, "restart failed; carrying on");
+                        return false;
+                    }
+                    true
+                }
+                Restart::Reexec => {
+                    let why = reexec();
+                    tracing::error!(%why, "carrying on");
+                    false
+                }
+            }
+        }
+    }
+}
+
+/// Replaces this process with a fresh run of the same executable and arguments; returns only
+/// when that failed, saying why.
+pub(crate) fn reexec() -> String {
+    use std::os::unix::process::CommandExt;
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(err) => return format!("cannot find the agent executable: {err}"),
+    };
+    tracing::info!(exe = %exe.display(), "re-executing the agent");
+    let err = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    format!("cannot re-execute the agent: {err}")
+}
+
+/// `pause` ± 25 %, so devices dropped together do not come back together.
+fn jitter(pause: Duration) -> Duration {
+    pause.mul_f64(rand::random_range(0.75..1.25))
 }
 
 /// Connection options with the dialect's credentials. They are signed once: the servers accept
@@ -133,6 +230,16 @@ impl Session {
     fn handle(&mut self, event: Event) {
         match event {
             Event::Incoming(Packet::ConnAck(_)) => self.connected(),
+            Event::Outgoing(Outgoing::Publish(pkid)) if pkid != 0 => {
+                if let Some(Some(id)) = self.queued.pop_front() {
+                    self.inflight.insert(pkid, id);
+                }
+            }
+            Event::Incoming(Packet::PubAck(ack)) => {
+                if let Some(id) = self.inflight.remove(&ack.pkid) {
+                    self.outbox.ack(id);
+                }
+            }
             Event::Incoming(Packet::Publish(p)) => self.received(&p.topic, &p.payload),
             Event::Incoming(Packet::SubAck(ack))
                 if ack.return_codes.contains(&SubscribeReasonCode::Failure) =>
@@ -143,14 +250,49 @@ impl Session {
         }
     }
 
-    /// On every (re)connect: subscribe, report the version, and ask for a job where the dialect
-    /// lets the device ask.
-    fn connected(&self) {
+    /// On every (re)connect: subscribe, send the outbox, report the version, and ask for a job
+    /// where the dialect lets the device ask.
+    fn connected(&mut self) {
         let version = self.agent.current_version();
-        tracing::info!(%version, "connected to the broker");
+        tracing::info!(%version, pending = self.outbox.entries().len(), "connected to the broker");
+        self.online = true;
         self.reporter.subscribe();
-        self.reporter.try_version(&version);
-        self.reporter.try_firmware_request();
+        for (id, report) in self.outbox.entries() {
+            self.send_result(id, &report);
+        }
+        if self.reporter.try_version(&version) {
+            self.queued.push_back(None);
+        }
+        if self.reporter.try_firmware_request() {
+            self.queued.push_back(None);
+        }
+    }
+
+    /// The connection dropped: rumqttc forgets whatever it had queued or in flight (clean
+    /// session), so the outbox sends it all again on the next CONNACK.
+    fn offline(&mut self) {
+        self.online = false;
+        self.queued.clear();
+        self.inflight.clear();
+    }
+
+    /// A result report from the upgrade task: into the outbox, and out now when online.
+    fn result(&mut self, report: Report) {
+        let id = self.outbox.push(report.clone());
+        if self.online {
+            self.send_result(id, &report);
+        }
+    }
+
+    fn send_result(&mut self, id: u64, report: &Report) {
+        match self.reporter.result(report) {
+            None => self.outbox.ack(id),
+            Some(out) => {
+                if self.reporter.try_send_qos1(out) {
+                    self.queued.push_back(Some(id));
+                }
+            }
+        }
     }
 
     /// A downstream publish. Anything odd is logged and dropped.
@@ -167,7 +309,10 @@ impl Session {
             return;
         }
         match downlink {
-            Downlink::Push(offer) => self.offered(offer),
+            Downlink::Push(offer) => {
+                let ext = push_ext(topic, payload).map_err(|e| e.to_string());
+                self.offered(offer, ext);
+            }
             Downlink::VersionAck { version } => tracing::debug!(%version, "version acknowledged"),
             Downlink::Reply { id, code, data } => self.replied(topic, id, code, &data),
         }
@@ -187,13 +332,18 @@ impl Session {
             tracing::debug!(topic, %id, "request acknowledged");
             return;
         }
-        match reply_offers(self.agent.config.dialect, data) {
+        let dialect = self.agent.config.dialect;
+        match reply_offers(dialect, data) {
             Ok(offers) if offers.is_empty() => tracing::info!("no upgrade offered"),
             Ok(offers) => {
                 let module = &self.agent.config.module;
                 let mine = offers.iter().position(|o| self.for_me(o));
-                match mine.and_then(|i| offers.into_iter().nth(i)) {
-                    Some(offer) => self.offered(offer),
+                let ext = |i: usize| match reply_exts(dialect, data) {
+                    Ok(exts) => Ok(exts.into_iter().nth(i).flatten()),
+                    Err(e) => Err(e.to_string()),
+                };
+                match mine.and_then(|i| Some((offers.into_iter().nth(i)?, ext(i)))) {
+                    Some((offer, ext)) => self.offered(offer, ext),
                     None => tracing::info!(%module, "no upgrade offered for this module"),
                 }
             }
@@ -208,7 +358,7 @@ impl Session {
     }
 
     /// A firmware offer, pushed or answered: start the upgrade unless there is nothing to do.
-    fn offered(&mut self, offer: Offer) {
+    fn offered(&mut self, offer: Offer, ext: Result<Option<OfferExt>, String>) {
         let version = &offer.version;
         if !self.for_me(&offer) {
             tracing::info!(%version, module = %offer.module, "ignoring an offer for another module");
@@ -224,19 +374,28 @@ impl Session {
         let current = self.agent.current_version();
         if *version == current {
             tracing::info!(%version, "offered the version already running; reporting it");
-            self.reporter.try_version(&current);
+            if self.reporter.try_version(&current) {
+                self.queued.push_back(None);
+            }
             return;
         }
         if let Some(running) = &self.upgrade {
             tracing::info!(%version, in_progress = %running.version, "upgrade in progress; ignoring offer");
             return;
         }
+        let config = &self.agent.config;
         let job = Job {
             offer: offer.clone(),
+            ext,
+            product: config.product.clone(),
+            keys: self.agent.keys.clone(),
             reporter: self.reporter.clone(),
+            results: self.results.clone(),
             http: self.http.clone(),
-            state_dir: self.agent.config.state_dir.clone(),
-            install_command: self.agent.config.install_command.clone(),
+            state_dir: config.state_dir.clone(),
+            installer: self.agent.installer.clone(),
+            download: config.download.clone(),
+            boot: config.boot.clone(),
             current: self.agent.current.clone(),
         };
         self.upgrade = Some(Running {
@@ -245,11 +404,16 @@ impl Session {
         });
     }
 
-    fn finished(&mut self, joined: Result<Outcome, tokio::task::JoinError>) {
-        if let Some(running) = self.upgrade.take()
-            && let Err(err) = joined
-        {
-            tracing::error!(version = %running.version, error = %err, "upgrade task died");
+    /// The upgrade task ended; true when the agent must stop for a restart.
+    fn finished(&mut self, joined: Result<Outcome, tokio::task::JoinError>) -> bool {
+        let running = self.upgrade.take();
+        match joined {
+            Ok(outcome) => outcome == Outcome::Restart,
+            Err(err) => {
+                let version = running.map(|r| r.version).unwrap_or_default();
+                tracing::error!(%version, error = %err, "upgrade task died");
+                false
+            }
         }
     }
 

@@ -1,5 +1,6 @@
-//! The agent's persistent state on disk: which firmware version the device runs. Kept in one
-//! small file so a restart after an install reports the new version, not the configured one.
+//! The agent's persistent state on disk: which firmware version the device runs (one small
+//! file, so a restart after an install reports the new version), where downloads go, and the
+//! atomic-replace helper every other state file (checkpoint, trial boot, outbox) is written with.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -19,39 +20,55 @@ pub(crate) fn load_version(dir: &Path, fallback: &str) -> io::Result<String> {
     }
 }
 
-/// Records `version` atomically: a power cut leaves either the old or the new file, never a
-/// torn one (write a temporary file, fsync it, rename it over, fsync the folder).
+/// Records `version` atomically (see [`write_atomic`]).
 pub(crate) fn store_version(dir: &Path, version: &str) -> io::Result<()> {
-    let tmp = dir.join(format!("{VERSION_FILE}.tmp"));
+    write_atomic(&dir.join(VERSION_FILE), format!("{version}\n").as_bytes())
+}
+
+/// Replaces `path` atomically: a power cut leaves either the old or the new file, never a
+/// torn one (write a temporary file, fsync it, rename it over, fsync the folder).
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut tmp_name = path.file_name().unwrap_or_default().to_owned();
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
     {
         let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(version.as_bytes())?;
-        file.write_all(b"\n")?;
+        file.write_all(bytes)?;
         file.sync_all()?;
     }
-    std::fs::rename(&tmp, dir.join(VERSION_FILE))?;
-    // Persisting the rename needs the directory synced; not every platform allows opening one.
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
+    std::fs::rename(&tmp, path)?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")));
     Ok(())
 }
 
-/// Where the image of `version` is downloaded. The name is derived from the version only, so a
-/// later resumable download finds its partial file again.
-pub(crate) fn download_path(dir: &Path, version: &str) -> PathBuf {
-    let safe: String = version
-        .chars()
-        .take(64)
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    dir.join(DOWNLOADS_DIR).join(format!("firmware-{safe}.bin"))
+/// Persists renames and creations in `dir`; not every platform allows opening a folder.
+pub(crate) fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// Removes a file, treating "already gone" as success.
+pub(crate) fn remove_if_exists(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
+        _ => Ok(()),
+    }
+}
+
+/// The folder of downloads (the partial image and its checkpoint).
+pub(crate) fn downloads_dir(dir: &Path) -> PathBuf {
+    dir.join(DOWNLOADS_DIR)
+}
+
+/// The image being downloaded; one at a time, whatever its version.
+pub(crate) fn partial_path(dir: &Path) -> PathBuf {
+    downloads_dir(dir).join("firmware.part")
+}
+
+/// The checkpoint describing [`partial_path`].
+pub(crate) fn checkpoint_path(dir: &Path) -> PathBuf {
+    downloads_dir(dir).join("checkpoint.json")
 }
 
 #[cfg(test)]
@@ -67,16 +84,5 @@ mod tests {
         store_version(dir.path(), "3.0").unwrap();
         assert_eq!(load_version(dir.path(), "1.0").unwrap(), "3.0");
         assert!(!dir.path().join("version.tmp").exists());
-    }
-
-    #[test]
-    fn download_names_stay_inside_the_folder() {
-        let dir = Path::new("/state");
-        let p = download_path(dir, "../../etc/passwd");
-        assert_eq!(p.parent(), Some(Path::new("/state/downloads")));
-        assert_eq!(
-            p.file_name().unwrap().to_str().unwrap(),
-            "firmware-.._.._etc_passwd.bin"
-        );
     }
 }

@@ -1,17 +1,21 @@
-//! One firmware upgrade from offer to installed version: download and verify, install, record
-//! the new version and tell the server each step in its dialect. Runs as its own task so the
-//! MQTT connection keeps being served meanwhile.
+//! One firmware upgrade from offer to confirmed version: check the offer's signature, download
+//! and verify (resumably), install, switch and run on trial (`boot.rs`), and tell the server
+//! each step in its dialect. Runs as its own task so the MQTT connection keeps being served.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use otter_protocol::{FailureKind, Offer, Progress, failure_code};
+use otter_protocol::{FailureKind, Offer, OfferExt, failure_code};
+use tokio::sync::mpsc;
 
+use crate::boot::{self, Verdict};
 use crate::download::{self, Fetched};
-use crate::install::{self, Image};
+use crate::install::{Image, Installer};
+use crate::outbox::Report;
 use crate::report::Reporter;
-use crate::state;
+use crate::verify::{self, TrustedKey};
+use crate::{BootSettings, DownloadSettings, Restart};
 
 /// Download progress is reported at least this many percent apart...
 const PROGRESS_STEP: u8 = 5;
@@ -21,10 +25,19 @@ const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 /// Everything an upgrade needs.
 pub(crate) struct Job {
     pub offer: Offer,
+    /// The offer's Otter extension, or why it could not be read.
+    pub ext: Result<Option<OfferExt>, String>,
+    pub product: String,
+    pub keys: Vec<TrustedKey>,
+    /// Progress percentages go straight out (QoS 0)...
     pub reporter: Reporter,
+    /// ...results go through the session's outbox.
+    pub results: mpsc::UnboundedSender<Report>,
     pub http: reqwest::Client,
     pub state_dir: PathBuf,
-    pub install_command: Option<String>,
+    pub installer: Arc<dyn Installer>,
+    pub download: DownloadSettings,
+    pub boot: BootSettings,
     /// The version the device runs, shared with the agent.
     pub current: Arc<Mutex<String>>,
 }
@@ -33,7 +46,10 @@ pub(crate) struct Job {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Outcome {
     Installed,
+    RolledBack,
     Failed(FailureKind),
+    /// The new image is switched in; the agent must stop so the device restarts into it.
+    Restart,
 }
 
 impl Job {
@@ -41,88 +57,142 @@ impl Job {
     pub(crate) async fn run(self) -> Outcome {
         let version = self.offer.version.clone();
         tracing::info!(%version, url = %self.offer.url, size = self.offer.size, "upgrade starting");
-        let outcome = match self.download().await {
-            Ok(image) => {
-                let outcome = self.install(&image).await;
-                remove_quietly(&image.path).await;
-                outcome
+        let outcome = match verify::check(
+            &self.keys,
+            &self.product,
+            self.offer.clone(),
+            self.ext.clone(),
+        ) {
+            Err(refused) => {
+                tracing::warn!(%version, error = %refused, "offer refused");
+                self.fail(FailureKind::DigestMismatch, refused.to_string())
             }
-            Err(err) => {
-                tracing::warn!(%version, error = %err, "download failed");
-                self.fail(err.kind(), err.to_string()).await
-            }
+            Ok(offer) => match self.download(&offer).await {
+                Ok(image) => self.install(&offer, &image).await,
+                Err(err) => {
+                    tracing::warn!(%version, error = %err, "download failed");
+                    self.fail(err.kind(), err.to_string())
+                }
+            },
         };
         tracing::info!(%version, ?outcome, "upgrade finished");
         outcome
     }
 
-    async fn download(&self) -> Result<Fetched, download::DownloadError> {
-        let version = &self.offer.version;
+    async fn download(&self, offer: &Offer) -> Result<Fetched, download::DownloadError> {
+        let version = &offer.version;
         let mut throttle = Throttle::default();
-        if let Some(p) = throttle.next(0, self.offer.size) {
-            self.reporter.try_downloading(version, p);
-        }
-        let dest = state::download_path(&self.state_dir, version);
-        let fetched = download::fetch(&self.http, &self.offer, &dest, |got, total| {
-            if let Some(p) = throttle.next(got, total) {
-                self.reporter.try_downloading(version, p);
-            }
-        })
+        let fetched = download::fetch(
+            &self.http,
+            offer,
+            &self.state_dir,
+            &self.download,
+            |got, total| {
+                if let Some(p) = throttle.next(got, total) {
+                    self.reporter.try_downloading(version, p);
+                }
+            },
+        )
         .await?;
         if let Some(p) = throttle.finish() {
             self.reporter.try_downloading(version, p);
         }
-        tracing::info!(%version, md5 = %fetched.md5, "image downloaded and verified");
+        tracing::info!(%version, md5 = %fetched.md5, sha256 = %fetched.sha256, "image downloaded and verified");
         Ok(fetched)
     }
 
-    /// Runs the install command, then records and reports the new version.
-    async fn install(&self, image: &Fetched) -> Outcome {
-        let version = &self.offer.version;
-        self.reporter.progress(version, Progress::Burning).await;
-        if let Some(command) = &self.install_command {
-            let img = Image {
-                path: &image.path,
-                version,
-                md5: &image.md5,
-                sha256: &image.sha256,
-            };
-            if let Err(err) = install::run(command, &img).await {
-                tracing::warn!(%version, error = %err, "install failed");
-                return self.fail(FailureKind::InstallFailed, err.to_string()).await;
+    /// Installs, switches, restarts into the new image (or confirms it in place).
+    async fn install(&self, offer: &Offer, fetched: &Fetched) -> Outcome {
+        let version = &offer.version;
+        self.send(Report::Burning {
+            version: version.clone(),
+        });
+        let image = Image {
+            path: fetched.path.clone(),
+            version: version.clone(),
+            md5: fetched.md5.clone(),
+            sha256: fetched.sha256.clone(),
+        };
+        let installed = self.installer.install(&image).await;
+        // Installed or not, this image is done with (a retry downloads it again).
+        download::discard(&self.state_dir);
+        if let Err(err) = installed {
+            tracing::warn!(%version, error = %err, "install failed");
+            return self.fail(FailureKind::InstallFailed, err.to_string());
+        }
+        let from = self
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let ctx = self.ctx();
+        if let Err(why) = ctx.switch(&from, version).await {
+            return self.fail(FailureKind::InstallFailed, why);
+        }
+        let Some(trial) = boot::load(&self.state_dir) else {
+            return self.fail(
+                FailureKind::InstallFailed,
+                "the trial state vanished".into(),
+            );
+        };
+        let mut reports = vec![];
+        let verdict = match &self.boot.restart {
+            Restart::InPlace => ctx.confirm(&trial, &mut reports).await,
+            Restart::Command(command) => match run_restart(command).await {
+                Ok(()) => return Outcome::Restart,
+                Err(why) => ctx.rollback(&trial, why, &mut reports).await,
+            },
+            Restart::Reexec => {
+                // Only returns when the exec failed.
+                let why = crate::session::reexec();
+                ctx.rollback(&trial, why, &mut reports).await
             }
-        } else {
-            tracing::info!(%version, "no install command configured; recording the version only");
+        };
+        reports.into_iter().for_each(|r| self.send(r));
+        match verdict {
+            Verdict::Committed(v) => {
+                *self.current.lock().unwrap_or_else(|p| p.into_inner()) = v;
+                Outcome::Installed
+            }
+            Verdict::RolledBack(_) => Outcome::RolledBack,
         }
-        // The image is installed whatever happens next, so the device runs the new version
-        // even if recording it fails (it would then report the old one after a restart).
-        if let Err(err) = state::store_version(&self.state_dir, version) {
-            tracing::error!(%version, error = %err, "cannot record the installed version");
-        }
-        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = version.clone();
-        // Installed: the image is no longer needed, and is gone before anyone hears of success.
-        remove_quietly(&image.path).await;
-        self.reporter.progress(version, Progress::Done).await;
-        self.reporter.version(version).await;
-        Outcome::Installed
     }
 
-    async fn fail(&self, kind: FailureKind, message: String) -> Outcome {
+    fn ctx(&self) -> boot::Ctx<'_> {
+        boot::Ctx {
+            dir: &self.state_dir,
+            dialect: self.reporter.dialect(),
+            installer: self.installer.as_ref(),
+            settings: &self.boot,
+        }
+    }
+
+    fn send(&self, report: Report) {
+        if self.results.send(report).is_err() {
+            tracing::warn!("the session is gone; report dropped");
+        }
+    }
+
+    fn fail(&self, kind: FailureKind, message: String) -> Outcome {
         // Tencent's SDKs always say "time_out"; servers go by the code, so say what happened.
         let code = failure_code(self.reporter.dialect(), kind);
-        self.reporter
-            .failed(&self.offer.version, code, message)
-            .await;
+        self.send(Report::Failed {
+            version: self.offer.version.clone(),
+            code,
+            message,
+        });
         Outcome::Failed(kind)
     }
 }
 
-async fn remove_quietly(path: &std::path::Path) {
-    if let Err(err) = tokio::fs::remove_file(path).await
-        && err.kind() != std::io::ErrorKind::NotFound
-    {
-        tracing::warn!(path = %path.display(), error = %err, "cannot remove the image");
-    }
+/// Runs the restart hook (`sh -c`); Ok when it exited 0 (the agent then stops).
+async fn run_restart(command: &str) -> Result<(), String> {
+    tracing::info!(command, "restarting into the new image");
+    let mut cmd = tokio::process::Command::new("sh");
+    cmd.arg("-c").arg(command);
+    crate::install::run(cmd, "the restart command")
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Decides which download percentages are worth a report: every [`PROGRESS_STEP`] percent or

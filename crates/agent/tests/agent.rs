@@ -7,15 +7,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
-use otter_agent::{Agent, AgentConfig};
+use ed25519_dalek::{Signer, SigningKey};
+use otter_agent::{Agent, AgentConfig, BootSettings, DownloadSettings, InstallerKind, Restart};
 use otter_blobs::{BlobInfo, Blobs};
 use otter_broker::{Broker, BrokerConfig, BrokerEvent, Gate, Grant, Login, Refusal};
 use otter_download::{DownloadState, UrlSigner, router, serve};
+use otter_faultproxy::{Faults, Proxy};
 use otter_protocol::{
-    Answer, Credentials, DeviceAddr, Dialect, FailureKind, Offer, Progress, UpMessage, Uplink,
-    answer, downstream_topics, encode_push, failure_code, generate_secret_format, parse_uplink,
-    upstream_topics, verify,
+    Answer, Credentials, DeviceAddr, Dialect, FailureKind, Offer, OfferExt, Progress, UpMessage,
+    Uplink, answer, downstream_topics, encode_push_ext, failure_code, generate_secret_format,
+    key_id, parse_uplink, signed_message, upstream_topics, verify,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -61,6 +65,12 @@ struct Rig {
     signer: Arc<UrlSigner>,
     image: BlobInfo,
     data: Vec<u8>,
+    /// A second image: `data` with one byte flipped.
+    corrupted: BlobInfo,
+    /// Sits between the agent and the download server when started with faults.
+    proxy: Option<Proxy>,
+    /// What the agent is configured with (beyond the install command).
+    settings: Settings,
     /// What the server answers to a job request.
     job: Option<Offer>,
     next_push_id: u64,
@@ -70,8 +80,22 @@ struct Rig {
     agent: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
+/// Agent settings a test may change.
+#[derive(Clone, Default)]
+struct Settings {
+    installer: Option<InstallerKind>,
+    trusted_keys: Vec<[u8; 32]>,
+    download: DownloadSettings,
+    boot: BootSettings,
+}
+
 impl Rig {
     async fn start(dialect: Dialect) -> Rig {
+        Rig::start_with(dialect, default_data(SIZE), None).await
+    }
+
+    /// A rig serving `data`, downloads going through a fault proxy when `faults` is given.
+    async fn start_with(dialect: Dialect, data: Vec<u8>, faults: Option<Faults>) -> Rig {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
@@ -79,11 +103,20 @@ impl Rig {
         let dev = DeviceAddr::new("PROD1", "dev-1");
         let blob_dir = tempfile::tempdir().unwrap();
         let blobs = Blobs::open(blob_dir.path().to_str().unwrap()).unwrap();
-        let data: Vec<u8> = (0..SIZE).map(|i| (i * 7 % 253) as u8).collect();
         let image = blobs.ingest(&data[..]).await.unwrap();
+        let mut bad = data.clone();
+        if let Some(b) = bad.get_mut(data.len() / 2) {
+            *b ^= 0xff;
+        }
+        let corrupted = blobs.ingest(&bad[..]).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let http = listener.local_addr().unwrap();
-        let signer = Arc::new(UrlSigner::new(b"test key", &format!("http://{http}")));
+        let proxy = match faults {
+            Some(faults) => Some(Proxy::start(http, faults).await.unwrap()),
+            None => None,
+        };
+        let public = proxy.as_ref().map_or(http, Proxy::addr);
+        let signer = Arc::new(UrlSigner::new(b"test key", &format!("http://{public}")));
         let app = router(DownloadState {
             blobs,
             signer: signer.clone(),
@@ -99,6 +132,9 @@ impl Rig {
             signer,
             image,
             data,
+            corrupted,
+            proxy,
+            settings: Settings::default(),
             job: None,
             next_push_id: 100,
             state: tempfile::tempdir().unwrap(),
@@ -110,8 +146,14 @@ impl Rig {
 
     /// Replaces the broker with a fresh one on the same address, dropping every connection.
     async fn restart_broker(&mut self) {
+        self.restart_broker_after(Duration::ZERO).await;
+    }
+
+    /// Stops the broker, waits `down`, and starts a fresh one on the same address.
+    async fn restart_broker_after(&mut self, down: Duration) {
         let addr = self.broker.local_addr();
         self.broker.clone().shutdown().await;
+        tokio::time::sleep(down).await;
         let (broker, events) = start_broker(self.dialect, &self.dev, addr).await;
         self.broker = broker;
         self.events = events;
@@ -151,7 +193,12 @@ impl Rig {
             version: OLD.into(),
             module: "default".into(),
             state_dir: self.state.path().join("agent"),
-            install_command,
+            installer: self.settings.installer.clone().unwrap_or_else(|| {
+                install_command.map_or(InstallerKind::RecordOnly, InstallerKind::Command)
+            }),
+            trusted_keys: self.settings.trusted_keys.clone(),
+            download: self.settings.download.clone(),
+            boot: self.settings.boot.clone(),
         }
     }
 
@@ -205,8 +252,13 @@ impl Rig {
     }
 
     async fn push(&mut self, offer: &Offer) {
+        self.push_ext(offer, &OfferExt::default()).await;
+    }
+
+    /// A push carrying Otter's extension fields.
+    async fn push_ext(&mut self, offer: &Offer, ext: &OfferExt) {
         self.next_push_id += 1;
-        let out = encode_push(self.dialect, &self.dev, offer, self.next_push_id);
+        let out = encode_push_ext(self.dialect, &self.dev, offer, ext, self.next_push_id);
         self.publish(&out.topic, out.payload).await;
     }
 
@@ -286,6 +338,10 @@ async fn start_broker(
         .await
         .unwrap();
     (broker, events)
+}
+
+fn default_data(size: usize) -> Vec<u8> {
+    (0..size).map(|i| (i * 7 % 253) as u8).collect()
 }
 
 fn later() -> u64 {
@@ -598,5 +654,309 @@ async fn tencent_reconnects_and_reports_again() {
     rig.push(&rig.offer(NEW)).await;
     let reports = rig.reports_until(is_version(NEW)).await;
     assert_successful_sequence(Dialect::Tencent, &reports);
+    rig.stop_agent().await;
+}
+
+// ---- Weak networks, verification and trial boots (issue 4) ----
+
+/// Quick retries so cut downloads do not make the tests slow.
+fn quick_download() -> DownloadSettings {
+    DownloadSettings {
+        retry_backoff: Duration::from_millis(20),
+        ..DownloadSettings::default()
+    }
+}
+
+/// A download cut 20 times at random offsets completes, verifies and installs, and the agent
+/// fetched hardly more than the image (every attempt resumes with a Range request).
+#[tokio::test]
+async fn download_cut_20_times_resumes_and_verifies() {
+    const BIG: usize = 2_000_000;
+    let faults = Faults {
+        cut_random: Some((42, 20_000, 150_000)),
+        max_cuts: Some(20),
+        ..Faults::default()
+    };
+    let mut rig = Rig::start_with(Dialect::Tencent, default_data(BIG), Some(faults)).await;
+    rig.settings.download = quick_download();
+    rig.run_agent(0).await;
+    rig.push(&rig.offer(NEW)).await;
+    let reports = rig.reports_until(is_version(NEW)).await;
+    assert!(!reports.iter().any(is_failure), "{reports:?}");
+    let stats = rig.proxy.as_ref().unwrap().stats();
+    assert_eq!(stats.cuts, 20, "{stats:?}");
+    assert!(stats.connections >= 21, "{stats:?}");
+    assert!(
+        stats.bytes_down as f64 <= 1.1 * BIG as f64,
+        "fetched {} bytes for a {BIG}-byte image",
+        stats.bytes_down
+    );
+    assert_eq!(std::fs::read(rig.installed_copy()).unwrap(), rig.data);
+    assert_eq!(rig.downloads_left(), 0);
+    rig.stop_agent().await;
+}
+
+/// A download that receives nothing is cut after the stall timeout, retried, then reported as
+/// a download timeout (Tencent -1); a re-push once the network is back completes it.
+#[tokio::test]
+async fn stalled_download_times_out_then_a_repush_completes() {
+    let faults = Faults {
+        bandwidth: Some(0),
+        ..Faults::default()
+    };
+    let mut rig = Rig::start_with(Dialect::Tencent, default_data(SIZE), Some(faults)).await;
+    rig.settings.download = DownloadSettings {
+        stall_timeout: Duration::from_millis(300),
+        retries: 1,
+        ..quick_download()
+    };
+    rig.run_agent(0).await;
+    let offer = rig.offer(NEW);
+    rig.push(&offer).await;
+    let reports = rig.reports_until(is_failure).await;
+    assert_eq!(failure_code_of(reports.last().unwrap()), -1, "{reports:?}");
+    assert!(!rig.marker().exists());
+
+    rig.proxy.as_ref().unwrap().set_faults(Faults::default());
+    rig.push(&offer).await;
+    rig.reports_until(is_version(NEW)).await;
+    assert_eq!(std::fs::read(rig.installed_copy()).unwrap(), rig.data);
+    rig.stop_agent().await;
+}
+
+/// Served bytes that do not match the offer's digests (a corrupted image) are reported with the
+/// dialect's verification code and never installed.
+async fn corrupted_download_is_refused(dialect: Dialect) {
+    let mut rig = Rig::start(dialect).await;
+    rig.run_agent(0).await;
+    let offer = Offer {
+        url: rig.url(&rig.corrupted.sha256, later()),
+        ..rig.offer(NEW)
+    };
+    rig.push_ext(
+        &offer,
+        &OfferExt {
+            sha256: Some(rig.image.sha256.clone()),
+            ..OfferExt::default()
+        },
+    )
+    .await;
+    let reports = rig.reports_until(is_failure).await;
+    assert_eq!(
+        failure_code_of(reports.last().unwrap()),
+        failure_code(dialect, FailureKind::DigestMismatch)
+    );
+    assert!(!rig.marker().exists(), "nothing was installed");
+    assert_eq!(rig.downloads_left(), 0, "the bad image was deleted");
+    rig.stop_agent().await;
+}
+
+#[tokio::test]
+async fn tencent_corrupted_download_is_refused() {
+    corrupted_download_is_refused(Dialect::Tencent).await;
+}
+
+#[tokio::test]
+async fn enos_corrupted_download_is_refused() {
+    corrupted_download_is_refused(Dialect::Enos).await;
+}
+
+/// The signature extension of an offer for `rig`'s image, signed by `key` over `product`.
+fn signed_ext(rig: &Rig, key: &SigningKey, product: &str, version: &str) -> OfferExt {
+    let msg = signed_message(
+        product,
+        "default",
+        version,
+        rig.image.size,
+        &rig.image.sha256,
+    )
+    .unwrap();
+    OfferExt {
+        sha256: Some(rig.image.sha256.clone()),
+        sig: Some(B64.encode(key.sign(msg.as_bytes()).to_bytes())),
+        key: Some(key_id(&key.verifying_key().to_bytes())),
+    }
+}
+
+/// With a trusted key configured, unsigned and badly signed offers are refused with the
+/// verification code before anything is downloaded or installed; a good signature installs.
+async fn signatures_are_enforced(dialect: Dialect) {
+    let ours = SigningKey::from_bytes(&[11u8; 32]);
+    let theirs = SigningKey::from_bytes(&[12u8; 32]);
+    let mut rig = Rig::start(dialect).await;
+    rig.settings.trusted_keys = vec![ours.verifying_key().to_bytes()];
+    rig.run_agent(0).await;
+    let offer = rig.offer(NEW);
+    let product = rig.dev.product.clone();
+    let forged = OfferExt {
+        key: None,
+        ..signed_ext(&rig, &theirs, &product, NEW)
+    };
+    let other_product = signed_ext(&rig, &ours, "OTHER", NEW);
+    let code = failure_code(dialect, FailureKind::DigestMismatch);
+    for ext in [OfferExt::default(), forged, other_product] {
+        let before = rig.proxy_free_downloads();
+        rig.push_ext(&offer, &ext).await;
+        let reports = rig.reports_until(is_failure).await;
+        assert_eq!(reports.len(), 1, "refused before downloading: {reports:?}");
+        assert_eq!(failure_code_of(&reports[0]), code, "{ext:?}");
+        assert_eq!(rig.proxy_free_downloads(), before);
+        assert!(!rig.marker().exists(), "nothing was installed");
+    }
+    let good = signed_ext(&rig, &ours, &product, NEW);
+    rig.push_ext(&offer, &good).await;
+    let reports = rig.reports_until(is_version(NEW)).await;
+    assert_successful_sequence(dialect, &reports);
+    rig.stop_agent().await;
+}
+
+impl Rig {
+    /// Files in the downloads folder (a refused offer never creates one).
+    fn proxy_free_downloads(&self) -> usize {
+        self.downloads_left()
+    }
+
+    /// A/B slots in the state folder, slot A holding `old` and current.
+    fn ab_slots(&self, old: &[u8]) -> PathBuf {
+        let dir = self.state.path().join("slots");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("slot-a"), old).unwrap();
+        std::os::unix::fs::symlink("slot-a", dir.join("current")).unwrap();
+        dir
+    }
+}
+
+#[tokio::test]
+async fn tencent_signatures_are_enforced() {
+    signatures_are_enforced(Dialect::Tencent).await;
+}
+
+#[tokio::test]
+async fn aliyun_signatures_are_enforced() {
+    signatures_are_enforced(Dialect::Aliyun).await;
+}
+
+#[tokio::test]
+async fn enos_signatures_are_enforced() {
+    signatures_are_enforced(Dialect::Enos).await;
+}
+
+/// Firmware images for the A/B tests: shell scripts whose exit status is their health.
+const HEALTHY: &[u8] = b"#!/bin/sh\nexit 0\n";
+const BROKEN: &[u8] = b"#!/bin/sh\nexit 1\n";
+
+/// A/B slots whose health check runs the current slot: `new` decides whether it stays.
+async fn ab_rig(dialect: Dialect, new: &[u8]) -> (Rig, PathBuf) {
+    let mut rig = Rig::start_with(dialect, new.to_vec(), None).await;
+    let slots = rig.ab_slots(HEALTHY);
+    rig.settings.installer = Some(InstallerKind::AbSlots(slots.clone()));
+    rig.settings.boot = BootSettings {
+        health_command: Some(format!("sh '{}'", slots.join("current").display())),
+        health_deadline: Duration::from_secs(2),
+        ..BootSettings::default()
+    };
+    (rig, slots)
+}
+
+fn current_slot(slots: &Path) -> PathBuf {
+    std::fs::read_link(slots.join("current")).unwrap()
+}
+
+/// An image that fails its health check is rolled back: the old slot is current again, and
+/// the failure code then the old version are reported; the old version survives a restart.
+async fn unhealthy_image_is_rolled_back(dialect: Dialect) {
+    let (mut rig, slots) = ab_rig(dialect, BROKEN).await;
+    rig.run_agent(0).await;
+    rig.push(&rig.offer(NEW)).await;
+    let reports = rig.reports_until(is_failure).await;
+    assert_eq!(
+        failure_code_of(reports.last().unwrap()),
+        failure_code(dialect, FailureKind::InstallFailed),
+        "{reports:?}"
+    );
+    assert_eq!(rig.next_uplink().await.message, version_report(OLD));
+    assert_eq!(current_slot(&slots), PathBuf::from("slot-a"));
+    assert_eq!(std::fs::read(slots.join("slot-b")).unwrap(), BROKEN);
+    let old_runs = std::process::Command::new("sh")
+        .arg(slots.join("current"))
+        .status()
+        .unwrap();
+    assert!(old_runs.success(), "the old image runs");
+    rig.assert_quiet().await;
+    rig.stop_agent().await;
+    assert_eq!(Agent::new(rig.config(None)).unwrap().current_version(), OLD);
+    assert!(!rig.state.path().join("agent/boot.json").exists());
+}
+
+#[tokio::test]
+async fn tencent_unhealthy_image_is_rolled_back() {
+    unhealthy_image_is_rolled_back(Dialect::Tencent).await;
+}
+
+#[tokio::test]
+async fn aliyun_unhealthy_image_is_rolled_back() {
+    unhealthy_image_is_rolled_back(Dialect::Aliyun).await;
+}
+
+/// A healthy image stays: slot B is current and the new version is reported.
+#[tokio::test]
+async fn enos_healthy_image_is_committed() {
+    let (mut rig, slots) = ab_rig(Dialect::Enos, HEALTHY).await;
+    rig.run_agent(0).await;
+    rig.push(&rig.offer(NEW)).await;
+    let reports = rig.reports_until(is_version(NEW)).await;
+    assert!(!reports.iter().any(is_failure), "{reports:?}");
+    assert_eq!(current_slot(&slots), PathBuf::from("slot-b"));
+    rig.stop_agent().await;
+    assert_eq!(Agent::new(rig.config(None)).unwrap().current_version(), NEW);
+}
+
+/// With a restart hook, the agent stops after switching; started again it runs the health
+/// check, confirms, and reports the new version.
+#[tokio::test]
+async fn tencent_restart_hook_then_confirm_on_next_start() {
+    let (mut rig, slots) = ab_rig(Dialect::Tencent, HEALTHY).await;
+    let restarted = rig.state.path().join("restarted");
+    rig.settings.boot.restart = Restart::Command(format!("touch '{}'", restarted.display()));
+    rig.run_agent(0).await;
+    rig.push(&rig.offer(NEW)).await;
+    rig.reports_until(|m| progress_of(m) == Some(&Progress::Burning))
+        .await;
+    let agent = rig.agent.take().unwrap();
+    tokio::time::timeout(WAIT, agent)
+        .await
+        .expect("the agent stops for the restart")
+        .unwrap()
+        .unwrap();
+    assert!(restarted.exists());
+    assert_eq!(current_slot(&slots), PathBuf::from("slot-b"));
+
+    // The "device" comes back: the trial is confirmed before connecting, then reported.
+    let agent = Agent::new(rig.config(None)).unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    rig.stop = Some(stop);
+    rig.agent = Some(tokio::spawn(agent.run(async {
+        let _ = stopped.await;
+    })));
+    let mut reports = rig.reports_until(is_version(NEW)).await;
+    // `burning` may come again if the restart beat its acknowledgement (at least once).
+    reports.retain(|m| progress_of(m) != Some(&Progress::Burning));
+    assert_eq!(reports, [progress(Progress::Done), version_report(NEW)]);
+    rig.stop_agent().await;
+}
+
+/// Results produced while the broker is away are sent once the agent is back.
+#[tokio::test]
+async fn tencent_results_made_offline_are_sent_on_reconnect() {
+    let mut rig = Rig::start(Dialect::Tencent).await;
+    rig.run_agent_with(rig.slow_install_command(0, 2)).await;
+    rig.push(&rig.offer(NEW)).await;
+    rig.reports_until(|m| progress_of(m) == Some(&Progress::Burning))
+        .await;
+    // The install finishes while the broker is down.
+    rig.restart_broker_after(Duration::from_secs(3)).await;
+    let reports = rig.reports_until(|m| *m == version_report(NEW)).await;
+    assert!(reports.contains(&progress(Progress::Done)), "{reports:?}");
+    assert!(rig.marker().exists());
     rig.stop_agent().await;
 }

@@ -3,10 +3,13 @@
 
 use anyhow::{Context, Result};
 use clap::Args;
-use otter_agent::{Agent, AgentConfig};
+use otter_agent::{
+    Agent, AgentConfig, BootSettings, DownloadSettings, InstallerKind, Restart, parse_public_key,
+};
 use otter_protocol::Dialect;
 use serde::Deserialize;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Args, Debug)]
 pub struct AgentArgs {
@@ -40,6 +43,59 @@ pub struct AgentArgs {
     /// Shell command that installs the image; gets OTTER_FIRMWARE_PATH, _VERSION, _MD5, _SHA256.
     #[arg(long, env = "OTTER_AGENT_INSTALL_COMMAND")]
     install_command: Option<String>,
+    /// Installer, verification, download and trial-boot settings (boxed: they are many).
+    #[command(flatten)]
+    more: Box<UpgradeArgs>,
+}
+
+/// The settings of how upgrades are verified, downloaded, installed and confirmed.
+#[derive(Args, Debug)]
+struct UpgradeArgs {
+    /// Installer: command, rauc, swupdate, ab-slots or none [default: command when
+    /// --install-command is given, else none].
+    #[arg(long, env = "OTTER_AGENT_INSTALLER")]
+    installer: Option<String>,
+    /// Program run by the rauc or swupdate installer [default: rauc / swupdate].
+    #[arg(long, env = "OTTER_AGENT_INSTALLER_PROGRAM")]
+    installer_program: Option<String>,
+    /// Folder of the ab-slots installer (slot-a, slot-b, current).
+    #[arg(long, env = "OTTER_AGENT_SLOTS_DIR")]
+    slots_dir: Option<PathBuf>,
+    /// Trusted ed25519 public key (hex or base64), repeatable; with any, offers must be signed.
+    #[arg(
+        long = "trusted-key",
+        env = "OTTER_AGENT_TRUSTED_KEYS",
+        value_delimiter = ','
+    )]
+    trusted_keys: Vec<String>,
+    /// Seconds without download data before the attempt is cut [default: 60].
+    #[arg(long, env = "OTTER_AGENT_STALL_TIMEOUT_SECS")]
+    stall_timeout_secs: Option<u64>,
+    /// Download attempts in a row without progress before failing [default: 5].
+    #[arg(long, env = "OTTER_AGENT_DOWNLOAD_RETRIES")]
+    download_retries: Option<u32>,
+    /// First pause between download attempts, in milliseconds [default: 1000].
+    #[arg(long, env = "OTTER_AGENT_RETRY_BACKOFF_MS")]
+    retry_backoff_ms: Option<u64>,
+    /// Most download bytes per second [default: unlimited].
+    #[arg(long, env = "OTTER_AGENT_MAX_DOWNLOAD_RATE")]
+    max_download_rate: Option<u64>,
+    /// Shell command that restarts the device into the new image (e.g. reboot); the agent
+    /// stops after it. Without it (and without --reexec) the new image is confirmed in place.
+    #[arg(long, env = "OTTER_AGENT_RESTART_COMMAND")]
+    restart_command: Option<String>,
+    /// Re-execute the agent to run the new image.
+    #[arg(long, env = "OTTER_AGENT_REEXEC")]
+    reexec: bool,
+    /// Shell command that exits 0 when the new image is healthy.
+    #[arg(long, env = "OTTER_AGENT_HEALTH_COMMAND")]
+    health_command: Option<String>,
+    /// Seconds the health check has to pass [default: 60].
+    #[arg(long, env = "OTTER_AGENT_HEALTH_DEADLINE_SECS")]
+    health_deadline_secs: Option<u64>,
+    /// Agent starts allowed on trial before rolling back as a crash loop [default: 3].
+    #[arg(long, env = "OTTER_AGENT_MAX_BOOTS")]
+    max_boots: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -54,9 +110,23 @@ struct FileConfig {
     module: Option<String>,
     state_dir: Option<PathBuf>,
     install_command: Option<String>,
+    installer: Option<String>,
+    installer_program: Option<String>,
+    slots_dir: Option<PathBuf>,
+    trusted_keys: Option<Vec<String>>,
+    stall_timeout_secs: Option<u64>,
+    download_retries: Option<u32>,
+    retry_backoff_ms: Option<u64>,
+    max_download_rate: Option<u64>,
+    restart_command: Option<String>,
+    reexec: Option<bool>,
+    health_command: Option<String>,
+    health_deadline_secs: Option<u64>,
+    max_boots: Option<u32>,
 }
 
 fn resolve(a: AgentArgs) -> Result<AgentConfig> {
+    let m = *a.more;
     let f: FileConfig = match &a.config {
         Some(path) => toml::from_str(
             &std::fs::read_to_string(path)
@@ -72,6 +142,69 @@ fn resolve(a: AgentArgs) -> Result<AgentConfig> {
         .map_err(|_| anyhow::anyhow!("dialect must be tencent, aliyun or enos"))?;
     let need = |v: Option<String>, what: &str| {
         v.with_context(|| format!("--{what} is required (flag, environment or config file)"))
+    };
+    let install_command = a.install_command.or(f.install_command);
+    let program = m.installer_program.or(f.installer_program);
+    let installer = match m.installer.or(f.installer).as_deref() {
+        None if install_command.is_none() => InstallerKind::RecordOnly,
+        Some("none") => InstallerKind::RecordOnly,
+        None | Some("command") => InstallerKind::Command(
+            install_command.context("the command installer needs --install-command")?,
+        ),
+        Some("rauc") => InstallerKind::Rauc(program.unwrap_or_else(|| "rauc".into())),
+        Some("swupdate") => InstallerKind::SwUpdate(program.unwrap_or_else(|| "swupdate".into())),
+        Some("ab-slots") => InstallerKind::AbSlots(
+            m.slots_dir
+                .or(f.slots_dir)
+                .context("the ab-slots installer needs --slots-dir")?,
+        ),
+        Some(other) => anyhow::bail!(
+            "unknown installer {other:?}: expected command, rauc, swupdate, ab-slots or none"
+        ),
+    };
+    let keys = if m.trusted_keys.is_empty() {
+        f.trusted_keys.unwrap_or_default()
+    } else {
+        m.trusted_keys
+    };
+    let trusted_keys = keys
+        .iter()
+        .map(|k| parse_public_key(k).map_err(anyhow::Error::msg))
+        .collect::<Result<Vec<_>>>()?;
+    let dd = DownloadSettings::default();
+    let download = DownloadSettings {
+        stall_timeout: secs(
+            m.stall_timeout_secs.or(f.stall_timeout_secs),
+            dd.stall_timeout,
+        ),
+        retries: m
+            .download_retries
+            .or(f.download_retries)
+            .unwrap_or(dd.retries),
+        retry_backoff: m
+            .retry_backoff_ms
+            .or(f.retry_backoff_ms)
+            .map_or(dd.retry_backoff, Duration::from_millis),
+        max_rate: m.max_download_rate.or(f.max_download_rate),
+    };
+    let bd = BootSettings::default();
+    let restart = match (
+        m.restart_command.or(f.restart_command),
+        m.reexec || f.reexec == Some(true),
+    ) {
+        (Some(_), true) => anyhow::bail!("--restart-command and --reexec exclude each other"),
+        (Some(command), false) => Restart::Command(command),
+        (None, true) => Restart::Reexec,
+        (None, false) => Restart::InPlace,
+    };
+    let boot = BootSettings {
+        restart,
+        health_command: m.health_command.or(f.health_command),
+        health_deadline: secs(
+            m.health_deadline_secs.or(f.health_deadline_secs),
+            bd.health_deadline,
+        ),
+        max_boots: m.max_boots.or(f.max_boots).unwrap_or(bd.max_boots),
     };
     Ok(AgentConfig {
         broker: a
@@ -91,8 +224,15 @@ fn resolve(a: AgentArgs) -> Result<AgentConfig> {
             .state_dir
             .or(f.state_dir)
             .unwrap_or_else(|| PathBuf::from("otter-agent")),
-        install_command: a.install_command.or(f.install_command),
+        installer,
+        trusted_keys,
+        download,
+        boot,
     })
+}
+
+fn secs(value: Option<u64>, default: Duration) -> Duration {
+    value.map_or(default, Duration::from_secs)
 }
 
 pub async fn run(args: AgentArgs) -> Result<()> {

@@ -9,6 +9,7 @@ pub mod codes;
 pub mod dialect;
 pub mod downlink;
 mod error;
+pub mod ext;
 mod json;
 pub mod topic;
 pub mod uplink;
@@ -28,6 +29,10 @@ pub use downlink::{
     reply_offers,
 };
 pub use error::ProtocolError;
+pub use ext::{
+    EXT_FIELD, OfferExt, SIGNED_MESSAGE_TAG, add_ext_to_offer_value, encode_push_ext, key_id,
+    push_ext, reply_exts, signed_message,
+};
 pub use topic::{
     DownKind, UpKind, down_topic, downstream_topics, filter_matches, may_publish, may_receive,
     parse_down_topic, parse_up_topic, up_topic, upstream_topics,

@@ -202,7 +202,14 @@ impl Engine {
         offer: &Offer,
     ) -> Result<()> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let push = protocol::encode_push(dialect, addr, offer, id);
+        // The `otter` extension carries the SHA-256 (vendor pushes have only MD5); vendor SDKs
+        // ignore it, otter agents verify it (docs/protocol-extensions.md).
+        let ext = protocol::OfferExt {
+            sha256: Some(offer.sha256.clone()),
+            sig: None,
+            key: None,
+        };
+        let push = protocol::encode_push_ext(dialect, addr, offer, &ext, id);
         if dialect == protocol::Dialect::Tencent
             && push.topic.len() + push.payload.len() > TENCENT_MAX_PUBLISH
         {
