@@ -83,6 +83,8 @@ pub struct Faults {
     pub drop_connection_rate: f64,
     /// The image is "corrupt": the verification-failure code after downloading 100 %.
     pub corrupt_rate: f64,
+    /// The download is slow: every progress step takes ten times `step_delay` (at least 1 s).
+    pub slow_rate: f64,
     pub seed: u64,
 }
 
@@ -327,6 +329,7 @@ fn check_faults(f: &Faults) -> anyhow::Result<()> {
         ("failure rate", f.failure_rate),
         ("drop-connection rate", f.drop_connection_rate),
         ("corrupt rate", f.corrupt_rate),
+        ("slow rate", f.slow_rate),
     ] {
         if !(0.0..=1.0).contains(&rate) {
             bail!("the {what} {rate} is not between 0 and 1");

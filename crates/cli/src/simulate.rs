@@ -59,6 +59,9 @@ pub struct SimulateArgs {
     /// Probability that a downloaded image is corrupt (verification failure code).
     #[arg(long, default_value_t = 0.0)]
     corrupt_rate: f64,
+    /// Probability that a download is slow (each progress step takes 10× the step delay, ≥ 1 s).
+    #[arg(long, default_value_t = 0.0)]
+    slow_rate: f64,
     /// Really download the offered images (streamed and MD5-checked, not stored).
     #[arg(long)]
     download: bool,
@@ -105,6 +108,7 @@ pub async fn run(args: SimulateArgs) -> Result<()> {
             failure_rate: args.failure_rate,
             drop_connection_rate: args.drop_rate,
             corrupt_rate: args.corrupt_rate,
+            slow_rate: args.slow_rate,
             seed: args.seed,
         },
     };

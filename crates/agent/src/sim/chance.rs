@@ -86,6 +86,11 @@ impl Chance {
         Some(plan)
     }
 
+    /// Whether this offer's download is slow (fault injection, Succeed devices only).
+    pub fn slow(&mut self, behavior: Behavior, faults: &Faults) -> bool {
+        behavior == Behavior::Succeed && self.hit(faults.slow_rate)
+    }
+
     /// `base` plus up to a quarter more, so a fleet does not reconnect in lockstep.
     pub fn jitter(&mut self, base: Duration) -> Duration {
         base + base.mul_f64(self.unit() / 4.0)
@@ -101,6 +106,7 @@ mod tests {
             failure_rate: failure,
             drop_connection_rate: drop,
             corrupt_rate: corrupt,
+            slow_rate: 0.0,
             seed: 42,
         }
     }
@@ -176,5 +182,15 @@ mod tests {
             let j = c.jitter(base);
             assert!(j >= base && j <= base + base / 4);
         }
+    }
+
+    #[test]
+    fn slow_downloads_only_touch_succeeding_devices() {
+        let mut slow = faults(0.0, 0.0, 0.0);
+        slow.slow_rate = 1.0;
+        let mut c = Chance::new(7, &DeviceAddr::new("P", "d"));
+        assert!(c.slow(Behavior::Succeed, &slow));
+        assert!(!c.slow(Behavior::FailInstall, &slow));
+        assert!(!c.slow(Behavior::Succeed, &faults(0.0, 0.0, 0.0)));
     }
 }

@@ -285,6 +285,11 @@ impl Device {
         let plan = self
             .chance
             .plan(self.behavior, &self.shared.config.faults)?;
+        let step = self.shared.config.step_delay;
+        let delay = match self.chance.slow(self.behavior, &self.shared.config.faults) {
+            true => step.max(std::time::Duration::from_millis(100)) * 10,
+            false => step,
+        };
         self.busy = Some(version.clone());
         self.cell.upgrading(Some(version.clone()));
         let script = Script {
@@ -292,7 +297,7 @@ impl Device {
             cell: self.cell.clone(),
             offer,
             plan,
-            delay: self.shared.config.step_delay,
+            delay,
             http: self.shared.http.clone(),
         };
         Some(Box::pin(script.run()))
