@@ -114,6 +114,24 @@ impl Api {
         Ok(())
     }
 
+    /// How many of the bench product's devices the server has recorded as online.
+    pub async fn online(&self) -> Result<usize> {
+        let mut online = 0;
+        for offset in (0..).step_by(1000) {
+            let page = self
+                .get(&format!(
+                    "/products/{PRODUCT}/devices?limit=1000&offset={offset}"
+                ))
+                .await?;
+            let rows = page.as_array().cloned().unwrap_or_default();
+            online += rows.iter().filter(|d| d["online"] == true).count();
+            if rows.len() < 1000 {
+                break;
+            }
+        }
+        Ok(online)
+    }
+
     /// Registers the product and devices (idempotent: 409s are fine).
     pub async fn register(&self, devices: &[Device]) -> Result<()> {
         self.post("/products", json!({ "id": PRODUCT, "dialect": "tencent" }))

@@ -152,11 +152,12 @@ async fn main() -> Result<()> {
         let (conn, mem) = (&otter_conn, &otter_mem);
         async move {
             let otter = procs::otter(bin, dir)?;
-            let held = mqtt_paths::hold(otter.mqtt, devices, otter.proc.pid()).await?;
+            let api = fleet::Api::new(&otter.http);
+            let held = mqtt_paths::hold(otter.mqtt, devices, otter.proc.pid(), Some(&api)).await?;
             conn.borrow_mut()
                 .push(devices.len() as f64 / held.connect_secs);
             mem.borrow_mut().push(held.bytes_per_conn);
-            mqtt_paths::fanout_otter(&fleet::Api::new(&otter.http), held, devices, run).await
+            mqtt_paths::fanout_otter(&api, held, devices, run).await
         }
     })
     .await?;
@@ -170,7 +171,7 @@ async fn main() -> Result<()> {
         let (conn, mem) = (&mosq_conn, &mosq_mem);
         async move {
             let m = procs::mosquitto()?;
-            let held = mqtt_paths::hold(m.addr, devices, m.proc.pid()).await?;
+            let held = mqtt_paths::hold(m.addr, devices, m.proc.pid(), None).await?;
             conn.borrow_mut()
                 .push(devices.len() as f64 / held.connect_secs);
             mem.borrow_mut().push(held.bytes_per_conn);

@@ -16,10 +16,27 @@ pub struct Held {
     pub bytes_per_conn: f64,
 }
 
-/// Row 1: connect and hold every device; memory is the server's RSS growth per connection.
-pub async fn hold(broker: SocketAddr, devices: &[Device], server_pid: u32) -> Result<Held> {
+/// Row 1: connect and hold every device; memory is the server's RSS growth per connection. With
+/// `otter`, the connect time runs until Otter has recorded every device online (a campaign
+/// pushes at once only to devices it knows are online; the others get it at their next report).
+pub async fn hold(
+    broker: SocketAddr,
+    devices: &[Device],
+    server_pid: u32,
+    otter: Option<&Api>,
+) -> Result<Held> {
     let before = crate::procs::rss_kib(server_pid);
-    let (conns, took) = fleet::open_all(broker, devices, 256).await?;
+    let start = Instant::now();
+    let (conns, _) = fleet::open_all(broker, devices, 256).await?;
+    if let Some(api) = otter {
+        while api.online().await? < devices.len() {
+            if start.elapsed() > Duration::from_secs(600) {
+                bail!("Otter never recorded all {} devices online", devices.len());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let took = start.elapsed();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = crate::procs::rss_kib(server_pid);
     let bytes_per_conn = (after.saturating_sub(before) * 1024) as f64 / devices.len() as f64;
