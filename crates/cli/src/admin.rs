@@ -22,23 +22,29 @@ pub struct Conn {
     pub json: bool,
 }
 
+/// The generated admin token `otter serve` leaves in its data dir (`OTTER_DATA_DIR` or
+/// `./otter-data`): what admin commands use when `OTTER_TOKEN` is not set.
+pub fn token_from_data_dir() -> Result<String> {
+    let dir = std::env::var_os("OTTER_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("otter-data"));
+    let path = dir.join("admin-token");
+    std::fs::read_to_string(&path)
+        .map(|t| t.trim().to_owned())
+        .with_context(|| {
+            format!(
+                "no admin token: set OTTER_TOKEN (or run next to {})",
+                path.display()
+            )
+        })
+}
+
 impl Conn {
     fn token(&self) -> Result<String> {
         if let Some(token) = &self.token {
             return Ok(token.clone());
         }
-        let dir = std::env::var_os("OTTER_DATA_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("otter-data"));
-        let path = dir.join("admin-token");
-        std::fs::read_to_string(&path)
-            .map(|t| t.trim().to_owned())
-            .with_context(|| {
-                format!(
-                    "no admin token: set OTTER_TOKEN (or run next to {})",
-                    path.display()
-                )
-            })
+        token_from_data_dir()
     }
 
     fn request(&self, method: Method, path: &str) -> Result<RequestBuilder> {

@@ -4,7 +4,6 @@
 //! every 2 s until Ctrl-C.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -200,7 +199,7 @@ impl Api {
     fn new(server: &str, token: Option<String>) -> Result<Api> {
         let token = match token {
             Some(token) => token,
-            None => token_from_data_dir()?,
+            None => crate::admin::token_from_data_dir()?,
         };
         Ok(Api {
             http: reqwest::Client::new(),
@@ -264,22 +263,6 @@ impl Api {
             }
         }
     }
-}
-
-/// The generated admin token `otter serve` leaves in its data dir.
-fn token_from_data_dir() -> Result<String> {
-    let dir = std::env::var_os("OTTER_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("otter-data"));
-    let path = dir.join("admin-token");
-    std::fs::read_to_string(&path)
-        .map(|t| t.trim().to_owned())
-        .with_context(|| {
-            format!(
-                "no admin token: set OTTER_TOKEN (or run next to {})",
-                path.display()
-            )
-        })
 }
 
 #[cfg(test)]
