@@ -195,12 +195,24 @@ fn jitter(pause: Duration) -> Duration {
 /// old timestamps, as the vendor SDKs reuse theirs on every reconnect.
 fn mqtt_options(agent: &Agent) -> MqttOptions {
     let c = &agent.config;
-    let creds = sign(c.dialect, &agent.device, &c.secret, now_ms());
     let (host, port) = agent.broker.clone();
-    let mut opts = MqttOptions::new(creds.client_id, host, port);
+    let mut opts = signed_options(c.dialect, &agent.device, &c.secret, host, port);
     opts.set_keep_alive(KEEP_ALIVE)
         .set_max_packet_size(MAX_PACKET, MAX_PACKET)
         .set_clean_session(true);
+    opts
+}
+
+/// A device's MQTT options carrying its dialect's signed credentials (shared with the simulator).
+pub(crate) fn signed_options(
+    dialect: otter_protocol::Dialect,
+    device: &otter_protocol::DeviceAddr,
+    secret: &str,
+    host: String,
+    port: u16,
+) -> MqttOptions {
+    let creds = sign(dialect, device, secret, now_ms());
+    let mut opts = MqttOptions::new(creds.client_id, host, port);
     if let Some(username) = creds.username {
         let password = creds
             .password

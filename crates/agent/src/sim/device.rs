@@ -6,11 +6,11 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use otter_protocol::{
     DEFAULT_MODULE, DownKind, Downlink, Offer, UpKind, parse_down_topic, parse_downlink,
-    reply_offers, sign,
+    reply_offers,
 };
 use rumqttc::{
     AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet, SubscribeReasonCode,
@@ -120,27 +120,18 @@ pub(super) async fn run(
 /// Connection options with the dialect's credentials, signed once (servers accept old
 /// timestamps, as the SDKs reuse theirs on every reconnect).
 fn options(spec: &Spec, shared: &Shared) -> MqttOptions {
-    let creds = sign(spec.cell.dialect, &spec.cell.addr, &spec.secret, now_ms());
-    let mut opts = MqttOptions::new(creds.client_id, shared.host.clone(), shared.port);
+    let mut opts = crate::session::signed_options(
+        spec.cell.dialect,
+        &spec.cell.addr,
+        &spec.secret,
+        shared.host.clone(),
+        shared.port,
+    );
     opts.set_keep_alive(KEEP_ALIVE)
         .set_max_packet_size(MAX_PACKET, MAX_PACKET)
         .set_inflight(INFLIGHT)
         .set_clean_session(true);
-    if let Some(username) = creds.username {
-        let password = creds
-            .password
-            .map(|p| String::from_utf8_lossy(&p).into_owned())
-            .unwrap_or_default();
-        opts.set_credentials(username, password);
-    }
     opts
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 /// Waits for the running upgrade, or forever when there is none.
