@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Coverage-guided fuzzing of the protocol parsers with libFuzzer, on the stable toolchain.
+# Coverage-guided fuzzing of the parsers devices reach with libFuzzer, on the stable toolchain.
 # cargo-fuzz's sanitizer flags need nightly; the SanitizerCoverage instrumentation below does not,
 # so the fuzzer is still guided by coverage (without ASan, which safe Rust rarely needs).
 # Usage: scripts/fuzz.sh [seconds per target, default 30] [target ...]
 set -euo pipefail
 cd "$(dirname "$0")/../crates/protocol/fuzz"
 secs="${1:-30}"; shift || true
-targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(parse_uplink parse_downlink parse_login)
+targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(parse_uplink parse_downlink parse_login range_header download_token)
 triple="$(rustc -vV | sed -n 's/^host: //p')"
 export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-target}"
 export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \

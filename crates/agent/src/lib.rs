@@ -52,7 +52,9 @@ pub struct AgentConfig {
     /// How images are installed.
     pub installer: InstallerKind,
     /// ed25519 public keys (raw 32 bytes) whose offer signatures are trusted. When any is set,
-    /// unsigned or badly signed offers are refused; when none is, signatures are not checked.
+    /// unsigned, badly signed, expired, replayed (older than one accepted) and unpermitted
+    /// downgrade offers are refused, and keys these keys announce are trusted too; when none
+    /// is, signatures are not checked.
     pub trusted_keys: Vec<[u8; 32]>,
     pub download: DownloadSettings,
     pub boot: BootSettings,
@@ -183,7 +185,8 @@ pub struct Agent {
     /// The version the device runs; the upgrade task updates it after an install.
     current: Arc<Mutex<String>>,
     installer: Arc<dyn Installer>,
-    keys: Vec<verify::TrustedKey>,
+    /// Trusted keys (configured and announced) and the newest signature seen.
+    trust: Arc<Mutex<verify::Trust>>,
 }
 
 impl Agent {
@@ -205,12 +208,19 @@ impl Agent {
                 format!("cannot read the version in {}", config.state_dir.display())
             })?;
         let keys = verify::trusted_keys(&config.trusted_keys).map_err(anyhow::Error::msg)?;
+        let stored = state::load_trust(&config.state_dir).with_context(|| {
+            format!(
+                "cannot read the trust state in {}",
+                config.state_dir.display()
+            )
+        })?;
+        let trust = verify::Trust::new(&config.product, keys, stored.announcements, stored.issued);
         Ok(Agent {
             device: DeviceAddr::new(config.product.clone(), config.device.clone()),
             broker,
             current: Arc::new(Mutex::new(current)),
             installer: config.installer.build(),
-            keys,
+            trust: Arc::new(Mutex::new(trust)),
             config,
         })
     }

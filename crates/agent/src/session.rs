@@ -400,7 +400,7 @@ impl Session {
             offer: offer.clone(),
             ext,
             product: config.product.clone(),
-            keys: self.agent.keys.clone(),
+            trust: self.agent.trust.clone(),
             reporter: self.reporter.clone(),
             results: self.results.clone(),
             http: self.http.clone(),

@@ -1,5 +1,6 @@
 //! The agent's persistent state on disk: which firmware version the device runs (one small
-//! file, so a restart after an install reports the new version), where downloads go, and the
+//! file, so a restart after an install reports the new version), what signing keys were
+//! announced and the newest signature seen (`trust.json`), where downloads go, and the
 //! atomic-replace helper every other state file (checkpoint, trial boot, outbox) is written with.
 
 use std::io::{self, Write};
@@ -7,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 /// Name of the file holding the version the device runs.
 const VERSION_FILE: &str = "version";
+/// Name of the file holding the announced keys and the newest `issued` seen per module.
+const TRUST_FILE: &str = "trust.json";
 /// Folder (inside the state dir) for firmware images being downloaded.
 const DOWNLOADS_DIR: &str = "downloads";
 
@@ -23,6 +26,33 @@ pub(crate) fn load_version(dir: &Path, fallback: &str) -> io::Result<String> {
 /// Records `version` atomically (see [`write_atomic`]).
 pub(crate) fn store_version(dir: &Path, version: &str) -> io::Result<()> {
     write_atomic(&dir.join(VERSION_FILE), format!("{version}\n").as_bytes())
+}
+
+/// What `trust.json` holds: announcements accepted (re-verified at every start) and, per
+/// module, the highest signature issue time accepted (anti-replay).
+#[derive(Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct TrustFile {
+    #[serde(default)]
+    pub announcements: Vec<otter_protocol::KeyAnnouncement>,
+    #[serde(default)]
+    pub issued: std::collections::BTreeMap<String, u64>,
+}
+
+/// The trust state; empty when never written. An unreadable file is an error: silently
+/// forgetting the newest `issued` would reopen replays.
+pub(crate) fn load_trust(dir: &Path) -> io::Result<TrustFile> {
+    match std::fs::read(dir.join(TRUST_FILE)) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(TrustFile::default()),
+        Err(err) => Err(err),
+    }
+}
+
+/// Records the trust state atomically.
+pub(crate) fn store_trust(dir: &Path, trust: &TrustFile) -> io::Result<()> {
+    let bytes = serde_json::to_vec_pretty(trust).map_err(io::Error::other)?;
+    write_atomic(&dir.join(TRUST_FILE), &bytes)
 }
 
 /// Replaces `path` atomically: a power cut leaves either the old or the new file, never a
@@ -84,5 +114,17 @@ mod tests {
         store_version(dir.path(), "3.0").unwrap();
         assert_eq!(load_version(dir.path(), "1.0").unwrap(), "3.0");
         assert!(!dir.path().join("version.tmp").exists());
+    }
+
+    #[test]
+    fn trust_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(load_trust(dir.path()).unwrap(), TrustFile::default());
+        let mut t = TrustFile::default();
+        t.issued.insert("default".into(), 42);
+        store_trust(dir.path(), &t).unwrap();
+        assert_eq!(load_trust(dir.path()).unwrap(), t);
+        std::fs::write(dir.path().join(TRUST_FILE), b"{").unwrap();
+        assert!(load_trust(dir.path()).is_err());
     }
 }

@@ -14,7 +14,8 @@ use crate::download::{self, Fetched};
 use crate::install::{Image, Installer};
 use crate::outbox::Report;
 use crate::report::Reporter;
-use crate::verify::{self, TrustedKey};
+use crate::state;
+use crate::verify::{self, Trust, Verified};
 use crate::{BootSettings, DownloadSettings, Restart};
 
 /// Download progress is reported at least this many percent apart...
@@ -28,7 +29,8 @@ pub(crate) struct Job {
     /// The offer's Otter extension, or why it could not be read.
     pub ext: Result<Option<OfferExt>, String>,
     pub product: String,
-    pub keys: Vec<TrustedKey>,
+    /// Trusted keys and the newest signature seen, shared with the agent.
+    pub trust: Arc<Mutex<Trust>>,
     /// Progress percentages go straight out (QoS 0)...
     pub reporter: Reporter,
     /// ...results go through the session's outbox.
@@ -57,15 +59,10 @@ impl Job {
     pub(crate) async fn run(self) -> Outcome {
         let version = self.offer.version.clone();
         tracing::info!(%version, url = %self.offer.url, size = self.offer.size, "upgrade starting");
-        let outcome = match verify::check(
-            &self.keys,
-            &self.product,
-            self.offer.clone(),
-            self.ext.clone(),
-        ) {
+        let outcome = match self.verify() {
             Err(refused) => {
                 tracing::warn!(%version, error = %refused, "offer refused");
-                self.fail(FailureKind::DigestMismatch, refused.to_string())
+                self.fail(FailureKind::DigestMismatch, refused)
             }
             Ok(offer) => match self.download(&offer).await {
                 Ok(image) => self.install(&offer, &image).await,
@@ -77,6 +74,54 @@ impl Job {
         };
         tracing::info!(%version, ?outcome, "upgrade finished");
         outcome
+    }
+
+    /// Checks the offer (`verify.rs`) and remembers what it taught: announced keys and the
+    /// newest signature seen, persisted before anything is downloaded.
+    fn verify(&self) -> Result<Offer, String> {
+        let current = self.current_version();
+        let mut trust = self.trust.lock().unwrap_or_else(|p| p.into_inner());
+        let Verified {
+            offer,
+            learned,
+            issued,
+        } = verify::check(
+            &trust,
+            &self.product,
+            &current,
+            now_secs(),
+            self.offer.clone(),
+            self.ext.clone(),
+        )
+        .map_err(|r| r.to_string())?;
+        let seen = trust.issued.get(&offer.module).copied().unwrap_or(0);
+        if learned.is_empty() && issued.is_none_or(|i| i <= seen) {
+            return Ok(offer);
+        }
+        let mut next = trust.clone();
+        for (announcement, key) in learned {
+            tracing::info!(key = %announcement.key, signed_by = %announcement.signed_by, "trusting an announced key");
+            next.keys.push(key);
+            next.learned.push(announcement);
+        }
+        if let Some(issued) = issued.filter(|&i| i > seen) {
+            next.issued.insert(offer.module.clone(), issued);
+        }
+        let file = state::TrustFile {
+            announcements: next.learned.clone(),
+            issued: next.issued.clone(),
+        };
+        state::store_trust(&self.state_dir, &file)
+            .map_err(|e| format!("cannot record the trust state: {e}"))?;
+        *trust = next;
+        Ok(offer)
+    }
+
+    fn current_version(&self) -> String {
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     async fn download(&self, offer: &Offer) -> Result<Fetched, download::DownloadError> {
@@ -120,11 +165,7 @@ impl Job {
             tracing::warn!(%version, error = %err, "install failed");
             return self.fail(FailureKind::InstallFailed, err.to_string());
         }
-        let from = self
-            .current
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let from = self.current_version();
         let ctx = self.ctx();
         if let Err(why) = ctx.switch(&from, version).await {
             return self.fail(FailureKind::InstallFailed, why);
@@ -183,6 +224,13 @@ impl Job {
         });
         Outcome::Failed(kind)
     }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Runs the restart hook (`sh -c`); Ok when it exited 0 (the agent then stops).

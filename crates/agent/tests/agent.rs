@@ -19,8 +19,9 @@ use otter_faultproxy::{Faults, Proxy};
 use otter_protocol::{
     Answer, Credentials, DeviceAddr, Dialect, FailureKind, Offer, OfferExt, Progress, UpMessage,
     Uplink, answer, downstream_topics, encode_push_ext, failure_code, generate_secret_format,
-    key_id, parse_uplink, signed_message, upstream_topics, verify,
+    key_id, parse_uplink, upstream_topics, verify,
 };
+use otter_protocol::{KeyAnnouncement, SignedRelease, announcement_message, key_base64};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -761,21 +762,195 @@ async fn enos_corrupted_download_is_refused() {
     corrupted_download_is_refused(Dialect::Enos).await;
 }
 
-/// The signature extension of an offer for `rig`'s image, signed by `key` over `product`.
-fn signed_ext(rig: &Rig, key: &SigningKey, product: &str, version: &str) -> OfferExt {
-    let msg = signed_message(
-        product,
-        "default",
-        version,
-        rig.image.size,
-        &rig.image.sha256,
-    )
-    .unwrap();
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// The signature extension of an offer of `version` of `rig`'s image, signed by `key` over
+/// `product`, issued at `issued`, valid until `expires`.
+fn sign_release(
+    rig: &Rig,
+    key: &SigningKey,
+    product: &str,
+    version: &str,
+    (issued, expires, downgrade): (u64, u64, bool),
+) -> OfferExt {
+    let release = SignedRelease {
+        product: product.into(),
+        module: "default".into(),
+        version: version.into(),
+        size: rig.image.size,
+        sha256: rig.image.sha256.clone(),
+        issued,
+        expires,
+        downgrade,
+    };
+    let msg = release.message().unwrap();
     OfferExt {
         sha256: Some(rig.image.sha256.clone()),
         sig: Some(B64.encode(key.sign(msg.as_bytes()).to_bytes())),
         key: Some(key_id(&key.verifying_key().to_bytes())),
+        issued: Some(issued),
+        expires: Some(expires),
+        downgrade,
+        rotation: vec![],
     }
+}
+
+/// [`sign_release`] issued now, valid for an hour, no downgrade.
+fn signed_ext(rig: &Rig, key: &SigningKey, product: &str, version: &str) -> OfferExt {
+    sign_release(rig, key, product, version, (now(), later(), false))
+}
+
+/// `old` announces `new` as a key of `product`.
+fn announce(old: &SigningKey, new: &SigningKey, product: &str) -> KeyAnnouncement {
+    let pk = new.verifying_key().to_bytes();
+    let msg = announcement_message(product, &pk).unwrap();
+    KeyAnnouncement {
+        key: key_base64(&pk),
+        signed_by: key_id(&old.verifying_key().to_bytes()),
+        sig: B64.encode(old.sign(msg.as_bytes()).to_bytes()),
+    }
+}
+
+/// The code of a failure report, whatever version it names.
+fn any_failure_code(m: &UpMessage) -> i32 {
+    match m {
+        UpMessage::Progress {
+            progress: Progress::Failed { code, .. },
+            ..
+        } => *code,
+        other => panic!("not a failure: {other:?}"),
+    }
+}
+
+impl Rig {
+    /// Pushes an offer that must be refused before any download: one failure report with the
+    /// verification code, no download, the installed version unchanged.
+    async fn assert_refused(&mut self, version: &str, ext: &OfferExt) {
+        let installed = self.marker().exists().then(|| read_lines(&self.marker()));
+        let before = self.downloads_left();
+        self.push_ext(&self.offer(version), ext).await;
+        let reports = self.reports_until(is_failure).await;
+        assert_eq!(reports.len(), 1, "refused before downloading: {reports:?}");
+        let code = failure_code(self.dialect, FailureKind::DigestMismatch);
+        assert_eq!(any_failure_code(&reports[0]), code, "{ext:?}");
+        assert_eq!(self.downloads_left(), before);
+        let now_installed = self.marker().exists().then(|| read_lines(&self.marker()));
+        assert_eq!(installed, now_installed, "nothing was installed");
+    }
+
+    fn installed_version(&self) -> String {
+        read_lines(&self.marker())[1].clone()
+    }
+}
+
+/// Expired, replayed (signed before a signature already accepted) and downgrade offers are
+/// refused with the verification code before any download; a downgrade the signer allowed
+/// installs.
+async fn stale_and_downgrade_offers_are_refused(dialect: Dialect) {
+    let key = SigningKey::from_bytes(&[21u8; 32]);
+    let mut rig = Rig::start(dialect).await;
+    rig.settings.trusted_keys = vec![key.verifying_key().to_bytes()];
+    rig.run_agent(0).await;
+    let p = rig.dev.product.clone();
+    let t = now();
+    let expired = sign_release(&rig, &key, &p, NEW, (t - 100, t - 10, false));
+    rig.assert_refused(NEW, &expired).await;
+    assert!(!rig.marker().exists());
+    let good = sign_release(&rig, &key, &p, NEW, (t, t + 3600, false));
+    rig.push_ext(&rig.offer(NEW), &good).await;
+    rig.reports_until(is_version(NEW)).await;
+    assert_eq!(rig.installed_version(), NEW);
+    let trust = std::fs::read_to_string(rig.state.path().join("agent/trust.json")).unwrap();
+    assert!(trust.contains(&t.to_string()), "{trust}");
+    // A genuine, unexpired signature made before the one accepted: a replay.
+    let replay = sign_release(&rig, &key, &p, "3.0.0", (t - 50, t + 3600, false));
+    rig.assert_refused("3.0.0", &replay).await;
+    // Back to the old version without the signer's permission.
+    let down = sign_release(&rig, &key, &p, OLD, (t + 10, t + 3600, false));
+    rig.assert_refused(OLD, &down).await;
+    assert_eq!(rig.installed_version(), NEW);
+    let allowed = sign_release(&rig, &key, &p, OLD, (t + 20, t + 3600, true));
+    rig.push_ext(&rig.offer(OLD), &allowed).await;
+    rig.reports_until(is_version(OLD)).await;
+    assert_eq!(rig.installed_version(), OLD);
+    rig.stop_agent().await;
+}
+
+#[tokio::test]
+async fn tencent_stale_and_downgrade_offers_are_refused() {
+    stale_and_downgrade_offers_are_refused(Dialect::Tencent).await;
+}
+
+#[tokio::test]
+async fn aliyun_stale_and_downgrade_offers_are_refused() {
+    stale_and_downgrade_offers_are_refused(Dialect::Aliyun).await;
+}
+
+/// An agent trusting only the old key accepts firmware signed by a new key once the offer
+/// carries the old key's announcement of it, remembers it, and refuses forged announcements.
+async fn rotated_key_is_learned_from_the_offer(dialect: Dialect) {
+    let old = SigningKey::from_bytes(&[31u8; 32]);
+    let new = SigningKey::from_bytes(&[32u8; 32]);
+    let mallory = SigningKey::from_bytes(&[33u8; 32]);
+    let mut rig = Rig::start(dialect).await;
+    rig.settings.trusted_keys = vec![old.verifying_key().to_bytes()];
+    rig.run_agent(0).await;
+    let p = rig.dev.product.clone();
+    let by_new = signed_ext(&rig, &new, &p, NEW);
+    rig.assert_refused(NEW, &by_new).await;
+    // Announced by a key the device does not trust.
+    let self_signed = OfferExt {
+        rotation: vec![announce(&mallory, &new, &p)],
+        ..by_new.clone()
+    };
+    rig.assert_refused(NEW, &self_signed).await;
+    // The old key's signature over another key.
+    let mut forged = announce(&old, &mallory, &p);
+    forged.key = announce(&old, &new, &p).key;
+    let forged = OfferExt {
+        rotation: vec![forged],
+        ..by_new.clone()
+    };
+    rig.assert_refused(NEW, &forged).await;
+    // Announced for another product.
+    let elsewhere = OfferExt {
+        rotation: vec![announce(&old, &new, "OTHER")],
+        ..by_new.clone()
+    };
+    rig.assert_refused(NEW, &elsewhere).await;
+    assert!(!rig.marker().exists());
+    let rotated = OfferExt {
+        rotation: vec![announce(&old, &new, &p)],
+        ..by_new
+    };
+    rig.push_ext(&rig.offer(NEW), &rotated).await;
+    rig.reports_until(is_version(NEW)).await;
+    // Learned for good: the next release needs no announcement.
+    let next = signed_ext(&rig, &new, &p, "3.0.0");
+    rig.push_ext(&rig.offer("3.0.0"), &next).await;
+    rig.reports_until(is_version("3.0.0")).await;
+    assert_eq!(rig.installed_version(), "3.0.0");
+    let trust = std::fs::read_to_string(rig.state.path().join("agent/trust.json")).unwrap();
+    assert!(
+        trust.contains(&key_id(&old.verifying_key().to_bytes())),
+        "{trust}"
+    );
+    rig.stop_agent().await;
+}
+
+#[tokio::test]
+async fn tencent_rotated_key_is_learned_from_the_offer() {
+    rotated_key_is_learned_from_the_offer(Dialect::Tencent).await;
+}
+
+#[tokio::test]
+async fn enos_rotated_key_is_learned_from_the_offer() {
+    rotated_key_is_learned_from_the_offer(Dialect::Enos).await;
 }
 
 /// With a trusted key configured, unsigned and badly signed offers are refused with the

@@ -98,6 +98,8 @@ impl<G: Gate> Hooks<G> {
             peer: info
                 .ipaddress()
                 .unwrap_or(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))),
+            // Present only when the TLS listener verified a client certificate.
+            cert_identity: info.cert().and_then(|c| c.common_name.clone()),
         };
         let client_id = login.client_id.clone();
         let result = match self.gate.authenticate(login).await {
@@ -170,6 +172,14 @@ impl<G: Gate> Hooks<G> {
                     "mqtt publish to a topic not granted, dropped"
                 );
                 PublishAclResult::rejected(false, None)
+            }
+            Err(Denied::Flooding(identity)) => {
+                warn!(
+                    client_id,
+                    ?identity,
+                    "mqtt client over its publish rate: disconnected"
+                );
+                PublishAclResult::rejected(true, None)
             }
             Err(Denied::NotOnline) => {
                 warn!(

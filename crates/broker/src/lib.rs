@@ -21,9 +21,11 @@ mod server;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use bytes::Bytes;
 
+pub use registry::PublishLimit;
 pub use server::Broker;
 
 /// Log filter directives that keep the MQTT engine's own logging quiet.
@@ -42,6 +44,9 @@ pub struct Login {
     pub password: Option<Vec<u8>>,
     /// The client's TCP peer address (`0.0.0.0:0` if the transport has none).
     pub peer: SocketAddr,
+    /// The common name (CN) of the client certificate the TLS listener verified against its
+    /// client CA; `None` on plaintext connections and when no client CA is configured.
+    pub cert_identity: Option<String>,
 }
 
 /// What an authenticated client may do. Topics are exact names, no wildcards.
@@ -94,11 +99,22 @@ pub enum BrokerEvent<I> {
 /// How to run a broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerConfig {
-    /// Address to listen on; port 0 picks a free port (see [`Broker::local_addr`]).
+    /// Address of the plaintext listener; port 0 picks a free port (see [`Broker::local_addr`]).
+    /// There is always one: when devices must not use plaintext, bind it to loopback so only
+    /// in-process TLS terminators (such as the TLS-PSK one) reach it.
     pub listen: SocketAddr,
+    /// An additional MQTT-over-TLS listener.
+    pub tls: Option<TlsListen>,
+    /// An additional plaintext listener for TLS terminators running in front of the broker
+    /// (such as otter-psk): every connection must open with a PROXY protocol (v1 or v2) header
+    /// naming the device's real address, which the gate then sees as [`Login::peer`]. Bind it
+    /// to loopback: whoever can reach it can claim any peer address.
+    pub proxied: Option<SocketAddr>,
     /// Largest accepted MQTT packet (remaining length) in bytes; bigger
     /// packets disconnect the sender.
     pub max_packet_size: usize,
+    /// Publishes allowed per client; a client over it is disconnected. `None`: unlimited.
+    pub publish_limit: Option<PublishLimit>,
 }
 
 impl BrokerConfig {
@@ -109,7 +125,10 @@ impl BrokerConfig {
     pub fn new(listen: SocketAddr) -> Self {
         Self {
             listen,
+            tls: None,
+            proxied: None,
             max_packet_size: Self::DEFAULT_MAX_PACKET_SIZE,
+            publish_limit: None,
         }
     }
 }
@@ -120,11 +139,33 @@ impl Default for BrokerConfig {
     }
 }
 
+/// An MQTT-over-TLS listener (rustls; TLS 1.2 and 1.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsListen {
+    /// Address to listen on (8883 by convention); port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// PEM certificate chain of the server, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key of the server (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// PEM bundle of CAs that issue device certificates. When set, every client of this
+    /// listener must present a certificate they issued (the engine cannot make it optional),
+    /// and its CN reaches the [`Gate`] as [`Login::cert_identity`].
+    pub client_ca: Option<PathBuf>,
+}
+
+impl TlsListen {
+    /// Conventional MQTT-over-TLS port.
+    pub const DEFAULT_PORT: u16 = 8883;
+}
+
 /// Errors from starting the broker or publishing through it.
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
     #[error("cannot listen on {addr}: {reason}")]
     Bind { addr: SocketAddr, reason: String },
+    #[error("cannot set up TLS on {addr}: {reason}")]
+    Tls { addr: SocketAddr, reason: String },
     #[error("unsupported QoS {0} (only 0 and 1)")]
     InvalidQos(u8),
     #[error("invalid topic name {0:?}")]

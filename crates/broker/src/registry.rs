@@ -23,6 +23,42 @@ struct Online<K, I> {
     identity: I,
     publish: HashSet<String>,
     receive: HashSet<String>,
+    bucket: Bucket,
+}
+
+/// How many publishes a client may send: `per_sec` on average, `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublishLimit {
+    pub per_sec: u32,
+    pub burst: u32,
+}
+
+/// A token bucket of publishes (refilled lazily on each publish).
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn full(limit: Option<PublishLimit>) -> Self {
+        Self {
+            tokens: limit.map_or(0.0, |l| f64::from(l.burst.max(1))),
+            at: Instant::now(),
+        }
+    }
+
+    /// Takes one token; false when the client is over its limit.
+    fn take(&mut self, limit: PublishLimit, now: Instant) -> bool {
+        let refill = now.duration_since(self.at).as_secs_f64() * f64::from(limit.per_sec);
+        self.tokens = (self.tokens + refill).min(f64::from(limit.burst.max(1)));
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 struct State<K, I> {
@@ -35,6 +71,8 @@ struct State<K, I> {
 /// Thread-safe registry keyed by the engine's per-connection key `K`.
 pub(crate) struct Registry<K, I> {
     state: Mutex<State<K, I>>,
+    /// Publish rate allowed per client; `None` means unlimited.
+    limit: Option<PublishLimit>,
 }
 
 /// Result of a session coming online.
@@ -46,13 +84,19 @@ pub(crate) struct Arrival<I> {
 }
 
 impl<K: Eq + Hash + Clone, I: Clone> Registry<K, I> {
+    #[cfg(test)]
     pub fn new() -> Self {
+        Self::with_limit(None)
+    }
+
+    pub fn with_limit(limit: Option<PublishLimit>) -> Self {
         Self {
             state: Mutex::new(State {
                 pending: HashMap::new(),
                 online: HashMap::new(),
                 receivers: HashMap::new(),
             }),
+            limit,
         }
     }
 
@@ -96,6 +140,7 @@ impl<K: Eq + Hash + Clone, I: Clone> Registry<K, I> {
                 identity: grant.identity,
                 publish: grant.publish_topics.into_iter().collect(),
                 receive: grant.receive_topics.into_iter().collect(),
+                bucket: Bucket::full(self.limit),
             },
         );
         Some(Arrival { identity, replaced })
@@ -114,13 +159,21 @@ impl<K: Eq + Hash + Clone, I: Clone> Registry<K, I> {
         }
     }
 
-    /// The identity of `conn` if it is live and may publish to `topic`.
+    /// The identity of `conn` if it is live, within its publish rate, and may publish to `topic`.
     pub fn may_publish(&self, client_id: &str, conn: &K, topic: &str) -> Result<I, Denied<I>> {
-        let state = self.lock();
-        match state.online.get(client_id) {
-            Some(o) if &o.conn == conn && o.publish.contains(topic) => Ok(o.identity.clone()),
-            Some(o) if &o.conn == conn => Err(Denied::Topic(o.identity.clone())),
-            _ => Err(Denied::NotOnline),
+        let mut state = self.lock();
+        let Some(o) = state.online.get_mut(client_id).filter(|o| &o.conn == conn) else {
+            return Err(Denied::NotOnline);
+        };
+        if let Some(limit) = self.limit
+            && !o.bucket.take(limit, Instant::now())
+        {
+            return Err(Denied::Flooding(o.identity.clone()));
+        }
+        if o.publish.contains(topic) {
+            Ok(o.identity.clone())
+        } else {
+            Err(Denied::Topic(o.identity.clone()))
         }
     }
 
@@ -150,6 +203,8 @@ pub(crate) enum Denied<I> {
     Topic(I),
     /// The connection is not (or no longer) the live one.
     NotOnline,
+    /// The client publishes faster than its limit.
+    Flooding(I),
 }
 
 impl<K, I> State<K, I> {
@@ -215,6 +270,26 @@ mod tests {
         assert!(reg.may_receive("d", &7, "down"));
         assert!(!reg.may_receive("d", &7, "up"));
         assert!(!reg.may_receive("d", &8, "down"));
+    }
+
+    #[test]
+    fn publishes_beyond_the_rate_are_refused() {
+        let limit = PublishLimit {
+            per_sec: 10,
+            burst: 3,
+        };
+        let reg: Registry<u32, String> = Registry::with_limit(Some(limit));
+        reg.authenticated(1, grant("d", &["up"], &[]));
+        reg.connected("d", &1).unwrap();
+        for _ in 0..3 {
+            assert!(reg.may_publish("d", &1, "up").is_ok());
+        }
+        assert!(matches!(
+            reg.may_publish("d", &1, "up"),
+            Err(Denied::Flooding(_))
+        ));
+        std::thread::sleep(Duration::from_millis(150));
+        assert!(reg.may_publish("d", &1, "up").is_ok(), "the bucket refills");
     }
 
     #[test]

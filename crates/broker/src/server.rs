@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use rmqtt::codec::types::Publish as CodecPublish;
 use rmqtt::context::ServerContext;
-use rmqtt::net::Builder;
+use rmqtt::net::{Builder, Listener};
 use rmqtt::server::MqttServer;
 use rmqtt::session::SessionState;
 use rmqtt::types::{ClientId, From, Id, Publish, QoS, TopicName};
@@ -24,7 +24,7 @@ use tracing::{debug, info, warn};
 
 use crate::hooks::{self, Hooks};
 use crate::registry::Registry;
-use crate::{BrokerConfig, BrokerError, BrokerEvent, Gate};
+use crate::{BrokerConfig, BrokerError, BrokerEvent, Gate, TlsListen};
 
 /// Client id of the in-process publisher (never a real MQTT client).
 const SENDER_CLIENT_ID: &str = "$otter/broker";
@@ -47,6 +47,8 @@ struct Inner<I> {
     registry: Arc<Registry<Id, I>>,
     sender: Id,
     local_addr: SocketAddr,
+    tls_local_addr: Option<SocketAddr>,
+    proxied_local_addr: Option<SocketAddr>,
     server: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -72,15 +74,17 @@ impl<I: Clone + Send + Sync + std::fmt::Debug + 'static> Broker<I> {
         gate: Arc<G>,
         events: mpsc::Sender<BrokerEvent<I>>,
     ) -> Result<Self, BrokerError> {
-        let bind_err = |e: rmqtt::Error| BrokerError::Bind {
-            addr: cfg.listen,
-            reason: e.to_string(),
+        let (listener, local_addr) = bind(&cfg, cfg.listen, Kind::Plain)?;
+        let tls = match &cfg.tls {
+            Some(tls) => Some(bind(&cfg, tls.listen, Kind::Tls(tls))?),
+            None => None,
         };
-        let listener = listener_config(&cfg)
-            .bind()
-            .and_then(|l| l.tcp())
-            .map_err(bind_err)?;
-        let local_addr = listener.local_addr().map_err(bind_err)?;
+        let proxied = match cfg.proxied {
+            Some(addr) => Some(bind(&cfg, addr, Kind::Proxied)?),
+            None => None,
+        };
+        let tls_local_addr = tls.as_ref().map(|(_, addr)| *addr);
+        let proxied_local_addr = proxied.as_ref().map(|(_, addr)| *addr);
 
         // No busy check: it samples system CPU load in a background loop.
         let scx = ServerContext::new().busy_check_enable(false).build().await;
@@ -92,7 +96,7 @@ impl<I: Clone + Send + Sync + std::fmt::Debug + 'static> Broker<I> {
             ClientId::from(SENDER_CLIENT_ID),
             None,
         );
-        let registry = Arc::new(Registry::new());
+        let registry = Arc::new(Registry::with_limit(cfg.publish_limit));
         let handler = Hooks {
             gate,
             registry: registry.clone(),
@@ -101,9 +105,16 @@ impl<I: Clone + Send + Sync + std::fmt::Debug + 'static> Broker<I> {
         };
         hooks::register(&scx, handler).await;
 
-        let server = MqttServer::new(scx.clone())
-            .listener_by_id(listener, local_addr.port())
-            .build();
+        let mut server = MqttServer::new(scx.clone()).listener_by_id(listener, local_addr.port());
+        if let Some((l, addr)) = tls {
+            server = server.listener_by_id(l, addr.port());
+            info!(%addr, "mqtt over tls listening");
+        }
+        if let Some((l, addr)) = proxied {
+            server = server.listener_by_id(l, addr.port());
+            info!(%addr, "mqtt listening for tls terminators (proxy protocol)");
+        }
+        let server = server.build();
         let task = tokio::spawn(async move {
             if let Err(e) = server.run().await {
                 warn!(error = %e, "mqtt broker stopped");
@@ -117,6 +128,8 @@ impl<I: Clone + Send + Sync + std::fmt::Debug + 'static> Broker<I> {
                 registry,
                 sender,
                 local_addr,
+                tls_local_addr,
+                proxied_local_addr,
                 server,
             }),
         })
@@ -125,6 +138,16 @@ impl<I: Clone + Send + Sync + std::fmt::Debug + 'static> Broker<I> {
     /// The address actually bound (the real port when `listen` used port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.inner.local_addr
+    }
+
+    /// The address the TLS listener actually bound, when one is configured.
+    pub fn tls_local_addr(&self) -> Option<SocketAddr> {
+        self.inner.tls_local_addr
+    }
+
+    /// The address the PROXY-protocol listener for terminators actually bound, if any.
+    pub fn proxied_local_addr(&self) -> Option<SocketAddr> {
+        self.inner.proxied_local_addr
     }
 
     /// Publishes `payload` on `topic` to every online client whose grant
@@ -193,15 +216,74 @@ impl<I: Clone + Send + Sync + std::fmt::Debug + 'static> Broker<I> {
     }
 }
 
+/// Which kind of engine listener to bind.
+enum Kind<'a> {
+    Plain,
+    Tls(&'a TlsListen),
+    Proxied,
+}
+
+/// Binds one engine listener and reports the address it got.
+fn bind(
+    cfg: &BrokerConfig,
+    addr: SocketAddr,
+    kind: Kind<'_>,
+) -> Result<(Listener, SocketAddr), BrokerError> {
+    let builder = listener_config(cfg, addr);
+    let listener = match kind {
+        Kind::Plain => builder
+            .bind()
+            .and_then(|l| l.tcp())
+            .map_err(bind_error(addr))?,
+        Kind::Proxied => builder
+            .proxy_protocol(true)
+            .bind()
+            .and_then(|l| l.tcp())
+            .map_err(bind_error(addr))?,
+        Kind::Tls(tls) => {
+            let listener = with_tls(builder, tls).bind().map_err(bind_error(addr))?;
+            // The PEM files are read here: a bad file is a TLS error, not a bind error.
+            listener.tls().map_err(|e| BrokerError::Tls {
+                addr,
+                reason: format!("{e:#}"),
+            })?
+        }
+    };
+    let local = listener.local_addr().map_err(bind_error(addr))?;
+    Ok((listener, local))
+}
+
+fn bind_error(addr: SocketAddr) -> impl Fn(rmqtt::Error) -> BrokerError {
+    move |e| BrokerError::Bind {
+        addr,
+        reason: e.to_string(),
+    }
+}
+
 /// The engine's listener settings derived from our config.
-fn listener_config(cfg: &BrokerConfig) -> Builder {
+fn listener_config(cfg: &BrokerConfig, addr: SocketAddr) -> Builder {
     Builder::new()
         .name("otter")
-        .laddr(cfg.listen)
+        .laddr(addr)
         .reuseaddr(Some(true))
         .nodelay(true)
         .max_packet_size(u32::try_from(cfg.max_packet_size).unwrap_or(u32::MAX))
         // Every CONNECT, with or without a user name, goes through the gate.
         .allow_anonymous(false)
         .max_qos_allowed(QoS::AtLeastOnce)
+}
+
+/// TLS settings: with a client CA, client certificates are required and their subject is
+/// handed to the hooks (never substituted for the user name).
+fn with_tls(builder: Builder, tls: &TlsListen) -> Builder {
+    let path = |p: &std::path::Path| Some(p.to_string_lossy().into_owned());
+    let mut builder = builder;
+    builder.tls_cert = path(&tls.cert);
+    builder.tls_key = path(&tls.key);
+    if let Some(ca) = &tls.client_ca {
+        builder.tls_client_ca_certs = path(ca);
+        builder.tls_cross_certificate = true;
+        builder.collect_cert_info = true;
+    }
+    builder
 }

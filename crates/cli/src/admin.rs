@@ -123,10 +123,79 @@ pub enum ProductCmd {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Firmware signing keys of a product: add (the first as is, later ones announced by a
+    /// registered key) and list (docs/signing.md).
+    #[command(subcommand)]
+    Key(KeyCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCmd {
+    /// Register a public signing key. A product with keys takes a new one only when announced
+    /// by a registered key: pass that key's private key file with --announce-with.
+    Add {
+        #[arg(long)]
+        product: String,
+        /// The new public key: a file (public PEM, or a private key whose public half is
+        /// taken) or its hex / base64.
+        #[arg(long)]
+        public_key: String,
+        /// Private key file of a registered key, to sign the announcement offline.
+        #[arg(long)]
+        announce_with: Option<PathBuf>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// List a product's signing keys.
+    List {
+        #[arg(long)]
+        product: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+async fn product_key(cmd: KeyCmd) -> Result<()> {
+    match cmd {
+        KeyCmd::Add {
+            product,
+            public_key,
+            announce_with,
+            conn,
+        } => {
+            let public = crate::sign::read_public(&public_key)?;
+            let mut body = json!({ "public_key": otter_protocol::key_base64(&public) });
+            if let Some(path) = announce_with {
+                let old = crate::sign::load_private(&path)?;
+                let (by, sig) = crate::sign::announce(&old, &product, &public)?;
+                body["signed_by"] = json!(by);
+                body["sig"] = json!(sig);
+            }
+            let v = conn
+                .call(
+                    Method::POST,
+                    &format!("/products/{product}/keys"),
+                    Some(body),
+                )
+                .await?;
+            conn.print(&v, |v| match v.get("signed_by").and_then(Value::as_str) {
+                Some(by) => format!("added key {} (announced by {by})", s(v, "key_id")),
+                None => format!("added key {} (the first of {product})", s(v, "key_id")),
+            });
+        }
+        KeyCmd::List { product, conn } => {
+            let v = conn
+                .call(Method::GET, &format!("/products/{product}/keys"), None)
+                .await?;
+            conn.print(&v, |v| table(v, &["key_id", "signed_by", "public_key"]));
+        }
+    }
+    Ok(())
 }
 
 pub async fn product(cmd: ProductCmd) -> Result<()> {
     match cmd {
+        ProductCmd::Key(cmd) => product_key(cmd).await?,
         ProductCmd::Create {
             id,
             dialect,
@@ -198,6 +267,15 @@ pub enum DeviceCmd {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Give a device a new secret (printed once); the old one stops working at once.
+    RotateSecret {
+        #[arg(long)]
+        product: String,
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// Show a device: versions, online state, current upgrade and its last result.
     Show {
         #[arg(long)]
@@ -211,6 +289,17 @@ pub enum DeviceCmd {
 
 pub async fn device(cmd: DeviceCmd) -> Result<()> {
     match cmd {
+        DeviceCmd::RotateSecret {
+            product,
+            name,
+            conn,
+        } => {
+            let path = format!("/products/{product}/devices/{name}/secret");
+            let v = conn.call(Method::POST, &path, None).await?;
+            conn.print(&v, |v| {
+                format!("{product}/{name} secret: {}", s(v, "secret"))
+            });
+        }
         DeviceCmd::Tag {
             product,
             name,
@@ -354,6 +443,56 @@ pub enum FirmwareCmd {
         #[arg(long)]
         module: Option<String>,
         file: PathBuf,
+        /// Signature document from `otter firmware sign`, checked by the server against the
+        /// product's keys. Without it a server with --signing-key-dir signs the upload.
+        #[arg(long)]
+        signature: Option<PathBuf>,
+        /// Server-side signing: the release may be installed over a newer version.
+        #[arg(long)]
+        downgrade: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Generate an ed25519 signing key: PKCS#8 PEM at --out (mode 0600), the public key in
+    /// `<out>.pub`. Keep the private key offline.
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Sign a firmware file offline; prints (or writes) the signature document for
+    /// `otter firmware upload --signature` or `otter firmware attach-signature`.
+    Sign {
+        /// Private key file (PKCS#8 PEM, hex or base64).
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        product: String,
+        #[arg(long)]
+        version: String,
+        #[arg(long, default_value = "default")]
+        module: String,
+        /// How long the signature is valid: 90d, 12h, 2w or seconds.
+        #[arg(long, default_value = "365d")]
+        expires: String,
+        /// Allow installing this release over a newer version (a deliberate rollback release).
+        #[arg(long)]
+        downgrade: bool,
+        /// Issue time in Unix seconds [default: now]. Devices refuse signatures issued before
+        /// one they already accepted.
+        #[arg(long, hide = true)]
+        issued: Option<u64>,
+        /// Write the document here instead of printing it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        file: PathBuf,
+    },
+    /// Replace the signature of an uploaded firmware (new expiry, downgrade permission, key).
+    AttachSignature {
+        /// Signature document from `otter firmware sign`.
+        signature: PathBuf,
         #[command(flatten)]
         conn: Conn,
     },
@@ -390,17 +529,90 @@ pub async fn firmware(cmd: FirmwareCmd) -> Result<()> {
             version,
             module,
             file,
+            signature,
+            downgrade,
             conn,
         } => {
-            let v = upload(&conn, &product, &version, module.as_deref(), &file).await?;
+            let mut query = vec![("version".to_owned(), version.clone())];
+            query.extend(module.clone().map(|m| ("module".to_owned(), m)));
+            match signature {
+                Some(path) => query.extend(signature_query(
+                    &path,
+                    &product,
+                    &version,
+                    module.as_deref(),
+                )?),
+                None if downgrade => query.push(("downgrade".into(), "true".into())),
+                None => {}
+            }
+            let v = upload(&conn, &product, &query, &file).await?;
             conn.print(&v, |v| {
                 format!(
-                    "uploaded {} {} ({} bytes)\nmd5    {}\nsha256 {}",
+                    "uploaded {} {} ({} bytes)\nmd5    {}\nsha256 {}\nsigned {}",
                     s(v, "product"),
                     s(v, "version"),
                     field(v, "size"),
                     s(v, "md5"),
-                    s(v, "sha256")
+                    s(v, "sha256"),
+                    v.pointer("/signature/key_id")
+                        .and_then(Value::as_str)
+                        .unwrap_or("no")
+                )
+            });
+        }
+        FirmwareCmd::Keygen { out, force } => keygen(&out, force)?,
+        FirmwareCmd::Sign {
+            key,
+            product,
+            version,
+            module,
+            expires,
+            downgrade,
+            issued,
+            out,
+            file,
+        } => {
+            let key = crate::sign::load_private(&key)?;
+            let (size, sha256) = crate::sign::digest_file(&file)?;
+            let issued = issued.unwrap_or_else(crate::sign::now_secs);
+            let release = otter_protocol::SignedRelease {
+                product,
+                module,
+                version,
+                size,
+                sha256,
+                issued,
+                expires: issued.saturating_add(crate::sign::parse_validity(&expires)?),
+                downgrade,
+            };
+            let doc = serde_json::to_string_pretty(&crate::sign::sign(&key, release)?)?;
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, format!("{doc}\n"))
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    eprintln!("signature written to {}", path.display());
+                }
+                None => println!("{doc}"),
+            }
+        }
+        FirmwareCmd::AttachSignature { signature, conn } => {
+            let doc = read_signature(&signature)?;
+            let product = doc.release.product.clone();
+            let v = conn
+                .call(
+                    Method::POST,
+                    &format!("/products/{product}/firmware/signature"),
+                    Some(serde_json::to_value(&doc)?),
+                )
+                .await?;
+            conn.print(&v, |v| {
+                format!(
+                    "signed {} {} with key {}",
+                    s(v, "product"),
+                    s(v, "version"),
+                    v.pointer("/signature/key_id")
+                        .and_then(Value::as_str)
+                        .unwrap_or("-")
                 )
             });
         }
@@ -427,19 +639,92 @@ pub async fn firmware(cmd: FirmwareCmd) -> Result<()> {
                 .call(Method::GET, &format!("/products/{product}/firmware"), None)
                 .await?;
             conn.print(&v, |v| {
-                table(v, &["id", "module", "version", "size", "sha256"])
+                let mut rows = v.clone();
+                if let Value::Array(items) = &mut rows {
+                    for item in items {
+                        let key = item.pointer("/signature/key_id").cloned();
+                        item["signed_by"] = key.unwrap_or(Value::Null);
+                    }
+                }
+                table(
+                    &rows,
+                    &["id", "module", "version", "size", "sha256", "signed_by"],
+                )
             });
         }
     }
     Ok(())
 }
 
+/// Writes a new private key (PKCS#8 PEM, mode 0600) and its public key (`<out>.pub`).
+fn keygen(out: &std::path::Path, force: bool) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let key = crate::sign::generate();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).mode(0o600);
+    if force {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    let mut file = options
+        .open(out)
+        .with_context(|| format!("creating {} (--force to overwrite)", out.display()))?;
+    file.write_all(otter_protocol::private_key_pem(&key.to_bytes()).as_bytes())?;
+    let public = key.verifying_key().to_bytes();
+    let mut pub_path = out.as_os_str().to_owned();
+    pub_path.push(".pub");
+    std::fs::write(&pub_path, otter_protocol::public_key_pem(&public))?;
+    println!(
+        "private key {} (keep it offline)\npublic key  {} ({})\nkey id      {}",
+        out.display(),
+        PathBuf::from(pub_path).display(),
+        otter_protocol::key_base64(&public),
+        otter_protocol::key_id(&public)
+    );
+    Ok(())
+}
+
+fn read_signature(path: &std::path::Path) -> Result<otter_protocol::SignatureDoc> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a signature document", path.display()))
+}
+
+/// The upload query parameters of a signature document, after checking it is for this upload.
+fn signature_query(
+    path: &std::path::Path,
+    product: &str,
+    version: &str,
+    module: Option<&str>,
+) -> Result<Vec<(String, String)>> {
+    let doc = read_signature(path)?;
+    let r = &doc.release;
+    if r.product != product || r.version != version || r.module != module.unwrap_or("default") {
+        bail!(
+            "{} signs {} {} (module {}), not {product} {version}",
+            path.display(),
+            r.product,
+            r.version,
+            r.module
+        );
+    }
+    Ok(vec![
+        ("sig".into(), doc.sig.clone()),
+        ("key".into(), doc.key.clone()),
+        ("issued".into(), r.issued.to_string()),
+        ("expires".into(), r.expires.to_string()),
+        ("downgrade".into(), r.downgrade.to_string()),
+    ])
+}
+
 /// Streams the file to the server with a progress bar (hidden with --json).
 async fn upload(
     conn: &Conn,
     product: &str,
-    version: &str,
-    module: Option<&str>,
+    query: &[(String, String)],
     file: &PathBuf,
 ) -> Result<Value> {
     let handle = tokio::fs::File::open(file)
@@ -461,11 +746,9 @@ async fn upload(
             counter.inc(bytes.len() as u64);
         }
     });
-    let mut query = vec![("version", version)];
-    query.extend(module.map(|m| ("module", m)));
     let request = conn
         .request(Method::POST, &format!("/products/{product}/firmware"))?
-        .query(&query)
+        .query(query)
         .header(reqwest::header::CONTENT_LENGTH, size)
         .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
         .body(reqwest::Body::wrap_stream(stream));

@@ -61,7 +61,8 @@ struct UpgradeArgs {
     /// Folder of the ab-slots installer (slot-a, slot-b, current).
     #[arg(long, env = "OTTER_AGENT_SLOTS_DIR")]
     slots_dir: Option<PathBuf>,
-    /// Trusted ed25519 public key (hex or base64), repeatable; with any, offers must be signed.
+    /// Trusted ed25519 public key (a public PEM file, or hex / base64), repeatable; with any,
+    /// offers must be signed, current and not downgrades (docs/signing.md).
     #[arg(
         long = "trusted-key",
         env = "OTTER_AGENT_TRUSTED_KEYS",
@@ -169,7 +170,13 @@ fn resolve(a: AgentArgs) -> Result<AgentConfig> {
     };
     let trusted_keys = keys
         .iter()
-        .map(|k| parse_public_key(k).map_err(anyhow::Error::msg))
+        .map(|k| {
+            let text = match std::path::Path::new(k).is_file() {
+                true => std::fs::read_to_string(k)?,
+                false => k.clone(),
+            };
+            parse_public_key(&text).map_err(anyhow::Error::msg)
+        })
         .collect::<Result<Vec<_>>>()?;
     let dd = DownloadSettings::default();
     let download = DownloadSettings {

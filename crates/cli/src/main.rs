@@ -6,7 +6,9 @@
 mod admin;
 mod agent;
 mod campaign;
+mod security;
 mod serve;
+mod sign;
 mod simulate;
 
 use clap::{Parser, Subcommand};
@@ -25,7 +27,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the platform: embedded MQTT broker, HTTP API and downloads, SQLite and blob store.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Manage products (device models and their dialect).
     #[command(subcommand)]
     Product(admin::ProductCmd),
@@ -42,6 +44,13 @@ enum Command {
     Upgrade(admin::UpgradeArgs),
     /// Run the device agent: report the version, take updates, download, verify, install.
     Agent(agent::AgentArgs),
+    /// Scoped API tokens: create, list, revoke.
+    #[command(subcommand)]
+    Token(security::TokenCmd),
+    /// The audit log of operator actions, newest first.
+    Audit(security::AuditArgs),
+    /// Replace the key of download links (old links keep working for a grace period).
+    RotateDownloadKey(security::RotateDownloadKeyArgs),
     /// Run a fleet of simulated devices (all dialects) against a server, for demos and load.
     Simulate(simulate::SimulateArgs),
 }
@@ -63,7 +72,7 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging();
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args).await,
+        Command::Serve(args) => serve::run(*args).await,
         Command::Product(cmd) => admin::product(cmd).await,
         Command::Device(cmd) => admin::device(cmd).await,
         Command::Firmware(cmd) => admin::firmware(cmd).await,
@@ -71,6 +80,9 @@ async fn main() -> std::process::ExitCode {
         Command::Campaign(cmd) => campaign::run(cmd).await,
         Command::Agent(args) => agent::run(args).await,
         Command::Simulate(args) => simulate::run(args).await,
+        Command::Token(cmd) => security::token(cmd).await,
+        Command::Audit(args) => security::audit(args).await,
+        Command::RotateDownloadKey(args) => security::rotate_download_key(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

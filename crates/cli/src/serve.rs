@@ -3,7 +3,8 @@
 
 use anyhow::{Context, Result};
 use clap::Args;
-use otter_server::{Application, ServeConfig};
+use otter_broker::PublishLimit;
+use otter_server::{Application, ServeConfig, ThrottleConfig, TlsConfig};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,7 +12,9 @@ use std::time::Duration;
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// TOML file with any of: data_dir, mqtt_listen, http_listen, public_url, url_ttl_secs, max_packet_size.
+    /// TOML file with any of: data_dir, mqtt_listen, http_listen, public_url, url_ttl_secs, max_packet_size,
+    /// mqtt_tls_listen, mqtt_psk_listen, http_tls_listen, tls_cert, tls_key, tls_client_ca, no_plain_mqtt, no_plain_http,
+    /// secret_key_file, login_failures_per_address, login_failures_per_device, max_firmware_size, max_publish_rate.
     #[arg(long, env = "OTTER_CONFIG")]
     config: Option<PathBuf>,
     /// Folder for the database, firmware blobs, keys and the generated admin token [default: ./otter-data].
@@ -35,6 +38,48 @@ pub struct ServeArgs {
     /// Admin API token; when unset, one is generated into <data-dir>/admin-token.
     #[arg(long = "token", env = "OTTER_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// MQTT over TLS listen address, e.g. 0.0.0.0:8883 (needs --tls-cert and --tls-key) [default: off].
+    #[arg(long, env = "OTTER_MQTT_TLS_LISTEN")]
+    mqtt_tls_listen: Option<SocketAddr>,
+    /// MQTT over TLS-PSK listen address for Tencent C SDK devices (PSK identity = client id, key = device secret) [default: off].
+    #[arg(long, env = "OTTER_MQTT_PSK_LISTEN")]
+    mqtt_psk_listen: Option<SocketAddr>,
+    /// HTTPS listen address for the API, console, metrics and downloads (needs --tls-cert and --tls-key) [default: off].
+    #[arg(long, env = "OTTER_HTTP_TLS_LISTEN")]
+    http_tls_listen: Option<SocketAddr>,
+    /// PEM certificate chain (leaf first) of the MQTT TLS and HTTPS listeners.
+    #[arg(long, env = "OTTER_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "OTTER_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA bundle for device certificates: the MQTT TLS listener then requires a client certificate, whose CN `{productId}/{deviceName}` identifies the device without a secret.
+    #[arg(long, env = "OTTER_TLS_CLIENT_CA")]
+    tls_client_ca: Option<PathBuf>,
+    /// Do not serve plaintext MQTT on --mqtt-listen (the broker keeps a loopback-only listener on a free port).
+    #[arg(long, env = "OTTER_NO_PLAIN_MQTT")]
+    no_plain_mqtt: bool,
+    /// Do not serve plaintext HTTP on --http-listen (needs --http-tls-listen).
+    #[arg(long, env = "OTTER_NO_PLAIN_HTTP")]
+    no_plain_http: bool,
+    /// Folder of per-product firmware signing keys (`<product>.pem`); uploads without an offline signature are signed with them (docs/signing.md).
+    #[arg(long, env = "OTTER_SIGNING_KEY_DIR")]
+    signing_key_dir: Option<PathBuf>,
+    /// File with the 32-byte hex key that seals device secrets in the database; keep it off the database host's backups [default: <data-dir>/secret-key, generated].
+    #[arg(long, env = "OTTER_SECRET_KEY_FILE")]
+    secret_key_file: Option<PathBuf>,
+    /// Failed MQTT logins allowed per client IP address per minute before the address is refused (CONNACK 5) for the rest of the minute; 0 = no limit [default: 30].
+    #[arg(long, env = "OTTER_LOGIN_FAILURES_PER_ADDRESS")]
+    login_failures_per_address: Option<u32>,
+    /// Failed MQTT logins allowed per device per minute before the device is refused (even with its right secret) for the rest of the minute; 0 = no limit [default: 30].
+    #[arg(long, env = "OTTER_LOGIN_FAILURES_PER_DEVICE")]
+    login_failures_per_device: Option<u32>,
+    /// MQTT messages a device may publish per second on average (bursts of 5× allowed); a device over it is disconnected; 0 = no limit [default: 20].
+    #[arg(long, env = "OTTER_MAX_PUBLISH_RATE")]
+    max_publish_rate: Option<u32>,
+    /// Largest firmware upload accepted, in bytes [default: 4294967296].
+    #[arg(long, env = "OTTER_MAX_FIRMWARE_SIZE")]
+    max_firmware_size: Option<u64>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -46,6 +91,19 @@ struct FileConfig {
     public_url: Option<String>,
     url_ttl_secs: Option<u64>,
     max_packet_size: Option<usize>,
+    mqtt_tls_listen: Option<SocketAddr>,
+    mqtt_psk_listen: Option<SocketAddr>,
+    http_tls_listen: Option<SocketAddr>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
+    no_plain_mqtt: Option<bool>,
+    no_plain_http: Option<bool>,
+    secret_key_file: Option<PathBuf>,
+    login_failures_per_address: Option<u32>,
+    login_failures_per_device: Option<u32>,
+    max_firmware_size: Option<u64>,
+    max_publish_rate: Option<u32>,
 }
 
 fn resolve(args: ServeArgs) -> Result<ServeConfig> {
@@ -82,16 +140,66 @@ fn resolve(args: ServeArgs) -> Result<ServeConfig> {
             .or(file.max_packet_size)
             .unwrap_or(defaults.max_packet_size),
         admin_token: args.token,
+        signing_key_dir: args.signing_key_dir,
+        secret_key_file: args.secret_key_file.or(file.secret_key_file),
+        login_throttle: ThrottleConfig {
+            per_address: args
+                .login_failures_per_address
+                .or(file.login_failures_per_address)
+                .unwrap_or(defaults.login_throttle.per_address),
+            per_device: args
+                .login_failures_per_device
+                .or(file.login_failures_per_device)
+                .unwrap_or(defaults.login_throttle.per_device),
+            ..defaults.login_throttle
+        },
+        publish_limit: match args.max_publish_rate.or(file.max_publish_rate) {
+            None => defaults.publish_limit,
+            Some(0) => None,
+            Some(per_sec) => Some(PublishLimit {
+                per_sec,
+                burst: per_sec.saturating_mul(5),
+            }),
+        },
+        max_firmware_size: args
+            .max_firmware_size
+            .or(file.max_firmware_size)
+            .unwrap_or(defaults.max_firmware_size),
+        tls: TlsConfig {
+            cert: args.tls_cert.or(file.tls_cert),
+            key: args.tls_key.or(file.tls_key),
+            client_ca: args.tls_client_ca.or(file.tls_client_ca),
+            mqtt_listen: args.mqtt_tls_listen.or(file.mqtt_tls_listen),
+            mqtt_psk_listen: args.mqtt_psk_listen.or(file.mqtt_psk_listen),
+            https_listen: args.http_tls_listen.or(file.http_tls_listen),
+            // A flag can only switch plaintext off; the file may say either.
+            no_plain_mqtt: args.no_plain_mqtt || file.no_plain_mqtt.unwrap_or(false),
+            no_plain_http: args.no_plain_http || file.no_plain_http.unwrap_or(false),
+        },
         ..defaults
     })
 }
 
 pub async fn run(args: ServeArgs) -> Result<()> {
     let app = Application::build(resolve(args)?).await?;
-    eprintln!(
-        "otter: MQTT on {}, HTTP on http://{}",
-        app.mqtt_addr(),
-        app.http_addr()
-    );
+    eprintln!("otter: {}", listening(&app));
     app.run_until_stopped(crate::shutdown_signal()).await
+}
+
+/// One line naming every listener, for the operator.
+fn listening(app: &Application) -> String {
+    let mut parts = vec![format!("MQTT on {}", app.mqtt_addr())];
+    if let Some(addr) = app.mqtt_tls_addr() {
+        parts.push(format!("MQTT/TLS on {addr}"));
+    }
+    if let Some(addr) = app.mqtt_psk_addr() {
+        parts.push(format!("MQTT/TLS-PSK on {addr}"));
+    }
+    if app.https_addr() != Some(app.http_addr()) {
+        parts.push(format!("HTTP on http://{}", app.http_addr()));
+    }
+    if let Some(addr) = app.https_addr() {
+        parts.push(format!("HTTPS on https://{addr}"));
+    }
+    parts.join(", ")
 }

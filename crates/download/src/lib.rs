@@ -12,9 +12,11 @@ use axum::routing::get;
 mod handler;
 pub mod range;
 mod server;
+mod tls;
 mod token;
 
-pub use server::serve;
+pub use server::{serve, serve_all};
+pub use tls::{HttpsListener, TlsError};
 pub use token::{DL_PREFIX, TokenError, UrlSigner};
 
 /// What the download routes need.

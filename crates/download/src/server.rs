@@ -4,6 +4,7 @@
 //! wire: title-case header names (Tencent's C SDK matches `Content-Length` case-sensitively), plus
 //! keep-alive and graceful shutdown. It never routes on `Host` (Tencent's Python SDK sends a
 //! malformed one); the peer address is available to handlers as `ConnectInfo<SocketAddr>`.
+//! The same app may be served over plaintext HTTP, HTTPS, or both at once.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -17,7 +18,10 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 use tower::Layer;
+
+use crate::tls::HttpsListener;
 
 /// How long a client may take to send a request head (slow-loris guard).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -34,8 +38,23 @@ pub async fn serve(
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let local = listener.local_addr()?;
-    tracing::info!(%local, "HTTP server listening");
+    serve_all(Some(listener), None, app, shutdown).await
+}
+
+/// [`serve`] on a plaintext listener, an HTTPS listener, or both (none at all just waits for
+/// `shutdown`).
+pub async fn serve_all(
+    plain: Option<TcpListener>,
+    https: Option<HttpsListener>,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    if let Some(l) = &plain {
+        tracing::info!(local = %l.local_addr()?, "HTTP server listening");
+    }
+    if let Some(l) = &https {
+        tracing::info!(local = %l.local_addr()?, "HTTPS server listening");
+    }
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
     builder
@@ -46,18 +65,24 @@ pub async fn serve(
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
+            accepted = accept(plain.as_ref()) => match accepted {
                 Ok((stream, peer)) => spawn_connection(&builder, &graceful, &app, stream, peer),
-                Err(err) => {
-                    // Per-connection failures (reset before accept, EMFILE) must not stop the server.
-                    tracing::warn!(error = %err, "accept failed");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                Err(err) => accept_failed(err).await,
+            },
+            accepted = accept(https.as_ref().map(|h| &h.listener)) => match accepted {
+                Ok((stream, peer)) => {
+                    let acceptor = https.as_ref().map(|h| h.acceptor.clone());
+                    if let Some(acceptor) = acceptor {
+                        spawn_tls_connection(&builder, &graceful, &app, acceptor, stream, peer);
+                    }
                 }
+                Err(err) => accept_failed(err).await,
             },
             () = &mut shutdown => break,
         }
     }
-    drop(listener);
+    drop(plain);
+    drop(https);
     tracing::info!(open = graceful.count(), "HTTP server shutting down");
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
         .await
@@ -66,6 +91,55 @@ pub async fn serve(
         tracing::warn!("HTTP shutdown grace period over; dropping open connections");
     }
     Ok(())
+}
+
+/// Accepts on `listener`, or never completes when there is none.
+async fn accept(listener: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Per-connection failures (reset before accept, EMFILE) must not stop the server.
+async fn accept_failed(err: std::io::Error) {
+    tracing::warn!(error = %err, "accept failed");
+    tokio::time::sleep(ACCEPT_BACKOFF).await;
+}
+
+/// Completes the TLS handshake in the connection's own task (bounded by the header timeout, so
+/// a silent client cannot hold it), then serves it like a plaintext one.
+fn spawn_tls_connection(
+    builder: &http1::Builder,
+    graceful: &GracefulShutdown,
+    app: &Router,
+    acceptor: TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+) {
+    if let Err(err) = stream.set_nodelay(true) {
+        tracing::debug!(%peer, error = %err, "set_nodelay failed");
+    }
+    let builder = builder.clone();
+    let watcher = graceful.watcher();
+    let service = TowerToHyperService::new(Extension(ConnectInfo(peer)).layer(app.clone()));
+    tokio::spawn(async move {
+        let tls = match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(err)) => {
+                tracing::debug!(%peer, error = %err, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "TLS handshake timed out");
+                return;
+            }
+        };
+        let conn = builder.serve_connection(TokioIo::new(tls), service);
+        if let Err(err) = watcher.watch(conn).await {
+            tracing::debug!(%peer, error = %err, "HTTPS connection ended with an error");
+        }
+    });
 }
 
 fn spawn_connection(

@@ -37,10 +37,13 @@ pub enum TokenError {
     Forged,
 }
 
-/// Issues and checks download URLs with one secret key.
+/// Issues download URLs with the current key and checks them against it and, during their
+/// grace period, against retired keys — so rotating the key breaks no link already handed out.
 pub struct UrlSigner {
     /// HMAC state already keyed; cloned for each tag.
     mac: Hmac<Sha256>,
+    /// Retired keys and the Unix time until which links signed with them are still accepted.
+    retired: Vec<(Hmac<Sha256>, u64)>,
     public_url: String,
 }
 
@@ -57,15 +60,18 @@ impl UrlSigner {
     /// `public_url` is the base devices dial (e.g. `http://host:8080`), which may differ from the
     /// listen address (Tencent's SDK always dials port 80; a proxy or CDN may sit in front).
     pub fn new(key: &[u8], public_url: &str) -> Self {
-        // HMAC takes keys of any length (long ones are hashed), so this never fails; the key
-        // comes from the operator's configuration, not from the network.
-        #[allow(clippy::expect_used)]
-        let mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key)
-            .expect("HMAC accepts keys of any length");
         Self {
-            mac,
+            mac: keyed(key),
+            retired: Vec::new(),
             public_url: public_url.trim_end_matches('/').to_owned(),
         }
+    }
+
+    /// Also accepts links signed with a retired `key` until `until_unix` (its grace period: at
+    /// least the longest link lifetime after the rotation).
+    pub fn accept_retired(mut self, key: &[u8], until_unix: u64) -> Self {
+        self.retired.push((keyed(key), until_unix));
+        self
     }
 
     /// Full URL for downloading blob `sha256` by `device` of `product` until `expires_unix`.
@@ -79,7 +85,7 @@ impl UrlSigner {
 
     /// Path part of [`Self::url`] (what the router matches).
     pub fn path(&self, sha256: &str, product: &str, device: &str, expires_unix: u64) -> String {
-        let sig = URL_SAFE_NO_PAD.encode(self.tag(sha256, product, device, expires_unix));
+        let sig = URL_SAFE_NO_PAD.encode(tag(&self.mac, sha256, product, device, expires_unix));
         format!(
             "{DL_PREFIX}/{}/{}/{}/{expires_unix}/{sig}",
             segment(sha256),
@@ -103,9 +109,17 @@ impl UrlSigner {
         let given = URL_SAFE_NO_PAD
             .decode(sig)
             .map_err(|_| TokenError::Forged)?;
-        let expected = self.tag(sha256, product, device, expires_unix);
         // ct_eq on slices of different lengths is false, in time independent of the contents.
-        if !bool::from(expected.as_slice().ct_eq(given.as_slice())) {
+        let matches = |mac: &Hmac<Sha256>| {
+            let expected = tag(mac, sha256, product, device, expires_unix);
+            bool::from(expected.as_slice().ct_eq(given.as_slice()))
+        };
+        let genuine = matches(&self.mac)
+            || self
+                .retired
+                .iter()
+                .any(|(mac, until)| now_unix < *until && matches(mac));
+        if !genuine {
             return Err(TokenError::Forged);
         }
         if now_unix >= expires_unix {
@@ -113,21 +127,34 @@ impl UrlSigner {
         }
         Ok(())
     }
+}
 
-    /// Truncated HMAC-SHA256 over the fields, each length-prefixed so no two field lists collide.
-    fn tag(&self, sha256: &str, product: &str, device: &str, expires_unix: u64) -> [u8; TAG_LEN] {
-        let mut mac = self.mac.clone();
-        mac.update(DOMAIN);
-        for field in [sha256, product, device] {
-            mac.update(&(field.len() as u64).to_be_bytes());
-            mac.update(field.as_bytes());
-        }
-        mac.update(&expires_unix.to_be_bytes());
-        let full = mac.finalize().into_bytes();
-        let mut tag = [0u8; TAG_LEN];
-        tag.iter_mut().zip(full.iter()).for_each(|(t, f)| *t = *f);
-        tag
+fn keyed(key: &[u8]) -> Hmac<Sha256> {
+    // HMAC takes keys of any length (long ones are hashed), so this never fails; the key
+    // comes from the operator's configuration, not from the network.
+    #[allow(clippy::expect_used)]
+    <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC accepts keys of any length")
+}
+
+/// Truncated HMAC-SHA256 over the fields, each length-prefixed so no two field lists collide.
+fn tag(
+    mac: &Hmac<Sha256>,
+    sha256: &str,
+    product: &str,
+    device: &str,
+    expires_unix: u64,
+) -> [u8; TAG_LEN] {
+    let mut mac = mac.clone();
+    mac.update(DOMAIN);
+    for field in [sha256, product, device] {
+        mac.update(&(field.len() as u64).to_be_bytes());
+        mac.update(field.as_bytes());
     }
+    mac.update(&expires_unix.to_be_bytes());
+    let full = mac.finalize().into_bytes();
+    let mut tag = [0u8; TAG_LEN];
+    tag.iter_mut().zip(full.iter()).for_each(|(t, f)| *t = *f);
+    tag
 }
 
 /// Percent-encodes one path segment. Segments made only of dots are fully escaped, since clients
@@ -201,6 +228,28 @@ mod tests {
                 "{junk:?}"
             );
         }
+    }
+
+    #[test]
+    fn retired_keys_work_only_during_their_grace() {
+        let old = UrlSigner::new(b"old", "http://h");
+        let sig_old = old.url(SHA, "p", "d", 5000);
+        let rotated = UrlSigner::new(b"new", "http://h").accept_retired(b"old", 2000);
+        let sig_new = rotated.url(SHA, "p", "d", 5000);
+        assert_ne!(sig_old, sig_new, "new links use the new key");
+        assert_eq!(
+            rotated.verify(SHA, "p", "d", 5000, sig_of(&sig_new), 1999),
+            Ok(())
+        );
+        assert_eq!(
+            rotated.verify(SHA, "p", "d", 5000, sig_of(&sig_old), 1999),
+            Ok(())
+        );
+        assert_eq!(
+            rotated.verify(SHA, "p", "d", 5000, sig_of(&sig_old), 2000),
+            Err(TokenError::Forged),
+            "after the grace period the old key is gone"
+        );
     }
 
     #[test]

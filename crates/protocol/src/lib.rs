@@ -30,8 +30,10 @@ pub use downlink::{
 };
 pub use error::ProtocolError;
 pub use ext::{
-    EXT_FIELD, OfferExt, SIGNED_MESSAGE_TAG, add_ext_to_offer_value, encode_push_ext, key_id,
-    push_ext, reply_exts, signed_message,
+    EXT_FIELD, KEY_ANNOUNCEMENT_TAG, KeyAnnouncement, MAX_ROTATION, OfferExt, SIGNED_MESSAGE_TAG,
+    SignatureDoc, SignedRelease, add_ext_to_offer_value, add_ext_to_reply, announcement_message,
+    encode_push_ext, key_base64, key_id, parse_private_key, parse_public_key_text, private_key_pem,
+    public_key_pem, push_ext, reply_exts,
 };
 pub use topic::{
     DownKind, UpKind, down_topic, downstream_topics, filter_matches, may_publish, may_receive,

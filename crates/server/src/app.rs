@@ -6,24 +6,26 @@ use crate::campaigns::Campaigns;
 use crate::config::ServeConfig;
 use crate::engine::Engine;
 use crate::gate::{DeviceGate, DeviceIdentity};
+use crate::keys;
+use crate::secrets::{SEALED_PREFIX, SecretBox};
+use crate::transport::{self, HttpListeners};
 use anyhow::{Context, Result};
 use axum::Router;
 use axum::routing::get;
 use otter_blobs::Blobs;
-use otter_broker::{Broker, BrokerConfig};
+use otter_broker::Broker;
+use otter_core::{DeviceName, ProductId};
 use otter_download::{DownloadState, UrlSigner};
 use otter_store::Store;
-use rand::RngCore;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tracing::info;
 
 pub struct Application {
-    http: TcpListener,
-    http_addr: SocketAddr,
+    http: HttpListeners,
+    psk: Option<otter_psk::PskTerminator>,
     router: Router,
     broker: Broker<DeviceIdentity>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -32,6 +34,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: ServeConfig) -> Result<Self> {
+        transport::validate(&config.tls)?;
         let dir = &config.data_dir;
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating data dir {}", dir.display()))?;
@@ -46,30 +49,27 @@ impl Application {
             _ => generated_token(dir)?,
         };
 
-        let http = TcpListener::bind(config.http_listen)
-            .await
-            .with_context(|| format!("binding HTTP on {}", config.http_listen))?;
-        let http_addr = http.local_addr()?;
+        let http = HttpListeners::bind(&config).await?;
+        let http_addr = http.primary_addr();
         let public_url = config
             .public_url
             .clone()
-            .unwrap_or_else(|| format!("http://{http_addr}"));
-        let signer = Arc::new(UrlSigner::new(
-            &secret_key(dir, "download-key")?,
-            &public_url,
-        ));
+            .unwrap_or_else(|| http.default_public_url());
+        let signer = Arc::new(download_signer(dir, &public_url)?);
+        let secrets = Arc::new(secret_box(&config)?);
+        seal_stored_secrets(&store, &secrets).await?;
 
         let (events_tx, events_rx) = mpsc::channel(4096);
-        let gate = Arc::new(DeviceGate {
-            store: store.clone(),
-        });
-        let broker_config = BrokerConfig {
-            listen: config.mqtt_listen,
-            max_packet_size: config.max_packet_size,
-        };
-        let broker = Broker::start(broker_config, gate, events_tx)
+        let gate = Arc::new(DeviceGate::new(
+            store.clone(),
+            Arc::clone(&secrets),
+            config.login_throttle,
+        ));
+        let broker = Broker::start(transport::broker_config(&config)?, gate, events_tx)
             .await
-            .with_context(|| format!("starting MQTT on {}", config.mqtt_listen))?;
+            .context("starting MQTT")?;
+        let psk =
+            transport::start_psk(&config, &broker, store.clone(), Arc::clone(&secrets)).await?;
         let engine = Engine::new(
             store.clone(),
             broker.clone(),
@@ -89,6 +89,9 @@ impl Application {
             blobs: blobs.clone(),
             campaigns,
             admin_token: admin_token.clone().into(),
+            secrets,
+            max_firmware_size: config.max_firmware_size,
+            signing_key_dir: config.signing_key_dir.clone(),
         };
         let prometheus = crate::telemetry::prometheus();
         let router = Router::new()
@@ -105,7 +108,7 @@ impl Application {
         info!(mqtt = %broker.local_addr(), http = %http_addr, %public_url, data_dir = %dir.display(), "otter is up");
         Ok(Self {
             http,
-            http_addr,
+            psk,
             router,
             broker,
             tasks: vec![engine_task, planner_task],
@@ -113,12 +116,29 @@ impl Application {
         })
     }
 
+    /// The plaintext HTTP address, or the HTTPS one when plaintext HTTP is off.
     pub fn http_addr(&self) -> SocketAddr {
-        self.http_addr
+        self.http.primary_addr()
     }
 
+    /// The HTTPS address, when HTTPS is served.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.http.https_addr
+    }
+
+    /// The broker's plaintext address (loopback-only when plaintext MQTT is off).
     pub fn mqtt_addr(&self) -> SocketAddr {
         self.broker.local_addr()
+    }
+
+    /// The MQTT-over-TLS address, when configured.
+    pub fn mqtt_tls_addr(&self) -> Option<SocketAddr> {
+        self.broker.tls_local_addr()
+    }
+
+    /// The MQTT-over-TLS-PSK address, when configured.
+    pub fn mqtt_psk_addr(&self) -> Option<SocketAddr> {
+        self.psk.as_ref().map(otter_psk::PskTerminator::local_addr)
     }
 
     pub fn admin_token(&self) -> &str {
@@ -130,9 +150,10 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<()> {
-        otter_download::serve(self.http, self.router, shutdown)
+        otter_download::serve_all(self.http.plain, self.http.https, self.router, shutdown)
             .await
             .context("HTTP server")?;
+        drop(self.psk);
         self.broker.shutdown().await;
         self.tasks.iter().for_each(|t| t.abort());
         info!("otter stopped");
@@ -142,33 +163,51 @@ impl Application {
 
 /// The admin token kept in `<data_dir>/admin-token` (mode 0600), made on first start.
 fn generated_token(dir: &Path) -> Result<String> {
-    let token = hex::encode(secret_key(dir, "admin-token")?);
-    info!(path = %dir.join("admin-token").display(), "no OTTER_TOKEN set: using the admin token stored in this file");
+    let path = dir.join(keys::ADMIN_TOKEN);
+    let token = hex::encode(keys::secret_file(&path)?);
+    info!(path = %path.display(), "no OTTER_TOKEN set: using the admin token stored in this file");
     Ok(token)
 }
 
-/// A random 32-byte secret persisted under `dir/name` so it survives restarts.
-fn secret_key(dir: &Path, name: &str) -> Result<Vec<u8>> {
-    let path = dir.join(name);
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        return hex::decode(text.trim()).with_context(|| format!("{} is not hex", path.display()));
-    }
-    let mut key = [0u8; 32];
-    rand::rng().fill_bytes(&mut key);
-    write_private(&path, &hex::encode(key))?;
-    Ok(key.to_vec())
+/// The link signer: the current download key, and retired keys still in their grace period.
+fn download_signer(dir: &Path, public_url: &str) -> Result<UrlSigner> {
+    let keys = keys::download_keys(&dir.join(keys::DOWNLOAD_KEY), unix_now())?;
+    Ok(keys.retired.iter().fold(
+        UrlSigner::new(&keys.current, public_url),
+        |s, (key, until)| s.accept_retired(key, *until),
+    ))
 }
 
-fn write_private(path: &Path, text: &str) -> Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()?;
+/// The key that seals device secrets: `--secret-key-file`, or `<data_dir>/secret-key`.
+fn secret_box(config: &ServeConfig) -> Result<SecretBox> {
+    let path = config
+        .secret_key_file
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join(keys::SECRET_KEY));
+    let key = keys::secret_file(&path)?;
+    SecretBox::new(&key).with_context(|| format!("the secret key in {}", path.display()))
+}
+
+/// Seals secrets stored before sealing existed (or imported in plain text), once, at start.
+async fn seal_stored_secrets(store: &Store, secrets: &SecretBox) -> Result<()> {
+    let plain = store.device_secrets_without_prefix(SEALED_PREFIX).await?;
+    for (product, device, secret) in &plain {
+        let sealed = secrets.seal(product, device, secret);
+        let (product, device) = (ProductId::parse(product)?, DeviceName::parse(device)?);
+        store.set_device_secret(&product, &device, &sealed).await?;
+    }
+    if !plain.is_empty() {
+        info!(
+            devices = plain.len(),
+            "sealed device secrets that were stored in plain text"
+        );
+    }
     Ok(())
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }

@@ -1,6 +1,8 @@
 //! Settings of `otter serve`, already merged from flags, environment and config file by the CLI.
 
 use crate::clock::{Clock, SystemClock};
+use crate::throttle::ThrottleConfig;
+use otter_broker::PublishLimit;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,6 +28,43 @@ pub struct ServeConfig {
     pub tick: Duration,
     /// The planner's clock (a manual one in tests).
     pub clock: Arc<dyn Clock>,
+    /// Key that seals device secrets at rest; `<data_dir>/secret-key` when absent.
+    pub secret_key_file: Option<PathBuf>,
+    /// Failed-login limits per client address and per device.
+    pub login_throttle: ThrottleConfig,
+    /// Largest firmware upload accepted, in bytes.
+    pub max_firmware_size: u64,
+    /// MQTT publishes allowed per device; a device over it is disconnected. `None`: unlimited.
+    pub publish_limit: Option<PublishLimit>,
+    /// Transport security: TLS listeners, client certificates, plaintext switches (docs/tls.md).
+    pub tls: TlsConfig,
+    /// Folder of per-product firmware signing keys (`{product}.pem`), kept out of the database;
+    /// uploads without an offline signature are signed with them (docs/signing.md).
+    pub signing_key_dir: Option<PathBuf>,
+}
+
+/// TLS listeners of `otter serve`. All TLS listeners share one certificate and key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// PEM certificate chain (leaf first) for every TLS listener.
+    pub cert: Option<PathBuf>,
+    /// PEM private key of `cert`.
+    pub key: Option<PathBuf>,
+    /// PEM bundle of the CAs that issue device certificates; makes the MQTT TLS listener require
+    /// one, whose CN `{productId}/{deviceName}` then identifies the device without its secret.
+    pub client_ca: Option<PathBuf>,
+    /// MQTT over TLS listen address (conventionally port 8883).
+    pub mqtt_listen: Option<SocketAddr>,
+    /// MQTT over TLS-PSK listen address, for Tencent C SDK devices (identity = client id,
+    /// key = the device secret). Needs no certificate.
+    pub mqtt_psk_listen: Option<SocketAddr>,
+    /// HTTPS listen address for the API, console, metrics and downloads.
+    pub https_listen: Option<SocketAddr>,
+    /// Do not serve plaintext MQTT to the network: the broker's plaintext listener is bound to
+    /// 127.0.0.1 on a free port instead of `mqtt_listen`.
+    pub no_plain_mqtt: bool,
+    /// Do not serve plaintext HTTP at all (needs `https_listen`).
+    pub no_plain_http: bool,
 }
 
 impl ServeConfig {
@@ -41,6 +80,15 @@ impl ServeConfig {
             max_packet_size: 256 * 1024,
             tick: Duration::from_secs(1),
             clock: Arc::new(SystemClock),
+            secret_key_file: None,
+            login_throttle: ThrottleConfig::default(),
+            max_firmware_size: 4 << 30,
+            publish_limit: Some(PublishLimit {
+                per_sec: 20,
+                burst: 100,
+            }),
+            tls: TlsConfig::default(),
+            signing_key_dir: None,
         }
     }
 

@@ -9,7 +9,7 @@ use crate::gate::DeviceIdentity;
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use otter_broker::{Broker, BrokerEvent};
-use otter_core::{DeviceName, Fact, Module, UpgradeStatus, Version, decide};
+use otter_core::{DeviceName, Fact, Module, ProductId, UpgradeStatus, Version, decide};
 use otter_download::UrlSigner;
 use otter_protocol::{self as protocol, Answer, Offer, Outbound, Progress, UpMessage, Uplink};
 use otter_store::{CampaignMode, Firmware, Store, Upgrade};
@@ -159,7 +159,15 @@ impl Engine {
                 let applied = self
                     .apply(from, &parse_module(module)?, Fact::Requested)
                     .await?;
-                self.answer(&uplink, Answer::Offer(applied.offer)).await
+                let ext = match &applied.offer {
+                    Some(offer) => self.offer_ext(&from.addr(), offer).await?,
+                    None => protocol::OfferExt::default(),
+                };
+                if let Some(mut reply) = protocol::answer(&uplink, Answer::Offer(applied.offer)) {
+                    protocol::add_ext_to_reply(&mut reply, &ext);
+                    self.send(reply).await?;
+                }
+                Ok(())
             }
             UpMessage::UpgradeReply { code } => {
                 debug!(device = %from.addr(), ?code, "upgrade reply");
@@ -202,13 +210,7 @@ impl Engine {
         offer: &Offer,
     ) -> Result<()> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        // The `otter` extension carries the SHA-256 (vendor pushes have only MD5); vendor SDKs
-        // ignore it, otter agents verify it (docs/protocol-extensions.md).
-        let ext = protocol::OfferExt {
-            sha256: Some(offer.sha256.clone()),
-            sig: None,
-            key: None,
-        };
+        let ext = self.offer_ext(addr, offer).await?;
         let push = protocol::encode_push_ext(dialect, addr, offer, &ext, id);
         if dialect == protocol::Dialect::Tencent
             && push.topic.len() + push.payload.len() > TENCENT_MAX_PUBLISH
@@ -217,6 +219,73 @@ impl Engine {
             warn!(device = %addr, bytes = push.topic.len() + push.payload.len(), "push exceeds what Tencent SDK devices can receive; shorten --public-url or names");
         }
         self.send(push).await
+    }
+
+    /// The `otter` extension of an offer: the SHA-256 (vendor pushes have only MD5) and, when
+    /// the firmware is signed, its signature, validity, downgrade permission and the key
+    /// announcements leading to its key. Vendor SDKs ignore it, otter agents verify it
+    /// (docs/protocol-extensions.md).
+    async fn offer_ext(
+        &self,
+        addr: &protocol::DeviceAddr,
+        offer: &Offer,
+    ) -> Result<protocol::OfferExt> {
+        let mut ext = protocol::OfferExt {
+            sha256: Some(offer.sha256.clone()),
+            ..Default::default()
+        };
+        let product = ProductId::parse(addr.product.as_str()).context("product of a push")?;
+        let module = Module::parse(offer.module.as_str()).context("module of a push")?;
+        let version = Version::parse(offer.version.as_str()).context("version of a push")?;
+        let firmware = self
+            .store
+            .firmware_by_version(&product, &module, &version)
+            .await
+            .context("firmware of a push")?;
+        let Some(sig) = self.store.firmware_signature(firmware.id).await? else {
+            return Ok(ext);
+        };
+        let keys = self.store.product_keys(&product).await?;
+        ext.rotation = crate::signing::rotation_chain(&keys, &sig.key_id);
+        ext.sig = Some(sig.sig);
+        ext.key = Some(sig.key_id);
+        ext.issued = u64::try_from(sig.issued).ok();
+        ext.expires = u64::try_from(sig.expires).ok();
+        ext.downgrade = sig.downgrade;
+        Ok(ext)
+    }
+
+    /// Anti-rollback on the server: a device running a newer version than the target is only
+    /// offered it when its campaign allows downgrades (targeting checked at creation; this
+    /// covers devices that moved ahead since).
+    async fn downgrade_refused(
+        &self,
+        upgrade: &Upgrade,
+        reported: Option<&Version>,
+    ) -> Result<bool> {
+        let current = match reported {
+            Some(v) => Some(v.clone()),
+            None => self
+                .store
+                .versions(&upgrade.product, &upgrade.device)
+                .await?
+                .into_iter()
+                .find(|m| m.module == upgrade.module)
+                .map(|m| m.version),
+        };
+        let Some(current) = current else {
+            return Ok(false);
+        };
+        if !otter_core::is_downgrade(current.as_str(), upgrade.status.target.as_str()) {
+            return Ok(false);
+        }
+        let campaign = self.store.campaign(upgrade.campaign_id).await?;
+        if campaign.allow_downgrade {
+            return Ok(false);
+        }
+        warn!(device = %format!("{}/{}", upgrade.product, upgrade.device), campaign = upgrade.campaign_id,
+            running = %current, target = %upgrade.status.target, "not offering a downgrade the campaign does not allow");
+        Ok(true)
     }
 
     async fn on_progress(
@@ -267,9 +336,16 @@ impl Engine {
             return Ok(Applied::default());
         };
         let asked = matches!(fact, Fact::Requested);
+        let reported = match fact {
+            Fact::VersionReported(v) => Some(v.clone()),
+            _ => None,
+        };
         let mut decision = decide(&upgrade.status, fact);
         // In a device-requested campaign only the device's own request brings the offer.
         decision.push &= asked || upgrade.mode == CampaignMode::Push;
+        if decision.push && self.downgrade_refused(&upgrade, reported.as_ref()).await? {
+            decision = Default::default();
+        }
         if let Some(next) = &decision.next {
             self.record(&upgrade, next).await?;
         }

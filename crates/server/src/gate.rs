@@ -7,7 +7,13 @@ use otter_broker::{Gate, Grant, Login, Refusal};
 use otter_core::{DeviceName, ProductId};
 use otter_protocol::{self as protocol, Credentials, DeviceAddr, Dialect};
 use otter_store::{Store, StoreError};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
 use tracing::warn;
+
+use crate::secrets::SecretBox;
+use crate::throttle::{Throttle, ThrottleConfig};
 
 /// A connected, authenticated device.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -24,7 +30,10 @@ impl DeviceIdentity {
 }
 
 pub struct DeviceGate {
-    pub store: Store,
+    store: Store,
+    secrets: Arc<SecretBox>,
+    by_address: Throttle<IpAddr>,
+    by_device: Throttle<(ProductId, DeviceName)>,
 }
 
 impl Gate for DeviceGate {
@@ -32,18 +41,28 @@ impl Gate for DeviceGate {
 
     async fn authenticate(&self, login: Login) -> Result<Grant<DeviceIdentity>, Refusal> {
         let peer = login.peer;
+        if let Some(cn) = login.cert_identity.as_deref() {
+            return self.cert_login(cn, peer).await;
+        }
+        let now = Instant::now();
+        if self.by_address.blocked(&peer.ip(), now) {
+            tracing::debug!(%peer, "login refused: address throttled");
+            return Err(Refusal::NotAuthorized);
+        }
         let creds = Credentials {
             client_id: login.client_id,
             username: login.username,
             password: login.password,
         };
-        let result = self.check(&creds).await;
+        let mut claimed = None;
+        let result = self.check(&creds, &mut claimed, now).await;
         match &result {
             Ok(grant) => {
                 tracing::info!(%peer, device = %grant.identity.addr(), "device authenticated")
             }
             Err(refusal) => {
-                warn!(%peer, client_id = %creds.client_id, ?refusal, "device login refused")
+                warn!(%peer, client_id = %creds.client_id, ?refusal, "device login refused");
+                self.count_failure(peer.ip(), claimed, now);
             }
         }
         result
@@ -51,8 +70,41 @@ impl Gate for DeviceGate {
 }
 
 impl DeviceGate {
-    async fn check(&self, creds: &Credentials) -> Result<Grant<DeviceIdentity>, Refusal> {
+    pub fn new(store: Store, secrets: Arc<SecretBox>, limits: ThrottleConfig) -> Self {
+        Self {
+            store,
+            secrets,
+            by_address: Throttle::new(limits.per_address, limits.window),
+            by_device: Throttle::new(limits.per_device, limits.window),
+        }
+    }
+
+    fn count_failure(&self, ip: IpAddr, device: Option<(ProductId, DeviceName)>, now: Instant) {
+        if self.by_address.fail(&ip, now) {
+            warn!(%ip, "too many failed logins from this address: refusing it for a while");
+        }
+        if let Some(device) = device
+            && self.by_device.fail(&device, now)
+        {
+            warn!(device = %format!("{}/{}", device.0, device.1), "too many failed logins for this device: refusing it for a while");
+        }
+    }
+    /// Authenticates `creds`; `claimed` learns which device they name, for the throttle.
+    async fn check(
+        &self,
+        creds: &Credentials,
+        claimed: &mut Option<(ProductId, DeviceName)>,
+        now: Instant,
+    ) -> Result<Grant<DeviceIdentity>, Refusal> {
         let (product, device) = self.claimed_device(creds).await?;
+        *claimed = Some((product.clone(), device.clone()));
+        if self
+            .by_device
+            .blocked(&(product.clone(), device.clone()), now)
+        {
+            tracing::debug!(%product, %device, "login refused: device throttled");
+            return Err(Refusal::NotAuthorized);
+        }
         let product = self
             .store
             .product(&product)
@@ -73,7 +125,8 @@ impl DeviceGate {
             device,
         };
         let addr = identity.addr();
-        protocol::verify(dialect, &addr, &record.secret, creds).map_err(|e| {
+        let secret = self.device_secret(&identity, &record.secret)?;
+        protocol::verify(dialect, &addr, &secret, creds).map_err(|e| {
             warn!(device = %addr, error = %e, "bad device credentials");
             Refusal::BadCredentials
         })?;
@@ -82,6 +135,16 @@ impl DeviceGate {
             receive_topics: protocol::downstream_topics(dialect, &addr),
             identity,
         })
+    }
+
+    /// The plain secret of a device, from its sealed stored form.
+    fn device_secret(&self, id: &DeviceIdentity, stored: &str) -> Result<String, Refusal> {
+        self.secrets
+            .open(id.product.as_str(), id.device.as_str(), stored)
+            .map_err(|e| {
+                tracing::error!(device = %id.addr(), error = %e, "cannot open the device's stored secret");
+                Refusal::NotAuthorized
+            })
     }
 
     /// The product and device a login names. Tencent client ids are `{productId}{deviceName}`
@@ -105,15 +168,66 @@ impl DeviceGate {
 
     async fn split_tencent(&self, client_id: &str) -> Result<(String, String), Refusal> {
         let products = self.store.products().await.map_err(refuse("products"))?;
-        products
-            .iter()
-            .filter(|p| p.dialect == Dialect::Tencent.as_str())
-            .filter_map(|p| {
-                let device = client_id.strip_prefix(p.id.as_str())?;
-                (!device.is_empty()).then(|| (p.id.to_string(), device.to_owned()))
-            })
-            .max_by_key(|(product, _)| product.len())
-            .ok_or(Refusal::NotAuthorized)
+        split_tencent_id(&products, client_id).ok_or(Refusal::NotAuthorized)
+    }
+}
+
+/// The (product, device) a Tencent client id `{productId}{deviceName}` names: the registered
+/// Tencent product that is its longest prefix, and the rest. Also the rule for PSK identities.
+pub(crate) fn split_tencent_id(
+    products: &[otter_store::Product],
+    client_id: &str,
+) -> Option<(String, String)> {
+    products
+        .iter()
+        .filter(|p| p.dialect == Dialect::Tencent.as_str())
+        .filter_map(|p| {
+            let device = client_id.strip_prefix(p.id.as_str())?;
+            (!device.is_empty()).then(|| (p.id.to_string(), device.to_owned()))
+        })
+        .max_by_key(|(product, _)| product.len())
+}
+
+impl DeviceGate {
+    /// A device identified by the client certificate the broker's TLS listener verified against
+    /// the configured client CA (docs/tls.md): the CN is `{productId}/{deviceName}`, and no
+    /// secret is checked — the certificate is the credential.
+    async fn cert_login(
+        &self,
+        cn: &str,
+        peer: std::net::SocketAddr,
+    ) -> Result<Grant<DeviceIdentity>, Refusal> {
+        let Some((product, device)) = cn.split_once('/') else {
+            warn!(%peer, cn, "client certificate CN is not productId/deviceName");
+            return Err(Refusal::NotAuthorized);
+        };
+        let product = ProductId::parse(product).map_err(|_| Refusal::NotAuthorized)?;
+        let device = DeviceName::parse(device).map_err(|_| Refusal::NotAuthorized)?;
+        let product = self
+            .store
+            .product(&product)
+            .await
+            .map_err(refuse("product"))?;
+        let dialect: Dialect = product
+            .dialect
+            .parse()
+            .map_err(|_| Refusal::NotAuthorized)?;
+        self.store
+            .device(&product.id, &device)
+            .await
+            .map_err(refuse("device"))?;
+        let identity = DeviceIdentity {
+            dialect,
+            product: product.id,
+            device,
+        };
+        let addr = identity.addr();
+        tracing::info!(%peer, device = %addr, "device authenticated by client certificate");
+        Ok(Grant {
+            publish_topics: protocol::upstream_topics(dialect, &addr),
+            receive_topics: protocol::downstream_topics(dialect, &addr),
+            identity,
+        })
     }
 }
 

@@ -13,8 +13,15 @@ mod config;
 mod console;
 mod engine;
 mod gate;
+pub mod keys;
+mod psk;
+pub mod secrets;
+pub mod signing;
 mod telemetry;
+mod throttle;
+mod transport;
 
 pub use app::Application;
-pub use config::ServeConfig;
+pub use config::{ServeConfig, TlsConfig};
 pub use gate::DeviceIdentity;
+pub use throttle::ThrottleConfig;

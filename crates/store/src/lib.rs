@@ -9,6 +9,7 @@ mod sqlite;
 
 pub use records::*;
 pub use sqlite::Store;
+pub use sqlite::tokens::ApiToken;
 
 /// Milliseconds since the Unix epoch: the store's one time unit.
 pub fn now_ms() -> i64 {

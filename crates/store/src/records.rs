@@ -229,3 +229,32 @@ pub struct Transition<'a> {
 }
 pub use crate::sqlite::audit::AuditEntry;
 pub use crate::sqlite::console::{DeviceFilter, DeviceSummary, ProductSummary};
+
+/// An ed25519 public signing key of a product (docs/signing.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProductKey {
+    pub product: ProductId,
+    /// First 16 hex characters of the SHA-256 of the public key.
+    pub key_id: String,
+    /// Standard base64 of the 32-byte public key.
+    pub public_key: String,
+    /// The key that announced this one; `None` for a product's first key.
+    pub signed_by: Option<String>,
+    /// That key's base64 signature over the announcement text.
+    pub announcement: Option<String>,
+    pub created_at: i64,
+}
+
+/// The signature of one firmware image (the signed fields beside the image's own).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FirmwareSignature {
+    pub firmware_id: i64,
+    pub key_id: String,
+    pub sig: String,
+    /// Unix seconds.
+    pub issued: i64,
+    /// Unix seconds.
+    pub expires: i64,
+    pub downgrade: bool,
+    pub signed_at: i64,
+}

@@ -8,16 +8,14 @@ use axum::{Json, Router};
 use otter_store::AuditEntry;
 use serde::Deserialize;
 
-/// The one actor an admin token identifies.
-const ADMIN: &str = "admin";
-
 pub fn routes() -> Router<ApiState> {
     Router::new().route("/audit", get(list))
 }
 
-/// Records an operator action.
+/// Records an operator action, by the caller of the request being handled.
 pub async fn record(s: &ApiState, action: &str, subject: &str, detail: serde_json::Value) {
-    if let Err(e) = s.store.record_audit(ADMIN, action, subject, &detail).await {
+    let actor = super::auth::current_actor();
+    if let Err(e) = s.store.record_audit(&actor, action, subject, &detail).await {
         tracing::error!(error = %e, action, subject, "audit record failed");
     }
 }

@@ -3,7 +3,7 @@
 use super::{ApiError, ApiState};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use otter_core::{DeviceName, ProductId};
 use otter_protocol::Dialect;
@@ -16,6 +16,10 @@ pub fn routes() -> Router<ApiState> {
         .route("/products/{product}/devices", get(list).post(create))
         .route("/products/{product}/devices/{device}", get(show))
         .route("/products/{product}/devices/{device}/tags", put(tags))
+        .route(
+            "/products/{product}/devices/{device}/secret",
+            post(rotate_secret),
+        )
         .route("/products/{product}/devices/{device}/history", get(history))
 }
 
@@ -97,17 +101,10 @@ pub async fn create(
             ));
         }
         Some(secret) => secret,
-        None => {
-            let dialect: Dialect = product
-                .dialect
-                .parse()
-                .map_err(|_| ApiError::Internal("stored dialect".into()))?;
-            let mut bytes = [0u8; 16];
-            rand::rng().fill_bytes(&mut bytes);
-            otter_protocol::generate_secret_format(dialect, &bytes)
-        }
+        None => generated_secret(&product.dialect)?,
     };
-    let device = s.store.create_device(&product.id, &name, &secret).await?;
+    let sealed = s.secrets.seal(product.id.as_str(), name.as_str(), &secret);
+    let device = s.store.create_device(&product.id, &name, &sealed).await?;
     tracing::info!(device = %format!("{}/{}", product.id, name), "device created");
     super::audit::record(
         &s,
@@ -191,5 +188,46 @@ pub async fn show(
         versions,
         tags,
         upgrade,
+    }))
+}
+
+/// A fresh random secret in the dialect's format (base64 for Tencent, hex otherwise).
+fn generated_secret(dialect: &str) -> Result<String, ApiError> {
+    let dialect: Dialect = dialect
+        .parse()
+        .map_err(|_| ApiError::Internal("stored dialect".into()))?;
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    Ok(otter_protocol::generate_secret_format(dialect, &bytes))
+}
+
+#[derive(Serialize)]
+pub struct RotatedSecret {
+    product: ProductId,
+    name: DeviceName,
+    /// The new secret, shown once; the old one stops working now.
+    secret: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/products/{product}/devices/{device}/secret",
+    responses((status = 200, description = "a new secret, shown once; the old one no longer logs in"), (status = 404)))]
+pub async fn rotate_secret(
+    State(s): State<ApiState>,
+    Path((product, device)): Path<(String, String)>,
+) -> Result<Json<RotatedSecret>, ApiError> {
+    let product = s.store.product(&ProductId::parse(product)?).await?;
+    let name = DeviceName::parse(device)?;
+    let secret = generated_secret(&product.dialect)?;
+    let sealed = s.secrets.seal(product.id.as_str(), name.as_str(), &secret);
+    s.store
+        .set_device_secret(&product.id, &name, &sealed)
+        .await?;
+    let subject = format!("{}/{name}", product.id);
+    tracing::info!(device = %subject, "device secret rotated");
+    super::audit::record(&s, "device.rotate_secret", &subject, serde_json::json!({})).await;
+    Ok(Json(RotatedSecret {
+        product: product.id,
+        name,
+        secret,
     }))
 }

@@ -1,6 +1,6 @@
 //! The OpenAPI document of the admin API, generated from the handlers' annotations.
 
-use super::{audit, campaigns, devices, firmware, products, stream};
+use super::{audit, auth, campaigns, devices, firmware, products, stream, tokens};
 use axum::routing::get;
 use axum::{Json, Router};
 use utoipa::OpenApi;
@@ -9,7 +9,7 @@ use utoipa::OpenApi;
 #[openapi(
     info(
         title = "Otter admin API",
-        description = "Products, devices, firmware and campaigns of an Otter OTA server. Every call takes `Authorization: Bearer <admin token>`."
+        description = "Products, devices, firmware and campaigns of an Otter OTA server. Every call takes `Authorization: Bearer <token>`: the admin token, or a scoped token from `otter token create` (read: GET; operate: firmware, verification, campaigns, tags; admin: everything)."
     ),
     paths(
         audit::list,
@@ -22,10 +22,23 @@ use utoipa::OpenApi;
         devices::show,
         firmware::upload,
         firmware::list,
+        firmware::attach_signature,
+        products::add_key,
+        products::list_keys,
         campaigns::create,
         campaigns::show,
+        devices::rotate_secret,
+        tokens::create,
+        tokens::list,
+        tokens::revoke,
     ),
-    components(schemas(products::NewProduct, devices::NewDevice, campaigns::NewCampaign))
+    components(schemas(
+        products::NewProduct,
+        devices::NewDevice,
+        campaigns::NewCampaign,
+        tokens::NewToken,
+        auth::Scope
+    ))
 )]
 pub struct ApiDoc;
 

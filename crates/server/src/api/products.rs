@@ -1,4 +1,6 @@
-//! `/products`: device models and their wire dialect.
+//! `/products`: device models and their wire dialect, and their firmware signing keys
+//! (`/products/{product}/keys`: the first is registered as is, every later one must be
+//! announced by a registered key; docs/signing.md).
 
 use super::{ApiError, ApiState};
 use axum::extract::{Path, State};
@@ -7,13 +9,86 @@ use axum::routing::get;
 use axum::{Json, Router};
 use otter_core::ProductId;
 use otter_protocol::Dialect;
-use otter_store::Product;
+use otter_store::{Product, ProductKey};
 use serde::Deserialize;
 
 pub fn routes() -> Router<ApiState> {
     Router::new()
         .route("/products", get(list).post(create))
         .route("/products/{product}", get(show))
+        .route("/products/{product}/keys", get(list_keys).post(add_key))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct NewKey {
+    /// The ed25519 public key: SPKI PEM, hex or base64 of its 32 bytes.
+    pub public_key: String,
+    /// Id of the registered key announcing this one (required unless it is the first key).
+    pub signed_by: Option<String>,
+    /// Base64 signature of `signed_by` over the announcement text.
+    pub sig: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/products/{product}/keys", request_body = NewKey,
+    responses((status = 201, description = "registered"), (status = 400, description = "bad key or announcement"), (status = 409, description = "exists")))]
+pub async fn add_key(
+    State(s): State<ApiState>,
+    Path(product): Path<String>,
+    Json(k): Json<NewKey>,
+) -> Result<(StatusCode, Json<ProductKey>), ApiError> {
+    let id = ProductId::parse(product)?;
+    s.store.product(&id).await?;
+    let public = otter_protocol::parse_public_key_text(&k.public_key)
+        .map_err(|e| ApiError::BadRequest(format!("bad public key: {e}")))?;
+    let key_id = otter_protocol::key_id(&public);
+    let keys = s.store.product_keys(&id).await?;
+    if keys.iter().any(|e| e.key_id == key_id) {
+        return Err(ApiError::Conflict(format!(
+            "key {key_id} of {id} already exists"
+        )));
+    }
+    let announced = match (&k.signed_by, &k.sig, keys.is_empty()) {
+        (None, None, true) => None,
+        (Some(by), Some(sig), false) => {
+            crate::signing::check_announcement(&keys, id.as_str(), &public, by, sig)
+                .map_err(|e| ApiError::BadRequest(format!("key announcement refused: {e}")))?;
+            Some((by.as_str(), sig.trim()))
+        }
+        (_, _, true) => {
+            return Err(ApiError::BadRequest(format!(
+                "{id} has no key yet: its first key is registered without an announcement"
+            )));
+        }
+        (_, _, false) => {
+            return Err(ApiError::BadRequest(format!(
+                "{id} already has signing keys: a new key must be announced by one of them (signed_by and sig; `otter product key add --signed-by`)"
+            )));
+        }
+    };
+    let b64 = otter_protocol::key_base64(&public);
+    let key = s
+        .store
+        .add_product_key(&id, &key_id, &b64, announced)
+        .await?;
+    tracing::info!(product = %id, key = %key_id, signed_by = ?k.signed_by, "signing key registered");
+    super::audit::record(
+        &s,
+        "product.key.add",
+        id.as_str(),
+        serde_json::json!({ "key": key_id, "signed_by": k.signed_by }),
+    )
+    .await;
+    Ok((StatusCode::CREATED, Json(key)))
+}
+
+#[utoipa::path(get, path = "/api/v1/products/{product}/keys", responses((status = 200), (status = 404)))]
+pub async fn list_keys(
+    State(s): State<ApiState>,
+    Path(product): Path<String>,
+) -> Result<Json<Vec<ProductKey>>, ApiError> {
+    let id = ProductId::parse(product)?;
+    s.store.product(&id).await?;
+    Ok(Json(s.store.product_keys(&id).await?))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

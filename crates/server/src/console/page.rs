@@ -119,6 +119,8 @@ impl From<crate::api::ApiError> for PageError {
             E::BadRequest(_) => StatusCode::BAD_REQUEST,
             E::Conflict(_) => StatusCode::CONFLICT,
             E::Unauthorized => StatusCode::UNAUTHORIZED,
+            E::Forbidden(_) => StatusCode::FORBIDDEN,
+            E::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             E::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self(status, e.to_string())

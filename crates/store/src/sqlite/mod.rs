@@ -23,6 +23,9 @@ macro_rules! live_states {
 pub(crate) mod audit;
 mod campaigns;
 pub(crate) mod console;
+mod secrets;
+mod signing;
+pub(crate) mod tokens;
 
 #[derive(Clone, Debug)]
 pub struct Store {

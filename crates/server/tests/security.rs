@@ -1,0 +1,390 @@
+//! Admin access and device-login abuse, driven as a user and an attacker would: scoped API tokens
+//! over HTTP, secrets read back from the database file, and floods of bad MQTT logins from other
+//! client addresses while good devices keep connecting.
+
+mod common;
+
+use bytes::BytesMut;
+use common::*;
+use otter_protocol::{self as protocol, DeviceAddr, Dialect};
+use otter_server::ThrottleConfig;
+use reqwest::Method;
+use rumqttc::ConnectionError;
+use serde_json::{Value, json};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Calls the API with `token` instead of the admin token.
+async fn call(
+    server: &TestServer,
+    token: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = server
+        .client
+        .request(method, server.url(&format!("/api/v1{path}")))
+        .bearer_auth(token);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn new_token(server: &TestServer, name: &str, scope: &str) -> (i64, String) {
+    let v = server
+        .post("/tokens", json!({ "name": name, "scope": scope }))
+        .await;
+    (
+        v["id"].as_i64().unwrap(),
+        v["secret"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn scoped_tokens_allow_only_their_scope() {
+    let server = start().await;
+    server.device(Dialect::Aliyun, "a1Scoped01", "dev1").await;
+    server.upload("a1Scoped01", "1.1.0", &image()).await;
+    let (_, read) = new_token(&server, "dashboard", "read").await;
+    let (_, operate) = new_token(&server, "release-bot", "operate").await;
+    let campaign = json!({ "product": "a1Scoped01", "version": "1.1.0",
+        "selection": { "devices": ["dev1"] }, "skip_verification": true });
+
+    // read: looks, changes nothing.
+    assert_eq!(
+        call(&server, &read, Method::GET, "/products", None).await.0,
+        200
+    );
+    let (status, body) = call(
+        &server,
+        &read,
+        Method::POST,
+        "/campaigns",
+        Some(campaign.clone()),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("needs operate"),
+        "{body}"
+    );
+    assert_eq!(server.get("/campaigns").await.as_array().unwrap().len(), 0);
+    let new_product = json!({ "id": "a1Other0001", "dialect": "aliyun" });
+    assert_eq!(
+        call(
+            &server,
+            &read,
+            Method::POST,
+            "/products",
+            Some(new_product.clone())
+        )
+        .await
+        .0,
+        403
+    );
+    assert_eq!(
+        call(&server, &read, Method::GET, "/tokens", None).await.0,
+        403
+    );
+
+    // operate: runs rollouts, cannot change identities or tokens.
+    let (status, body) = call(
+        &server,
+        &operate,
+        Method::POST,
+        "/campaigns",
+        Some(campaign),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        call(
+            &server,
+            &operate,
+            Method::POST,
+            "/products",
+            Some(new_product)
+        )
+        .await
+        .0,
+        403
+    );
+    let more = json!({ "name": "x", "scope": "admin" });
+    assert_eq!(
+        call(&server, &operate, Method::POST, "/tokens", Some(more))
+            .await
+            .0,
+        403
+    );
+
+    // The audit log names the token that acted.
+    let audit = server.get("/audit?action=campaign.").await;
+    assert_eq!(audit[0]["actor"], "token:release-bot", "{audit}");
+
+    // Listing never shows a token's text; nonsense and unknown tokens are refused.
+    let listed = server.get("/tokens").await;
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    assert!(!listed.to_string().contains(&read), "{listed}");
+    for bad in ["", "otk_", "otk_00", &format!("{read}x"), "admin"] {
+        assert_eq!(
+            call(&server, bad, Method::GET, "/products", None).await.0,
+            401,
+            "{bad:?}"
+        );
+    }
+    let (status, _) = call(
+        &server,
+        &read,
+        Method::POST,
+        "/tokens",
+        Some(json!({"name": "", "scope": "read"})),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _) = server
+        .api(
+            Method::POST,
+            "/tokens",
+            Some(json!({ "name": "x", "scope": "root" })),
+        )
+        .await;
+    assert_eq!(status, 422, "an unknown scope is refused");
+}
+
+#[tokio::test]
+async fn revoked_tokens_stop_working_at_once() {
+    let server = start().await;
+    let (id, token) = new_token(&server, "laptop", "admin").await;
+    assert_eq!(
+        call(&server, &token, Method::GET, "/products", None)
+            .await
+            .0,
+        200
+    );
+    let revoked = server
+        .api(Method::DELETE, &format!("/tokens/{id}"), None)
+        .await;
+    assert_eq!(revoked.0, 200);
+    assert!(revoked.1["revoked_at"].is_i64());
+    assert_eq!(
+        call(&server, &token, Method::GET, "/products", None)
+            .await
+            .0,
+        401
+    );
+    assert_eq!(server.api(Method::DELETE, "/tokens/999", None).await.0, 404);
+}
+
+#[tokio::test]
+async fn device_secrets_are_sealed_at_rest_and_rotate() {
+    let server = start().await;
+    let product = "a1Sealed001";
+    server
+        .post("/products", json!({ "id": product, "dialect": "aliyun" }))
+        .await;
+    let secret = "0123456789abcdef0123456789abcdef";
+    server
+        .post(
+            &format!("/products/{product}/devices"),
+            json!({ "name": "dev1", "secret": secret }),
+        )
+        .await;
+
+    // What the database holds is not the secret.
+    let store = otter_store::Store::open_sqlite(&server.dir.path().join("otter.db"))
+        .await
+        .unwrap();
+    let (p, d) = (
+        otter_core::ProductId::parse(product).unwrap(),
+        otter_core::DeviceName::parse("dev1").unwrap(),
+    );
+    let stored = store.device(&p, &d).await.unwrap().secret;
+    assert!(stored.starts_with("sealed:v1:"), "{stored}");
+    assert!(!stored.contains(secret));
+    drop(store);
+
+    // ... yet the device logs in with it.
+    RawDevice::connect(&server, Dialect::Aliyun, product, "dev1", secret).await;
+
+    // Rotation: the new secret is shown once, the old one is refused from now on.
+    let path = format!("/products/{product}/devices/dev1/secret");
+    let rotated = server.post(&path, json!({})).await;
+    let new_secret = rotated["secret"].as_str().unwrap();
+    assert_ne!(new_secret, secret);
+    let addr = DeviceAddr::new(product, "dev1");
+    let old = protocol::sign(Dialect::Aliyun, &addr, secret, 1_617_773_607_348);
+    match connect_raw(options(&server, &old)).await {
+        Err(ConnectionError::ConnectionRefused(code)) => {
+            assert_eq!(code, rumqttc::ConnectReturnCode::BadUserNamePassword)
+        }
+        other => panic!("old secret still works: {:?}", other.map(|_| ())),
+    }
+    RawDevice::connect(&server, Dialect::Aliyun, product, "dev1", new_secret).await;
+    let audit = server.get("/audit?action=device.rotate_secret").await;
+    assert_eq!(audit.as_array().unwrap().len(), 1);
+    assert!(
+        !audit.to_string().contains(new_secret),
+        "secrets never reach the audit log"
+    );
+}
+
+/// Sends one MQTT CONNECT from `source` and returns the CONNACK return code.
+async fn connack_from(source: IpAddr, server: SocketAddr, creds: &protocol::Credentials) -> u8 {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(source, 0)).unwrap();
+    let mut stream = socket.connect(server).await.unwrap();
+    let mut connect = rumqttc::mqttbytes::v4::Connect::new(creds.client_id.clone());
+    let password = String::from_utf8_lossy(creds.password.as_deref().unwrap_or_default());
+    connect.set_login(creds.username.clone().unwrap_or_default(), password);
+    let mut bytes = BytesMut::new();
+    connect.write(&mut bytes).unwrap();
+    stream.write_all(&bytes).await.unwrap();
+    let mut connack = [0u8; 4];
+    tokio::time::timeout(WAIT, stream.read_exact(&mut connack))
+        .await
+        .expect("no CONNACK")
+        .unwrap();
+    assert_eq!(connack[..2], [0x20, 0x02], "not a CONNACK");
+    connack[3]
+}
+
+#[tokio::test]
+async fn bad_login_bursts_are_throttled_while_good_devices_connect() {
+    let server = start_with(|c| {
+        c.login_throttle = ThrottleConfig {
+            per_address: 5,
+            per_device: 8,
+            window: Duration::from_secs(60),
+        }
+    })
+    .await;
+    let product = "a1Burst0001";
+    let good_secret = server.device(Dialect::Aliyun, product, "good").await;
+    let victim_secret = server.device(Dialect::Aliyun, product, "victim").await;
+    let other_secret = server.device(Dialect::Aliyun, product, "other").await;
+    let wrong = |device: &str| {
+        protocol::sign(
+            Dialect::Aliyun,
+            &DeviceAddr::new(product, device),
+            "00ff",
+            1_617_773_607_348,
+        )
+    };
+    let attacker = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+
+    // One address: 5 wrong passwords get CONNACK 4, then everything from it gets 5 at once —
+    // even a correct login, since the address is refused before any check.
+    let mut codes = Vec::new();
+    for _ in 0..12 {
+        codes.push(connack_from(attacker, server.mqtt, &wrong("good")).await);
+    }
+    assert_eq!(codes[..5], [4; 5], "{codes:?}");
+    assert!(codes[5..].iter().all(|c| *c == 5), "{codes:?}");
+    let good = protocol::sign(
+        Dialect::Aliyun,
+        &DeviceAddr::new(product, "good"),
+        &good_secret,
+        1,
+    );
+    assert_eq!(connack_from(attacker, server.mqtt, &good).await, 5);
+
+    // Meanwhile good devices from other addresses connect as always.
+    assert_eq!(
+        connack_from(IpAddr::V4(Ipv4Addr::LOCALHOST), server.mqtt, &good).await,
+        0
+    );
+    RawDevice::connect(&server, Dialect::Aliyun, product, "good", &good_secret).await;
+
+    // Spread over many addresses, guesses at one device lock that device only.
+    for i in 0..8u8 {
+        let from = IpAddr::V4(Ipv4Addr::new(127, 0, 1, 10 + i));
+        assert_eq!(connack_from(from, server.mqtt, &wrong("victim")).await, 4);
+    }
+    let victim = protocol::sign(
+        Dialect::Aliyun,
+        &DeviceAddr::new(product, "victim"),
+        &victim_secret,
+        1,
+    );
+    let fresh = IpAddr::V4(Ipv4Addr::new(127, 0, 2, 1));
+    assert_eq!(
+        connack_from(fresh, server.mqtt, &victim).await,
+        5,
+        "the device is throttled"
+    );
+    let other = protocol::sign(
+        Dialect::Aliyun,
+        &DeviceAddr::new(product, "other"),
+        &other_secret,
+        1,
+    );
+    assert_eq!(
+        connack_from(fresh, server.mqtt, &other).await,
+        0,
+        "other devices are not"
+    );
+}
+
+#[tokio::test]
+async fn firmware_uploads_over_the_limit_are_refused() {
+    let server = start_with(|c| c.max_firmware_size = 100_000).await;
+    server.device(Dialect::Aliyun, "a1Limit0001", "dev1").await;
+    let resp = server
+        .client
+        .post(server.url("/api/v1/products/a1Limit0001/firmware?version=2.0.0"))
+        .bearer_auth(&server.token)
+        .body(vec![7u8; 100_001])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 413);
+    let body: Value = resp.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("100000"), "{body}");
+    assert!(
+        server
+            .get("/products/a1Limit0001/firmware")
+            .await
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_flooding_device_is_disconnected_and_others_are_not() {
+    let server = start_with(|c| {
+        c.publish_limit = Some(otter_broker::PublishLimit {
+            per_sec: 5,
+            burst: 10,
+        })
+    })
+    .await;
+    let product = "a1Flood0001";
+    let flood_secret = server.device(Dialect::Aliyun, product, "flood").await;
+    let calm_secret = server.device(Dialect::Aliyun, product, "calm").await;
+    let calm = RawDevice::connect(&server, Dialect::Aliyun, product, "calm", &calm_secret).await;
+    let flood = RawDevice::connect(&server, Dialect::Aliyun, product, "flood", &flood_secret).await;
+    let topic = |d: &str| format!("/ota/device/inform/{product}/{d}");
+    let report = r#"{"id":"1","params":{"version":"1.0.0"}}"#;
+    server
+        .wait_show(product, "flood", |v| v["online"] == true)
+        .await;
+    for _ in 0..200 {
+        let _ = flood
+            .client
+            .try_publish(topic("flood"), rumqttc::QoS::AtMostOnce, false, report);
+    }
+    calm.send(&topic("calm"), report).await;
+    server
+        .wait_show(product, "flood", |v| v["online"] == false)
+        .await;
+    let calm_now = server
+        .wait_show(product, "calm", |v| v.to_string().contains("1.0.0"))
+        .await;
+    assert_eq!(calm_now["online"], true, "{calm_now}");
+}

@@ -1,0 +1,77 @@
+//! Scoped API tokens: created, listed and revoked by administrators, looked up on every API
+//! request by the SHA-256 of the presented token (the token itself is never stored).
+
+use super::{Store, conflict_or};
+use crate::*;
+use serde::Serialize;
+use sqlx::FromRow;
+
+/// One API token as listed (never the token itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromRow)]
+pub struct ApiToken {
+    pub id: i64,
+    pub name: String,
+    pub scope: String,
+    pub created_at: i64,
+    pub last_used: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+/// Appends the listed columns to a query, keeping it a `&'static str`.
+macro_rules! returning_token {
+    ($sql:literal) => {
+        concat!($sql, " id, name, scope, created_at, last_used, revoked_at")
+    };
+}
+
+impl Store {
+    /// Stores a new token by its hash; returns its listing.
+    pub async fn create_api_token(
+        &self,
+        name: &str,
+        scope: &str,
+        token_hash: &str,
+    ) -> Result<ApiToken> {
+        sqlx::query_as(returning_token!(
+            "INSERT INTO api_tokens (name, scope, token_hash, created_at) VALUES ($1, $2, $3, $4) RETURNING"
+        ))
+            .bind(name)
+            .bind(scope)
+            .bind(token_hash)
+            .bind(now_ms())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| conflict_or(e, || "token already exists".into()))
+    }
+
+    pub async fn api_tokens(&self) -> Result<Vec<ApiToken>> {
+        Ok(sqlx::query_as(
+            "SELECT id, name, scope, created_at, last_used, revoked_at FROM api_tokens ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The live (not revoked) token with this hash, marking it used now.
+    pub async fn use_api_token(&self, token_hash: &str) -> Result<Option<ApiToken>> {
+        Ok(sqlx::query_as(returning_token!(
+            "UPDATE api_tokens SET last_used = $1 WHERE token_hash = $2 AND revoked_at IS NULL RETURNING"
+        ))
+            .bind(now_ms())
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// Revokes a token for good; revoking twice is a no-op that still succeeds.
+    pub async fn revoke_api_token(&self, id: i64) -> Result<ApiToken> {
+        sqlx::query_as(returning_token!(
+            "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2 RETURNING"
+        ))
+        .bind(now_ms())
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("API token {id}")))
+    }
+}
