@@ -11,12 +11,15 @@ use std::time::Duration;
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// TOML file with any of: data_dir, mqtt_listen, http_listen, public_url, url_ttl_secs, max_packet_size.
+    /// TOML file with any of: data_dir, database, mqtt_listen, http_listen, public_url, url_ttl_secs, max_packet_size.
     #[arg(long, env = "OTTER_CONFIG")]
     config: Option<PathBuf>,
     /// Folder for the database, firmware blobs, keys and the generated admin token [default: ./otter-data].
     #[arg(long, env = "OTTER_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Database URL: postgres://user@host/db for PostgreSQL [default: SQLite in <data-dir>/otter.db].
+    #[arg(long, env = "OTTER_DATABASE", hide_env_values = true)]
+    database: Option<String>,
     /// MQTT listen address [default: 127.0.0.1:1883].
     #[arg(long, env = "OTTER_MQTT_LISTEN")]
     mqtt_listen: Option<SocketAddr>,
@@ -41,6 +44,7 @@ pub struct ServeArgs {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     data_dir: Option<PathBuf>,
+    database: Option<String>,
     mqtt_listen: Option<SocketAddr>,
     http_listen: Option<SocketAddr>,
     public_url: Option<String>,
@@ -82,6 +86,7 @@ fn resolve(args: ServeArgs) -> Result<ServeConfig> {
             .or(file.max_packet_size)
             .unwrap_or(defaults.max_packet_size),
         admin_token: args.token,
+        database: args.database.or(file.database),
         ..defaults
     })
 }
