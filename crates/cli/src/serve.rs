@@ -12,7 +12,7 @@ use std::time::Duration;
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// TOML file with any of: data_dir, mqtt_listen, http_listen, public_url, url_ttl_secs, max_packet_size,
+    /// TOML file with any of: data_dir, database, mqtt_listen, http_listen, public_url, url_ttl_secs, max_packet_size,
     /// mqtt_tls_listen, mqtt_psk_listen, http_tls_listen, tls_cert, tls_key, tls_client_ca, no_plain_mqtt, no_plain_http,
     /// secret_key_file, login_failures_per_address, login_failures_per_device, max_firmware_size, max_publish_rate.
     #[arg(long, env = "OTTER_CONFIG")]
@@ -20,6 +20,9 @@ pub struct ServeArgs {
     /// Folder for the database, firmware blobs, keys and the generated admin token [default: ./otter-data].
     #[arg(long, env = "OTTER_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Database URL: postgres://user@host/db for PostgreSQL [default: SQLite in <data-dir>/otter.db].
+    #[arg(long, env = "OTTER_DATABASE", hide_env_values = true)]
+    database: Option<String>,
     /// MQTT listen address [default: 127.0.0.1:1883].
     #[arg(long, env = "OTTER_MQTT_LISTEN")]
     mqtt_listen: Option<SocketAddr>,
@@ -86,6 +89,7 @@ pub struct ServeArgs {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     data_dir: Option<PathBuf>,
+    database: Option<String>,
     mqtt_listen: Option<SocketAddr>,
     http_listen: Option<SocketAddr>,
     public_url: Option<String>,
@@ -176,6 +180,7 @@ fn resolve(args: ServeArgs) -> Result<ServeConfig> {
             no_plain_mqtt: args.no_plain_mqtt || file.no_plain_mqtt.unwrap_or(false),
             no_plain_http: args.no_plain_http || file.no_plain_http.unwrap_or(false),
         },
+        database: args.database.or(file.database),
         ..defaults
     })
 }

@@ -38,9 +38,11 @@ impl Application {
         let dir = &config.data_dir;
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating data dir {}", dir.display()))?;
-        let store = Store::open_sqlite(&dir.join("otter.db"))
-            .await
-            .context("opening the database")?;
+        let store = match &config.database {
+            Some(url) => Store::open(url).await,
+            None => Store::open_sqlite(&dir.join("otter.db")).await,
+        }
+        .context("opening the database")?;
         store.reset_online().await?;
         let blobs =
             Blobs::open(&dir.join("blobs").to_string_lossy()).context("opening the blob store")?;

@@ -12,6 +12,9 @@ use std::time::Duration;
 pub struct ServeConfig {
     /// Folder of the embedded database, blobs and generated admin token.
     pub data_dir: PathBuf,
+    /// Database URL (`postgres://…` for PostgreSQL, shared by several nodes); `None` is the
+    /// embedded SQLite file `<data_dir>/otter.db`.
+    pub database: Option<String>,
     /// Embedded MQTT broker listen address.
     pub mqtt_listen: SocketAddr,
     /// HTTP (API, downloads, metrics) listen address.
@@ -72,6 +75,7 @@ impl ServeConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
+            database: None,
             mqtt_listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
             http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_url: None,

@@ -1,15 +1,19 @@
 //! Otter's persistent state: products, devices, firmware, campaigns and device upgrades.
 //!
 //! Architecture invariant: this is the only crate that writes SQL. It speaks otter-core's types, so
-//! callers never see rows or strings that were not validated. SQLite is the embedded default;
-//! queries use `$n` placeholders and portable SQL so the PostgreSQL engine can reuse them.
+//! callers never see rows or strings that were not validated. Two engines run the same queries:
+//! SQLite (the embedded default) and PostgreSQL (several nodes sharing one database). The query
+//! code in `sql/` is written once with `$n` placeholders and portable SQL, and compiled once per
+//! engine (the `sqlite` and `postgres` modules below); `Store` forwards each call to the engine
+//! it opened. The few differences in SQL are the dialect macros each engine module defines.
 
+mod postgres;
 mod records;
 mod sqlite;
+mod store;
 
 pub use records::*;
-pub use sqlite::Store;
-pub use sqlite::tokens::ApiToken;
+pub use store::Store;
 
 /// Milliseconds since the Unix epoch: the store's one time unit.
 pub fn now_ms() -> i64 {

@@ -227,8 +227,52 @@ pub struct Transition<'a> {
     /// The offer was sent with this change (counts a push).
     pub count_push: bool,
 }
-pub use crate::sqlite::audit::AuditEntry;
-pub use crate::sqlite::console::{DeviceFilter, DeviceSummary, ProductSummary};
+
+// ---- the audit log and the web console
+
+/// One operator action.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub subject: String,
+    pub detail: serde_json::Value,
+}
+
+/// Device list filters; `None` means "any".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceFilter {
+    /// Part of the device name.
+    pub search: Option<String>,
+    /// `Some(None)`: devices that never reported a version; `Some(Some(v))`: devices at `v`.
+    pub version: Option<Option<String>>,
+    pub online: Option<bool>,
+    /// Devices carrying this tag.
+    pub tag: Option<String>,
+}
+
+/// A row of the console's device list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeviceSummary {
+    pub name: DeviceName,
+    pub online: bool,
+    pub last_seen: Option<i64>,
+    pub version: Option<Version>,
+    pub tags: Vec<String>,
+}
+
+/// A product with its fleet's size at a glance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProductSummary {
+    #[serde(flatten)]
+    pub product: Product,
+    pub devices: i64,
+    pub online: i64,
+    pub firmware: i64,
+    pub live_campaigns: i64,
+}
 
 /// An ed25519 public signing key of a product (docs/signing.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -257,4 +301,15 @@ pub struct FirmwareSignature {
     pub expires: i64,
     pub downgrade: bool,
     pub signed_at: i64,
+}
+
+/// One API token as listed (never the token itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct ApiToken {
+    pub id: i64,
+    pub name: String,
+    pub scope: String,
+    pub created_at: i64,
+    pub last_used: Option<i64>,
+    pub revoked_at: Option<i64>,
 }

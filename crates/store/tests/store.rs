@@ -1,10 +1,16 @@
-//! The store against a real SQLite file: constraints that the upgrade flow relies on.
+//! The store against real databases, on every engine: a SQLite file always, and PostgreSQL when
+//! `OTTER_TEST_POSTGRES_URL` names a server (scripts/pg-throwaway.sh starts one). Each test gets
+//! fresh databases of its own, so tests run in parallel.
+
+mod engines;
+
+use engines::{TestDb, databases};
 
 use otter_core::campaign::{CampaignState, Strategy};
 use otter_core::{DeviceName, Module, ProductId, UpgradeState, UpgradeStatus, Version};
 use otter_store::{
-    CampaignKind, CampaignMode, Firmware, NewCampaign, NewFirmware, NewSlot, Store, StoreError,
-    Transition,
+    CampaignKind, CampaignMode, Firmware, FirmwareSignature, NewCampaign, NewFirmware, NewSlot,
+    Store, StoreError, Transition,
 };
 
 async fn campaign(
@@ -49,10 +55,8 @@ fn v(s: &str) -> Version {
     Version::parse(s).unwrap()
 }
 
-async fn store_with_firmware(dir: &tempfile::TempDir) -> (Store, otter_store::Firmware) {
-    let store = Store::open_sqlite(&dir.path().join("otter.db"))
-        .await
-        .unwrap();
+async fn store_with_firmware(db: &TestDb) -> (Store, otter_store::Firmware) {
+    let store = db.open().await;
     store
         .create_product(&p("P1"), "tencent", "P1")
         .await
@@ -79,175 +83,488 @@ async fn store_with_firmware(dir: &tempfile::TempDir) -> (Store, otter_store::Fi
 
 #[tokio::test]
 async fn duplicates_are_conflicts_and_unknowns_not_found() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, fw) = store_with_firmware(&dir).await;
-    assert!(matches!(
-        store.create_product(&p("P1"), "tencent", "again").await,
-        Err(StoreError::Conflict(_))
-    ));
-    assert!(matches!(
-        store.create_device(&p("P1"), &d("a"), "x").await,
-        Err(StoreError::Conflict(_))
-    ));
-    assert!(matches!(
-        store.create_device(&p("NOPE"), &d("a"), "x").await,
-        Err(StoreError::NotFound(_))
-    ));
-    assert!(matches!(
-        campaign(&store, &fw, &[d("ghost")]).await,
-        Err(StoreError::NotFound(_))
-    ));
-    // The failed campaign left nothing behind: the device can still join a campaign.
-    campaign(&store, &fw, &[d("a")]).await.unwrap();
+    for db in databases().await {
+        let (store, fw) = store_with_firmware(&db).await;
+        assert!(matches!(
+            store.create_product(&p("P1"), "tencent", "again").await,
+            Err(StoreError::Conflict(_))
+        ));
+        assert!(matches!(
+            store.create_device(&p("P1"), &d("a"), "x").await,
+            Err(StoreError::Conflict(_))
+        ));
+        assert!(matches!(
+            store.create_device(&p("NOPE"), &d("a"), "x").await,
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(matches!(
+            campaign(&store, &fw, &[d("ghost")]).await,
+            Err(StoreError::NotFound(_))
+        ));
+        // The failed campaign left nothing behind: the device can still join a campaign.
+        campaign(&store, &fw, &[d("a")]).await.unwrap();
+        db.drop().await;
+    }
 }
 
 #[tokio::test]
 async fn one_live_upgrade_per_device_and_module() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, fw) = store_with_firmware(&dir).await;
-    let c = campaign(&store, &fw, &[d("a")]).await.unwrap();
-    let err = campaign(&store, &fw, &[d("b"), d("a")]).await.unwrap_err();
-    assert!(
-        matches!(err, StoreError::Conflict(ref m) if m.contains("P1/a")),
-        "{err}"
-    );
-    assert!(
-        store
-            .live_upgrade(&p("P1"), &d("b"), &Module::default())
-            .await
-            .unwrap()
-            .is_none(),
-        "all or nothing"
-    );
+    for db in databases().await {
+        let (store, fw) = store_with_firmware(&db).await;
+        let c = campaign(&store, &fw, &[d("a")]).await.unwrap();
+        let err = campaign(&store, &fw, &[d("b"), d("a")]).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::Conflict(ref m) if m.contains("P1/a")),
+            "{err}"
+        );
+        assert!(
+            store
+                .live_upgrade(&p("P1"), &d("b"), &Module::default())
+                .await
+                .unwrap()
+                .is_none(),
+            "all or nothing"
+        );
 
-    // Once finished, a late update never revives it, and a new campaign may start.
-    let done = UpgradeStatus {
-        state: UpgradeState::Succeeded,
-        ..UpgradeStatus::pending(v("2.0"))
-    };
-    assert!(
-        store
-            .update_upgrade(c.id, &p("P1"), &d("a"), &done)
-            .await
-            .unwrap()
-    );
-    let late = UpgradeStatus {
-        state: UpgradeState::Downloading,
-        ..UpgradeStatus::pending(v("2.0"))
-    };
-    assert!(
-        !store
-            .update_upgrade(c.id, &p("P1"), &d("a"), &late)
-            .await
-            .unwrap()
-    );
-    assert_eq!(
-        store
-            .latest_upgrade(&p("P1"), &d("a"))
-            .await
-            .unwrap()
-            .unwrap()
-            .status
-            .state,
-        UpgradeState::Succeeded
-    );
-    campaign(&store, &fw, &[d("a")]).await.unwrap();
+        // Once finished, a late update never revives it, and a new campaign may start.
+        let done = UpgradeStatus {
+            state: UpgradeState::Succeeded,
+            ..UpgradeStatus::pending(v("2.0"))
+        };
+        assert!(
+            store
+                .update_upgrade(c.id, &p("P1"), &d("a"), &done)
+                .await
+                .unwrap()
+        );
+        let late = UpgradeStatus {
+            state: UpgradeState::Downloading,
+            ..UpgradeStatus::pending(v("2.0"))
+        };
+        assert!(
+            !store
+                .update_upgrade(c.id, &p("P1"), &d("a"), &late)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store
+                .latest_upgrade(&p("P1"), &d("a"))
+                .await
+                .unwrap()
+                .unwrap()
+                .status
+                .state,
+            UpgradeState::Succeeded
+        );
+        campaign(&store, &fw, &[d("a")]).await.unwrap();
+        db.drop().await;
+    }
 }
 
 #[tokio::test]
 async fn state_survives_reopening() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, fw) = store_with_firmware(&dir).await;
-    let c = campaign(&store, &fw, &[d("a"), d("b")]).await.unwrap();
-    store
-        .record_version(&p("P1"), &d("a"), &Module::default(), &v("1.0"))
-        .await
-        .unwrap();
-    drop(store);
-    let store = Store::open_sqlite(&dir.path().join("otter.db"))
-        .await
-        .unwrap();
-    assert_eq!(
-        store.versions(&p("P1"), &d("a")).await.unwrap()[0].version,
-        v("1.0")
-    );
-    assert_eq!(
-        store.campaign_counts(c.id).await.unwrap().0.get("queued"),
-        Some(&2)
-    );
+    for db in databases().await {
+        let (store, fw) = store_with_firmware(&db).await;
+        let c = campaign(&store, &fw, &[d("a"), d("b")]).await.unwrap();
+        store
+            .record_version(&p("P1"), &d("a"), &Module::default(), &v("1.0"))
+            .await
+            .unwrap();
+        drop(store);
+        let store = db.open().await;
+        assert_eq!(
+            store.versions(&p("P1"), &d("a")).await.unwrap()[0].version,
+            v("1.0")
+        );
+        assert_eq!(
+            store.campaign_counts(c.id).await.unwrap().0.get("queued"),
+            Some(&2)
+        );
+        db.drop().await;
+    }
 }
 
 #[tokio::test]
 async fn transitions_move_only_from_the_given_states_and_leave_history() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, fw) = store_with_firmware(&dir).await;
-    let c = campaign(&store, &fw, &[d("a"), d("b")]).await.unwrap();
-    let release = Transition {
-        from: &[UpgradeState::Queued],
-        to: UpgradeState::Pending,
-        result_code: None,
-        result_msg: None,
-        released_at: Some(42),
-        count_push: false,
-    };
-    assert_eq!(
-        store
-            .transition(c.id, &p("P1"), &[d("a")], &release)
-            .await
-            .unwrap(),
-        [d("a")]
-    );
-    assert!(
-        store
-            .transition(c.id, &p("P1"), &[d("a")], &release)
+    for db in databases().await {
+        let (store, fw) = store_with_firmware(&db).await;
+        let c = campaign(&store, &fw, &[d("a"), d("b")]).await.unwrap();
+        let release = Transition {
+            from: &[UpgradeState::Queued],
+            to: UpgradeState::Pending,
+            result_code: None,
+            result_msg: None,
+            released_at: Some(42),
+            count_push: false,
+        };
+        assert_eq!(
+            store
+                .transition(c.id, &p("P1"), &[d("a")], &release)
+                .await
+                .unwrap(),
+            [d("a")]
+        );
+        assert!(
+            store
+                .transition(c.id, &p("P1"), &[d("a")], &release)
+                .await
+                .unwrap()
+                .is_empty(),
+            "already released"
+        );
+        let a = store
+            .live_upgrade(&p("P1"), &d("a"), &Module::default())
             .await
             .unwrap()
-            .is_empty(),
-        "already released"
-    );
-    let a = store
-        .live_upgrade(&p("P1"), &d("a"), &Module::default())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        (a.status.state, a.attempts, a.released_at),
-        (UpgradeState::Pending, 1, Some(42))
-    );
-    let history = store.device_events(&p("P1"), &d("a"), 10).await.unwrap();
-    let states: Vec<_> = history.iter().map(|e| e.state).collect();
-    assert_eq!(states, [UpgradeState::Pending, UpgradeState::Queued]);
+            .unwrap();
+        assert_eq!(
+            (a.status.state, a.attempts, a.released_at),
+            (UpgradeState::Pending, 1, Some(42))
+        );
+        let history = store.device_events(&p("P1"), &d("a"), 10).await.unwrap();
+        let states: Vec<_> = history.iter().map(|e| e.state).collect();
+        assert_eq!(states, [UpgradeState::Pending, UpgradeState::Queued]);
+        db.drop().await;
+    }
 }
 
 #[tokio::test]
 async fn supersede_cancels_the_other_campaigns_upgrade() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, fw) = store_with_firmware(&dir).await;
-    let first = campaign(&store, &fw, &[d("a")]).await.unwrap();
-    let second = store
-        .create_campaign(&new_campaign(&fw, &[d("a")], true))
-        .await
-        .unwrap();
-    let old = store
-        .campaign_upgrades(first.id, None, 10, 0)
-        .await
-        .unwrap();
-    assert_eq!(old[0].status.state, UpgradeState::Canceled);
-    assert!(
-        old[0]
-            .status
-            .result_msg
-            .as_deref()
-            .unwrap()
-            .contains(&format!("#{}", second.id))
-    );
-    assert_eq!(
-        store
-            .live_upgrade(&p("P1"), &d("a"), &Module::default())
+    for db in databases().await {
+        let (store, fw) = store_with_firmware(&db).await;
+        let first = campaign(&store, &fw, &[d("a")]).await.unwrap();
+        let second = store
+            .create_campaign(&new_campaign(&fw, &[d("a")], true))
             .await
-            .unwrap()
-            .unwrap()
-            .campaign_id,
-        second.id
-    );
+            .unwrap();
+        let old = store
+            .campaign_upgrades(first.id, None, 10, 0)
+            .await
+            .unwrap();
+        assert_eq!(old[0].status.state, UpgradeState::Canceled);
+        assert!(
+            old[0]
+                .status
+                .result_msg
+                .as_deref()
+                .unwrap()
+                .contains(&format!("#{}", second.id))
+        );
+        assert_eq!(
+            store
+                .live_upgrade(&p("P1"), &d("a"), &Module::default())
+                .await
+                .unwrap()
+                .unwrap()
+                .campaign_id,
+            second.id
+        );
+        db.drop().await;
+    }
+}
+
+#[tokio::test]
+async fn tags_fleet_console_and_audit_queries_agree_across_engines() {
+    for db in databases().await {
+        let (store, _fw) = store_with_firmware(&db).await;
+        let engine = db.engine;
+        store
+            .create_device(&p("P1"), &d("Big_1"), "x")
+            .await
+            .unwrap();
+        let tags = store
+            .set_tags(&p("P1"), &d("a"), &["zone=b".into(), "beta".into()], &[])
+            .await
+            .unwrap();
+        assert_eq!(tags, ["beta", "zone=b"], "{engine}");
+        store
+            .set_tags(&p("P1"), &d("a"), &["beta".into()], &["zone=b".into()])
+            .await
+            .unwrap();
+        store
+            .set_tags(&p("P1"), &d("b"), &["zone=a".into(), "alpha".into()], &[])
+            .await
+            .unwrap();
+        store
+            .record_version(&p("P1"), &d("a"), &Module::default(), &v("1.0"))
+            .await
+            .unwrap();
+        store.set_online(&p("P1"), &d("b"), true).await.unwrap();
+
+        let fleet = store.fleet(&p("P1"), &Module::default()).await.unwrap();
+        let view: Vec<_> = fleet
+            .iter()
+            .map(|f| (f.name.as_str(), f.online, f.version.clone(), f.tags.clone()))
+            .collect();
+        assert_eq!(
+            view,
+            [
+                ("Big_1", false, None, vec![]),
+                ("a", false, Some(v("1.0")), vec!["beta".to_string()]),
+                ("b", true, None, vec!["alpha".into(), "zone=a".into()]),
+            ],
+            "{engine}: byte-wise order, tags sorted"
+        );
+
+        let page = |filter: otter_store::DeviceFilter| {
+            let store = store.clone();
+            async move {
+                let (total, rows) = store
+                    .device_page(&p("P1"), &Module::default(), &filter, 10, 0)
+                    .await
+                    .unwrap();
+                let names: Vec<String> = rows.into_iter().map(|r| r.name.to_string()).collect();
+                (total, names)
+            }
+        };
+        let search = |s: &str| otter_store::DeviceFilter {
+            search: Some(s.into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            page(search("BIG")).await,
+            (1, vec!["Big_1".into()]),
+            "{engine}: case-insensitive"
+        );
+        assert_eq!(
+            page(search("g_")).await,
+            (1, vec!["Big_1".into()]),
+            "{engine}: _ is literal"
+        );
+        assert_eq!(
+            page(search("%")).await,
+            (0, vec![]),
+            "{engine}: % is literal"
+        );
+        let never_reported = otter_store::DeviceFilter {
+            version: Some(None),
+            ..Default::default()
+        };
+        assert_eq!(page(never_reported).await.0, 2, "{engine}");
+        let online = otter_store::DeviceFilter {
+            online: Some(true),
+            ..Default::default()
+        };
+        assert_eq!(page(online).await, (1, vec!["b".into()]), "{engine}");
+        let tagged = otter_store::DeviceFilter {
+            tag: Some("beta".into()),
+            ..Default::default()
+        };
+        assert_eq!(page(tagged).await, (1, vec!["a".into()]), "{engine}");
+
+        assert_eq!(
+            store
+                .version_counts(&p("P1"), &Module::default())
+                .await
+                .unwrap(),
+            [(None, 2), (Some(v("1.0")), 1)],
+            "{engine}"
+        );
+        let summary = &store.product_summaries().await.unwrap()[0];
+        assert_eq!(
+            (
+                summary.devices,
+                summary.online,
+                summary.firmware,
+                summary.live_campaigns
+            ),
+            (3, 1, 1, 0),
+            "{engine}"
+        );
+        store.reset_online().await.unwrap();
+        assert!(
+            store.online_devices(&p("P1")).await.unwrap().is_empty(),
+            "{engine}"
+        );
+
+        for action in ["campaign.create", "campaign.cancel", "product.create"] {
+            store
+                .record_audit("admin", action, "x", &serde_json::json!({"n": 1}))
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            store.audit_count(Some("campaign.")).await.unwrap(),
+            2,
+            "{engine}"
+        );
+        assert_eq!(store.audit_count(None).await.unwrap(), 3, "{engine}");
+        let log = store.audit_log(Some("campaign."), 1, 0).await.unwrap();
+        assert_eq!(
+            (log[0].action.as_str(), &log[0].detail),
+            ("campaign.cancel", &serde_json::json!({"n": 1})),
+            "{engine}: newest first"
+        );
+        db.drop().await;
+    }
+}
+
+/// Two nodes (two stores on one database) release the same devices at once: every device moves
+/// exactly once, so exactly one node pushes to it.
+#[tokio::test]
+async fn concurrent_claims_move_each_device_once() {
+    for db in databases().await {
+        let (store, fw) = store_with_firmware(&db).await;
+        let names: Vec<DeviceName> = (0..60).map(|i| d(&format!("n{i:02}"))).collect();
+        for name in &names {
+            store.create_device(&p("P1"), name, "x").await.unwrap();
+        }
+        let c = campaign(&store, &fw, &names).await.unwrap();
+        let other = db.open().await;
+        let release = Transition {
+            from: &[UpgradeState::Queued],
+            to: UpgradeState::Pending,
+            result_code: None,
+            result_msg: None,
+            released_at: Some(1),
+            count_push: false,
+        };
+        let mut reversed = names.clone();
+        reversed.reverse();
+        let product = p("P1");
+        for _ in 0..3 {
+            let (a, b) = tokio::join!(
+                store.transition(c.id, &product, &names, &release),
+                other.transition(c.id, &product, &reversed, &release),
+            );
+            let (a, b) = (a.unwrap(), b.unwrap());
+            assert!(
+                a.iter().all(|n| !b.contains(n)),
+                "{}: claimed twice",
+                db.engine
+            );
+            let back = Transition {
+                from: &[UpgradeState::Pending],
+                to: UpgradeState::Queued,
+                released_at: None,
+                ..release.clone()
+            };
+            assert_eq!(a.len() + b.len(), names.len(), "{}", db.engine);
+            store
+                .transition(c.id, &p("P1"), &names, &back)
+                .await
+                .unwrap();
+        }
+        db.drop().await;
+    }
+}
+
+#[tokio::test]
+async fn keys_and_signatures_round_trip() {
+    for db in databases().await {
+        let store = db.open().await;
+        let p = ProductId::parse("P1").unwrap();
+        store.create_product(&p, "tencent", "P1").await.unwrap();
+        store.add_product_key(&p, "k1", "AAAA", None).await.unwrap();
+        store
+            .add_product_key(&p, "k2", "BBBB", Some(("k1", "c2ln")))
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.add_product_key(&p, "k1", "AAAA", None).await,
+            Err(StoreError::Conflict(_))
+        ));
+        let keys = store.product_keys(&p).await.unwrap();
+        assert_eq!(keys.len(), 2);
+        assert_eq!(keys[1].signed_by.as_deref(), Some("k1"));
+        let fw = store
+            .create_firmware(&NewFirmware {
+                product: p.clone(),
+                module: Module::default(),
+                version: Version::parse("1.0").unwrap(),
+                size: 1,
+                md5: "m".into(),
+                sha256: "s".into(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(store.firmware_signature(fw.id).await.unwrap(), None);
+        let mut sig = FirmwareSignature {
+            firmware_id: fw.id,
+            key_id: "k1".into(),
+            sig: "c2ln".into(),
+            issued: 10,
+            expires: 20,
+            downgrade: false,
+            signed_at: 1,
+        };
+        store.set_firmware_signature(&sig).await.unwrap();
+        sig.issued = 11;
+        sig.downgrade = true;
+        store.set_firmware_signature(&sig).await.unwrap();
+        assert_eq!(
+            store.firmware_signature(fw.id).await.unwrap(),
+            Some(sig.clone())
+        );
+        assert_eq!(store.firmware_signatures(&p).await.unwrap(), vec![sig]);
+        db.drop().await;
+    }
+}
+
+#[tokio::test]
+async fn api_tokens_and_stored_secrets() {
+    for db in databases().await {
+        let store = db.open().await;
+        let t = store.create_api_token("ci", "read", "h1").await.unwrap();
+        assert!(matches!(
+            store.create_api_token("again", "admin", "h1").await,
+            Err(StoreError::Conflict(_))
+        ));
+        let used = store.use_api_token("h1").await.unwrap().unwrap();
+        assert_eq!((used.id, used.scope.as_str()), (t.id, "read"));
+        assert!(used.last_used.is_some());
+        assert_eq!(store.use_api_token("nope").await.unwrap(), None);
+        let revoked = store.revoke_api_token(t.id).await.unwrap();
+        assert!(revoked.revoked_at.is_some());
+        assert_eq!(store.use_api_token("h1").await.unwrap(), None);
+        assert_eq!(
+            store.revoke_api_token(t.id).await.unwrap().revoked_at,
+            revoked.revoked_at,
+            "revoking twice keeps the first time"
+        );
+        assert!(matches!(
+            store.revoke_api_token(99).await,
+            Err(StoreError::NotFound(_))
+        ));
+        assert_eq!(store.api_tokens().await.unwrap().len(), 1);
+
+        store
+            .create_product(&p("P1"), "aliyun", "P1")
+            .await
+            .unwrap();
+        store
+            .create_device(&p("P1"), &d("a"), "plain")
+            .await
+            .unwrap();
+        store
+            .create_device(&p("P1"), &d("b"), "sealed:v1:xyz")
+            .await
+            .unwrap();
+        let plain = store
+            .device_secrets_without_prefix("sealed:v1:")
+            .await
+            .unwrap();
+        assert_eq!(plain, vec![("P1".into(), "a".into(), "plain".into())]);
+        store
+            .set_device_secret(&p("P1"), &d("a"), "sealed:v1:abc")
+            .await
+            .unwrap();
+        assert!(
+            store
+                .device_secrets_without_prefix("sealed:v1:")
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            store.device(&p("P1"), &d("a")).await.unwrap().secret,
+            "sealed:v1:abc"
+        );
+        assert!(matches!(
+            store.set_device_secret(&p("P1"), &d("zz"), "x").await,
+            Err(StoreError::NotFound(_))
+        ));
+        db.drop().await;
+    }
 }

@@ -2,7 +2,7 @@
 //! firmware. The rules (who may add a key, whether a signature verifies) are the server's;
 //! this only stores and reads.
 
-use super::{Store, conflict_or, convert, corrupt};
+use super::{Engine, conflict_or, convert, corrupt};
 use crate::{FirmwareSignature, ProductKey, Result, StoreError, now_ms};
 use otter_core::ProductId;
 use sqlx::FromRow;
@@ -56,7 +56,7 @@ impl From<SignatureRow> for FirmwareSignature {
     }
 }
 
-impl Store {
+impl Engine {
     /// Registers a public key of a product (the caller checked its announcement).
     pub async fn add_product_key(
         &self,
@@ -140,60 +140,5 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(Into::into).collect())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::{FirmwareSignature, NewFirmware, Store, StoreError};
-    use otter_core::{Module, ProductId, Version};
-
-    #[tokio::test]
-    async fn keys_and_signatures_round_trip() {
-        let store = Store::open("sqlite::memory:").await.unwrap();
-        let p = ProductId::parse("P1").unwrap();
-        store.create_product(&p, "tencent", "P1").await.unwrap();
-        store.add_product_key(&p, "k1", "AAAA", None).await.unwrap();
-        store
-            .add_product_key(&p, "k2", "BBBB", Some(("k1", "c2ln")))
-            .await
-            .unwrap();
-        assert!(matches!(
-            store.add_product_key(&p, "k1", "AAAA", None).await,
-            Err(StoreError::Conflict(_))
-        ));
-        let keys = store.product_keys(&p).await.unwrap();
-        assert_eq!(keys.len(), 2);
-        assert_eq!(keys[1].signed_by.as_deref(), Some("k1"));
-        let fw = store
-            .create_firmware(&NewFirmware {
-                product: p.clone(),
-                module: Module::default(),
-                version: Version::parse("1.0").unwrap(),
-                size: 1,
-                md5: "m".into(),
-                sha256: "s".into(),
-            })
-            .await
-            .unwrap();
-        assert_eq!(store.firmware_signature(fw.id).await.unwrap(), None);
-        let mut sig = FirmwareSignature {
-            firmware_id: fw.id,
-            key_id: "k1".into(),
-            sig: "c2ln".into(),
-            issued: 10,
-            expires: 20,
-            downgrade: false,
-            signed_at: 1,
-        };
-        store.set_firmware_signature(&sig).await.unwrap();
-        sig.issued = 11;
-        sig.downgrade = true;
-        store.set_firmware_signature(&sig).await.unwrap();
-        assert_eq!(
-            store.firmware_signature(fw.id).await.unwrap(),
-            Some(sig.clone())
-        );
-        assert_eq!(store.firmware_signatures(&p).await.unwrap(), vec![sig]);
     }
 }

@@ -1,13 +1,11 @@
-//! The SQLite engine: the embedded default under `--data-dir`.
+//! The store's queries, written once and compiled once per engine: lib.rs includes this module
+//! under `sqlite` and `postgres`, each with its own `Db` (the sqlx database) and dialect macros
+//! (`text_array!`). Only records and errors live outside; types defined here exist per engine.
 
+use super::Db;
 use crate::*;
 use otter_core::{DeviceName, Module, ProductId, Version};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-use sqlx::{FromRow, Row};
-use std::str::FromStr;
-use std::time::Duration;
+use sqlx::{FromRow, Pool, Row};
 
 /// Appends the live upgrade states to a query, keeping it a `&'static str`. Must match
 /// `UpgradeState::is_live` and the partial index in the migrations.
@@ -27,9 +25,10 @@ mod secrets;
 mod signing;
 pub(crate) mod tokens;
 
+/// One engine's connection pool; `crate::Store` forwards every call to one of these.
 #[derive(Clone, Debug)]
-pub struct Store {
-    pub(crate) pool: SqlitePool,
+pub(crate) struct Engine {
+    pub(crate) pool: Pool<Db>,
 }
 
 pub(crate) fn corrupt(e: impl std::fmt::Display) -> StoreError {
@@ -123,39 +122,7 @@ pub(crate) fn convert<R, T: TryFrom<R, Error = StoreError>>(rows: Vec<R>) -> Res
     rows.into_iter().map(T::try_from).collect()
 }
 
-impl Store {
-    /// Opens (creating if needed) the SQLite database at `path` and brings its schema up to date.
-    pub async fn open_sqlite(path: &std::path::Path) -> Result<Self> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        Self::connect(options).await
-    }
-
-    /// Opens a database from a URL such as `sqlite://otter.db` or `sqlite::memory:`.
-    pub async fn open(url: &str) -> Result<Self> {
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        Self::connect(options).await
-    }
-
-    async fn connect(options: SqliteConnectOptions) -> Result<Self> {
-        // One writer connection: SQLite serializes writers anyway, and a single connection makes
-        // every read-then-write sequence atomic without BUSY retries.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options)
-            .await?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(Self { pool })
-    }
-
+impl Engine {
     // ---- products
 
     pub async fn create_product(
@@ -453,7 +420,7 @@ impl Store {
     pub async fn fleet(&self, product: &ProductId, module: &Module) -> Result<Vec<FleetDevice>> {
         let rows = sqlx::query(
             "SELECT d.name, d.online, v.version,
-                    (SELECT group_concat(tag, char(10)) FROM device_tags t WHERE t.product_id = d.product_id AND t.device_name = d.name) AS tags
+                    (SELECT string_agg(t.tag, '\n' ORDER BY t.tag) FROM device_tags t WHERE t.product_id = d.product_id AND t.device_name = d.name) AS tags
              FROM devices d LEFT JOIN device_versions v ON v.product_id = d.product_id AND v.device_name = d.name AND v.module = $2
              WHERE d.product_id = $1 ORDER BY d.name",
         )

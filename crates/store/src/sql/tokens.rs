@@ -1,21 +1,8 @@
 //! Scoped API tokens: created, listed and revoked by administrators, looked up on every API
 //! request by the SHA-256 of the presented token (the token itself is never stored).
 
-use super::{Store, conflict_or};
+use super::{Engine, conflict_or};
 use crate::*;
-use serde::Serialize;
-use sqlx::FromRow;
-
-/// One API token as listed (never the token itself).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromRow)]
-pub struct ApiToken {
-    pub id: i64,
-    pub name: String,
-    pub scope: String,
-    pub created_at: i64,
-    pub last_used: Option<i64>,
-    pub revoked_at: Option<i64>,
-}
 
 /// Appends the listed columns to a query, keeping it a `&'static str`.
 macro_rules! returning_token {
@@ -24,7 +11,7 @@ macro_rules! returning_token {
     };
 }
 
-impl Store {
+impl Engine {
     /// Stores a new token by its hash; returns its listing.
     pub async fn create_api_token(
         &self,

@@ -1,53 +1,20 @@
 //! Read-only queries of the web console: filtered, paged device lists and per-product counts,
 //! computed in SQL so pages of a 20,000-device fleet never load the fleet.
 
-use super::{Store, corrupt};
+use super::{Engine, corrupt};
 use crate::*;
 use otter_core::{DeviceName, Module, ProductId, Version};
-use serde::Serialize;
 use sqlx::Row;
 
-/// Device list filters; `None` means "any".
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DeviceFilter {
-    /// Part of the device name.
-    pub search: Option<String>,
-    /// `Some(None)`: devices that never reported a version; `Some(Some(v))`: devices at `v`.
-    pub version: Option<Option<String>>,
-    pub online: Option<bool>,
-    /// Devices carrying this tag.
-    pub tag: Option<String>,
-}
-
-/// A row of the console's device list.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DeviceSummary {
-    pub name: DeviceName,
-    pub online: bool,
-    pub last_seen: Option<i64>,
-    pub version: Option<Version>,
-    pub tags: Vec<String>,
-}
-
-/// A product with its fleet's size at a glance.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ProductSummary {
-    #[serde(flatten)]
-    pub product: Product,
-    pub devices: i64,
-    pub online: i64,
-    pub firmware: i64,
-    pub live_campaigns: i64,
-}
-
-/// `SELECT <columns> FROM <the filtered device list> <tail>`, kept a `&'static str`.
+/// `SELECT <columns> FROM <the filtered device list> <tail>`, kept a `&'static str`. The name
+/// search folds case itself: SQLite's LIKE ignores ASCII case, PostgreSQL's does not.
 macro_rules! filtered {
     ($columns:literal, $tail:literal) => {
         concat!(
             "SELECT ", $columns, " FROM devices d
              LEFT JOIN device_versions v ON v.product_id = d.product_id AND v.device_name = d.name AND v.module = $2
              WHERE d.product_id = $1
-               AND ($3 IS NULL OR d.name LIKE $3 ESCAPE '\\')
+               AND ($3 IS NULL OR lower(d.name) LIKE lower($3) ESCAPE '\\')
                AND ($4 = 0 OR ($5 IS NULL AND v.version IS NULL) OR v.version = $5)
                AND ($6 IS NULL OR d.online = $6)
                AND ($7 IS NULL OR EXISTS (SELECT 1 FROM device_tags t WHERE t.product_id = d.product_id AND t.device_name = d.name AND t.tag = $7)) ",
@@ -69,7 +36,7 @@ fn like_pattern(part: &str) -> String {
     out
 }
 
-impl Store {
+impl Engine {
     /// One page of a product's devices matching `filter`, by name, and how many match in all.
     pub async fn device_page(
         &self,
@@ -97,7 +64,7 @@ impl Store {
             .try_get("n")?;
         let page = filtered!(
             "d.name, d.online, d.last_seen, v.version,
-             (SELECT group_concat(tag, char(10)) FROM device_tags t WHERE t.product_id = d.product_id AND t.device_name = d.name) AS tags",
+             (SELECT string_agg(t.tag, '\n' ORDER BY t.tag) FROM device_tags t WHERE t.product_id = d.product_id AND t.device_name = d.name) AS tags",
             "ORDER BY d.name LIMIT $8 OFFSET $9"
         );
         let rows = bind(page)
@@ -134,7 +101,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT v.version, COUNT(*) AS n FROM devices d
              LEFT JOIN device_versions v ON v.product_id = d.product_id AND v.device_name = d.name AND v.module = $2
-             WHERE d.product_id = $1 GROUP BY v.version ORDER BY n DESC, v.version",
+             WHERE d.product_id = $1 GROUP BY v.version ORDER BY n DESC, v.version NULLS FIRST",
         )
         .bind(product.as_str())
         .bind(module.as_str())

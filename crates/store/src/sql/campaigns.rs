@@ -1,11 +1,11 @@
 //! Campaigns, device upgrades and their history. Every state change of an upgrade writes an
 //! event in the same transaction, so the history never disagrees with the current state.
 
-use super::{Store, conflict_or, convert, corrupt};
+use super::{Db, Engine, conflict_or, convert, corrupt};
 use crate::*;
 use otter_core::campaign::{CampaignState, Strategy};
 use otter_core::{DeviceName, Module, ProductId, UpgradeState, UpgradeStatus, Version};
-use sqlx::{FromRow, Row, Sqlite, Transaction};
+use sqlx::{FromRow, Row, Transaction};
 
 #[derive(FromRow)]
 struct UpgradeRow {
@@ -111,7 +111,7 @@ impl TryFrom<CampaignRow> for Campaign {
 
 /// Writes one history entry for the upgrade's current row (inside the caller's transaction).
 async fn log_event(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Db>,
     campaign_id: i64,
     product: &ProductId,
     device: &DeviceName,
@@ -129,7 +129,7 @@ async fn log_event(
     Ok(())
 }
 
-impl Store {
+impl Engine {
     /// Creates a campaign and its device upgrades (queued) in one transaction. A device already in
     /// a live upgrade of the module refuses the whole campaign with an error naming it, unless
     /// `supersede`, which cancels that other upgrade.
@@ -370,40 +370,48 @@ impl Store {
         let names: Vec<&str> = devices.iter().map(DeviceName::as_str).collect();
         let names = serde_json::to_string(&names).map_err(corrupt)?;
         let mut tx = self.pool.begin().await?;
-        let moved: Vec<String> = sqlx::query_scalar(
+        // A conditional update is the claim: on PostgreSQL a concurrent transition of the same
+        // rows waits for this one, then re-checks `state` and skips the rows already moved, so
+        // two nodes never both move (and push to) one device.
+        const MOVE: &str = concat!(
             "UPDATE upgrades SET state = $1, result_code = $2, result_msg = $3, updated_at = $4,
                     percent = CASE WHEN $5 IS NULL THEN percent ELSE NULL END,
                     released_at = COALESCE($5, released_at),
                     attempts = attempts + CASE WHEN $5 IS NULL THEN 0 ELSE 1 END,
                     pushes = pushes + $10
              WHERE campaign_id = $6 AND product_id = $7
-               AND device_name IN (SELECT value FROM json_each($8))
-               AND state IN (SELECT value FROM json_each($9))
-             RETURNING device_name",
-        )
-        .bind(change.to.as_str())
-        .bind(change.result_code.map(i64::from))
-        .bind(change.result_msg)
-        .bind(now_ms())
-        .bind(change.released_at)
-        .bind(campaign_id)
-        .bind(product.as_str())
-        .bind(&names)
-        .bind(&from)
-        .bind(i64::from(change.count_push))
-        .fetch_all(&mut *tx)
-        .await?;
+               AND device_name IN ",
+            text_array!("$8"),
+            " AND state IN ",
+            text_array!("$9"),
+            " RETURNING device_name"
+        );
+        let moved: Vec<String> = sqlx::query_scalar(MOVE)
+            .bind(change.to.as_str())
+            .bind(change.result_code.map(i64::from))
+            .bind(change.result_msg)
+            .bind(now_ms())
+            .bind(change.released_at)
+            .bind(campaign_id)
+            .bind(product.as_str())
+            .bind(&names)
+            .bind(&from)
+            .bind(i64::from(change.count_push))
+            .fetch_all(&mut *tx)
+            .await?;
         let moved_json = serde_json::to_string(&moved).map_err(corrupt)?;
-        sqlx::query(
+        const LOG: &str = concat!(
             "INSERT INTO upgrade_events (campaign_id, product_id, device_name, at, state, percent, result_code, result_msg)
              SELECT campaign_id, product_id, device_name, updated_at, state, percent, result_code, result_msg
-             FROM upgrades WHERE campaign_id = $1 AND product_id = $2 AND device_name IN (SELECT value FROM json_each($3))",
-        )
-        .bind(campaign_id)
-        .bind(product.as_str())
-        .bind(&moved_json)
-        .execute(&mut *tx)
-        .await?;
+             FROM upgrades WHERE campaign_id = $1 AND product_id = $2 AND device_name IN ",
+            text_array!("$3")
+        );
+        sqlx::query(LOG)
+            .bind(campaign_id)
+            .bind(product.as_str())
+            .bind(&moved_json)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         moved
             .into_iter()
@@ -484,7 +492,7 @@ impl Store {
 
 /// Cancels the device's live upgrade of `module` in any other campaign.
 async fn supersede(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Db>,
     campaign_id: i64,
     product: &ProductId,
     device: &DeviceName,

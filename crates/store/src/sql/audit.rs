@@ -1,23 +1,11 @@
 //! The audit log: what operators did, written by the admin API's handlers and read by the web
 //! console. Append-only; nothing here ever updates or deletes a row.
 
-use super::Store;
+use super::Engine;
 use crate::*;
-use serde::Serialize;
 use sqlx::Row;
 
-/// One operator action.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AuditEntry {
-    pub id: i64,
-    pub at: i64,
-    pub actor: String,
-    pub action: String,
-    pub subject: String,
-    pub detail: serde_json::Value,
-}
-
-impl Store {
+impl Engine {
     /// Appends one entry; returns its id.
     pub async fn record_audit(
         &self,

@@ -2,11 +2,11 @@
 //! secret with its own key before it gets here (see otter-server `secrets`), so these functions
 //! only move opaque text — for rotation and for sealing databases written before sealing existed.
 
-use super::Store;
+use super::Engine;
 use crate::*;
 use otter_core::{DeviceName, ProductId};
 
-impl Store {
+impl Engine {
     /// Replaces a device's stored secret.
     pub async fn set_device_secret(
         &self,

@@ -1,0 +1,197 @@
+//! `Store`, the one handle callers hold: it opens the engine a URL names and forwards every call
+//! to it. The list below is the store's whole API; each entry's body is in `sql/`.
+
+use crate::*;
+use otter_core::campaign::{CampaignState, Strategy};
+use otter_core::{DeviceName, Module, ProductId, UpgradeState, UpgradeStatus, Version};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use std::str::FromStr;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    engine: Engine,
+}
+
+#[derive(Clone, Debug)]
+enum Engine {
+    Sqlite(crate::sqlite::Engine),
+    Postgres(crate::postgres::Engine),
+}
+
+impl Store {
+    /// Opens the database `target` names, bringing its schema up to date: a PostgreSQL URL
+    /// (`postgres://` or `postgresql://`), a SQLite URL (`sqlite://otter.db`, `sqlite::memory:`),
+    /// or else the path of a SQLite file.
+    pub async fn open(target: &str) -> Result<Self> {
+        if target.starts_with("postgres://") || target.starts_with("postgresql://") {
+            Self::open_postgres(target).await
+        } else if target.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(target)?
+                .create_if_missing(true)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10));
+            Self::connect_sqlite(options).await
+        } else {
+            Self::open_sqlite(std::path::Path::new(target)).await
+        }
+    }
+
+    /// Opens (creating if needed) the SQLite database at `path`.
+    pub async fn open_sqlite(path: &std::path::Path) -> Result<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        Self::connect_sqlite(options).await
+    }
+
+    async fn connect_sqlite(options: SqliteConnectOptions) -> Result<Self> {
+        // One writer connection: SQLite serializes writers anyway, and a single connection makes
+        // every read-then-write sequence atomic without BUSY retries.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
+        crate::sqlite::MIGRATOR.run(&pool).await?;
+        let engine = Engine::Sqlite(crate::sqlite::Engine { pool });
+        Ok(Self { engine })
+    }
+
+    /// Connects to the PostgreSQL database at `url`. Several nodes may share it: migrations take
+    /// an advisory lock, and every claim of work is a conditional update (see `transition`).
+    pub async fn open_postgres(url: &str) -> Result<Self> {
+        let options = PgConnectOptions::from_str(url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        crate::postgres::MIGRATOR.run(&pool).await?;
+        let engine = Engine::Postgres(crate::postgres::Engine { pool });
+        Ok(Self { engine })
+    }
+
+    /// The engine's name, for logs: `sqlite` or `postgres`.
+    pub fn engine(&self) -> &'static str {
+        match self.engine {
+            Engine::Sqlite(_) => "sqlite",
+            Engine::Postgres(_) => "postgres",
+        }
+    }
+}
+
+/// Generates `Store`'s methods, each forwarding its arguments to the same method of the engine.
+macro_rules! forward {
+    ($($(#[$doc:meta])* pub async fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {
+        impl Store {
+            $(
+                $(#[$doc])*
+                pub async fn $name(&self $(, $arg: $ty)*) -> $ret {
+                    match &self.engine {
+                        Engine::Sqlite(e) => e.$name($($arg),*).await,
+                        Engine::Postgres(e) => e.$name($($arg),*).await,
+                    }
+                }
+            )*
+        }
+    };
+}
+
+forward! {
+    // ---- products, devices, firmware, tags
+    pub async fn create_product(&self, id: &ProductId, dialect: &str, name: &str) -> Result<Product>;
+    pub async fn product(&self, id: &ProductId) -> Result<Product>;
+    pub async fn products(&self) -> Result<Vec<Product>>;
+    pub async fn create_device(&self, product: &ProductId, name: &DeviceName, secret: &str) -> Result<Device>;
+    pub async fn device(&self, product: &ProductId, name: &DeviceName) -> Result<Device>;
+    pub async fn devices(&self, product: &ProductId, limit: i64, offset: i64) -> Result<Vec<Device>>;
+    pub async fn set_online(&self, product: &ProductId, name: &DeviceName, online: bool) -> Result<()>;
+    /// Marks every device offline: at start-up no device is connected to this node yet.
+    pub async fn reset_online(&self) -> Result<()>;
+    pub async fn record_version(&self, product: &ProductId, name: &DeviceName, module: &Module, version: &Version) -> Result<()>;
+    pub async fn versions(&self, product: &ProductId, name: &DeviceName) -> Result<Vec<ModuleVersion>>;
+    pub async fn create_firmware(&self, fw: &NewFirmware) -> Result<Firmware>;
+    pub async fn firmware(&self, id: i64) -> Result<Firmware>;
+    pub async fn firmware_by_version(&self, product: &ProductId, module: &Module, version: &Version) -> Result<Firmware>;
+    pub async fn firmware_list(&self, product: &ProductId) -> Result<Vec<Firmware>>;
+    pub async fn set_firmware_state(&self, id: i64, state: FirmwareState) -> Result<()>;
+    /// Adds and removes tags of a device; returns its tags afterwards.
+    pub async fn set_tags(&self, product: &ProductId, name: &DeviceName, add: &[String], remove: &[String]) -> Result<Vec<String>>;
+    pub async fn tags(&self, product: &ProductId, name: &DeviceName) -> Result<Vec<String>>;
+    /// Every device of a product with its version of `module` and its tags: the input of
+    /// campaign targeting, which is pure logic in the caller.
+    pub async fn fleet(&self, product: &ProductId, module: &Module) -> Result<Vec<FleetDevice>>;
+    // ---- campaigns
+    /// Creates a campaign and its device upgrades (queued) in one transaction. A device already in
+    /// a live upgrade of the module refuses the whole campaign with an error naming it, unless
+    /// `supersede`, which cancels that other upgrade.
+    pub async fn create_campaign(&self, c: &NewCampaign) -> Result<Campaign>;
+    pub async fn campaign(&self, id: i64) -> Result<Campaign>;
+    pub async fn campaigns(&self, product: Option<&ProductId>) -> Result<Vec<Campaign>>;
+    /// Campaigns the planner still has work for.
+    pub async fn live_campaigns(&self) -> Result<Vec<i64>>;
+    pub async fn set_campaign_state(&self, id: i64, state: CampaignState, reason: Option<&str>) -> Result<()>;
+    /// Replaces the stored strategy (an operator overriding the success gate on resume).
+    pub async fn set_campaign_strategy(&self, id: i64, strategy: &Strategy) -> Result<()>;
+    pub async fn campaign_counts(&self, id: i64) -> Result<StateCounts>;
+    /// A campaign's device upgrades in rollout order, optionally only those in `state`.
+    pub async fn campaign_upgrades(&self, id: i64, state: Option<UpgradeState>, limit: i64, offset: i64) -> Result<Vec<Upgrade>>;
+    /// The device's live upgrade of `module`, if any (at most one, by a unique index).
+    pub async fn live_upgrade(&self, product: &ProductId, device: &DeviceName, module: &Module) -> Result<Option<Upgrade>>;
+    /// The device's most recent upgrade, live or not, for `device show`.
+    pub async fn latest_upgrade(&self, product: &ProductId, device: &DeviceName) -> Result<Option<Upgrade>>;
+    /// Stores a device-driven status change, only while the upgrade is live (a late report never
+    /// revives a finished or canceled upgrade). Returns whether it was written.
+    pub async fn update_upgrade(&self, campaign_id: i64, product: &ProductId, device: &DeviceName, status: &UpgradeStatus) -> Result<bool>;
+    /// Planner-driven transitions of several devices of one campaign, in one transaction: each
+    /// device moves to `to` only if it is in one of `from`. `released_at` set means a release
+    /// (attempts + 1). Returns the devices that moved.
+    pub async fn transition(&self, campaign_id: i64, product: &ProductId, devices: &[DeviceName], change: &Transition<'_>) -> Result<Vec<DeviceName>>;
+    /// The names of the product's devices that are online now.
+    pub async fn online_devices(&self, product: &ProductId) -> Result<std::collections::HashSet<DeviceName>>;
+    /// Counts one more push of the offer to the device.
+    pub async fn count_push(&self, campaign_id: i64, product: &ProductId, device: &DeviceName) -> Result<()>;
+    /// The device's upgrade history, newest first.
+    pub async fn device_events(&self, product: &ProductId, device: &DeviceName, limit: i64) -> Result<Vec<UpgradeEvent>>;
+    // ---- audit
+    /// Appends one entry; returns its id.
+    pub async fn record_audit(&self, actor: &str, action: &str, subject: &str, detail: &serde_json::Value) -> Result<i64>;
+    /// Entries newest first, optionally only actions starting with `action_prefix`.
+    pub async fn audit_log(&self, action_prefix: Option<&str>, limit: i64, offset: i64) -> Result<Vec<AuditEntry>>;
+    /// How many entries `audit_log` would page through.
+    pub async fn audit_count(&self, action_prefix: Option<&str>) -> Result<i64>;
+    // ---- console
+    /// One page of a product's devices matching `filter`, by name, and how many match in all.
+    pub async fn device_page(&self, product: &ProductId, module: &Module, filter: &DeviceFilter, limit: i64, offset: i64) -> Result<(i64, Vec<DeviceSummary>)>;
+    /// How many devices of the product run each version of `module`; `None` counts the devices
+    /// that never reported one. Most common first.
+    pub async fn version_counts(&self, product: &ProductId, module: &Module) -> Result<Vec<(Option<Version>, i64)>>;
+    /// Every product with its device, online, firmware and live-campaign counts.
+    pub async fn product_summaries(&self) -> Result<Vec<ProductSummary>>;
+    // ---- security: API tokens and device secrets as stored (sealed by the server)
+    /// Stores a new token by its hash; returns its listing.
+    pub async fn create_api_token(&self, name: &str, scope: &str, token_hash: &str) -> Result<ApiToken>;
+    pub async fn api_tokens(&self) -> Result<Vec<ApiToken>>;
+    /// The live (not revoked) token with this hash, marking it used now.
+    pub async fn use_api_token(&self, token_hash: &str) -> Result<Option<ApiToken>>;
+    /// Revokes a token for good; revoking twice is a no-op that still succeeds.
+    pub async fn revoke_api_token(&self, id: i64) -> Result<ApiToken>;
+    /// Replaces a device's stored secret.
+    pub async fn set_device_secret(&self, product: &ProductId, name: &DeviceName, secret: &str) -> Result<()>;
+    /// Every device whose stored secret does not start with `prefix`, as (product, device, stored
+    /// secret): the ones a sealing pass still has to seal.
+    pub async fn device_secrets_without_prefix(&self, prefix: &str) -> Result<Vec<(String, String, String)>>;
+    // ---- signing keys and firmware signatures
+    /// Registers a product's public key; `announced` is (signing key id, announcement signature).
+    pub async fn add_product_key(&self, product: &ProductId, key_id: &str, public_key: &str, announced: Option<(&str, &str)>) -> Result<ProductKey>;
+    pub async fn product_keys(&self, product: &ProductId) -> Result<Vec<ProductKey>>;
+    /// Stores (or replaces) the signature of a firmware image.
+    pub async fn set_firmware_signature(&self, s: &FirmwareSignature) -> Result<()>;
+    pub async fn firmware_signature(&self, firmware_id: i64) -> Result<Option<FirmwareSignature>>;
+    pub async fn firmware_signatures(&self, product: &ProductId) -> Result<Vec<FirmwareSignature>>;
+}
