@@ -2,9 +2,11 @@
 //!
 //! Firmware files are stored once, under the key `sha256/<lowercase hex>`, behind an
 //! [`object_store::ObjectStore`] so the same code runs on a local folder today and on S3-compatible
-//! storage later (Otter nodes are stateless). Ingest streams the upload into a staging object while
+//! storage (`s3://`, see [`S3Options`]) so Otter nodes can be stateless. Ingest streams the upload into a staging object while
 //! hashing it, then moves it under its final key, so a crash never leaves a half-written object
 //! where downloads look.
+
+mod s3;
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -20,6 +22,8 @@ use object_store::{
 };
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt};
+
+pub use s3::{MAX_PRESIGN_TTL, S3Options};
 
 /// Folder (key prefix) of finished blobs.
 const BLOB_PREFIX: &str = "sha256";
@@ -63,23 +67,41 @@ pub enum BlobError {
 }
 
 /// Handle on the blob store; cheap to clone (shares one engine).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Blobs {
     store: Arc<dyn ObjectStore>,
+    /// The S3 engine behind `store`, when it is one: it can presign URLs.
+    s3: Option<Arc<s3::S3Engine>>,
+}
+
+impl std::fmt::Debug for Blobs {
+    // The engines' own Debug output may include credentials.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Blobs")
+            .field("store", &self.store.to_string())
+            .finish()
+    }
 }
 
 impl Blobs {
-    /// Opens the store named by `spec`: a plain path or `file://path` is a local folder (created if
-    /// missing); `s3://` is reserved for the S3 engine, not built yet.
+    /// Opens the store named by `spec` with default S3 settings; see [`Self::open_with`].
     pub fn open(spec: &str) -> Result<Self, BlobError> {
+        Self::open_with(spec, &S3Options::default())
+    }
+
+    /// Opens the store named by `spec`: a plain path or `file://path` is a local folder (created if
+    /// missing); `s3://bucket[/prefix]` is a bucket reached with `s3` (nothing is sent to it yet).
+    pub fn open_with(spec: &str, s3: &S3Options) -> Result<Self, BlobError> {
         let spec = spec.trim();
         if let Some(path) = spec.strip_prefix("file://") {
             return Self::open_local(path);
         }
-        if spec.starts_with("s3://") {
-            return Err(BlobError::Unsupported(
-                "s3:// blob storage is not built yet; use a local path".into(),
-            ));
+        if let Some(rest) = spec.strip_prefix("s3://") {
+            let engine = Arc::new(s3::open(rest, s3)?);
+            return Ok(Self {
+                store: Arc::clone(&engine.store),
+                s3: Some(engine),
+            });
         }
         if let Some((scheme, _)) = spec.split_once("://") {
             return Err(BlobError::Unsupported(format!(
@@ -92,7 +114,27 @@ impl Blobs {
 
     /// Wraps an already-built engine (other engines, or tests).
     pub fn from_store(store: Arc<dyn ObjectStore>) -> Self {
-        Self { store }
+        Self { store, s3: None }
+    }
+
+    /// Whether [`Self::presigned_url`] can work: the blobs are in S3.
+    pub fn can_presign(&self) -> bool {
+        self.s3.is_some()
+    }
+
+    /// A URL of the S3 service itself that lets anyone holding it GET the blob (with `Range` if
+    /// they like) for `expires_in` (at most [`MAX_PRESIGN_TTL`]), or `None` when the blobs are not
+    /// in S3. Signing is local: nothing is sent, and the blob is not checked to exist.
+    pub async fn presigned_url(
+        &self,
+        sha256: &str,
+        expires_in: Duration,
+    ) -> Result<Option<String>, BlobError> {
+        let key = checked_key(sha256)?;
+        match &self.s3 {
+            Some(engine) => Ok(Some(engine.presign_get(&key, expires_in).await?)),
+            None => Ok(None),
+        }
     }
 
     fn open_local(path: &str) -> Result<Self, BlobError> {

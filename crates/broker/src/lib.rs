@@ -15,6 +15,7 @@
 //! The MQTT engine underneath is an implementation detail of this crate and
 //! never appears in its public API.
 
+pub mod external;
 mod hooks;
 mod registry;
 mod server;
@@ -166,6 +167,8 @@ pub enum BrokerError {
     Bind { addr: SocketAddr, reason: String },
     #[error("cannot set up TLS on {addr}: {reason}")]
     Tls { addr: SocketAddr, reason: String },
+    #[error("external broker {url}: {reason}")]
+    External { url: String, reason: String },
     #[error("unsupported QoS {0} (only 0 and 1)")]
     InvalidQos(u8),
     #[error("invalid topic name {0:?}")]

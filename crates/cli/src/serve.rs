@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use clap::Args;
 use otter_broker::PublishLimit;
-use otter_server::{Application, ServeConfig, ThrottleConfig, TlsConfig};
+use otter_server::{Application, ExternalBrokerConfig, ServeConfig, ThrottleConfig, TlsConfig};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,7 +14,9 @@ use std::time::Duration;
 pub struct ServeArgs {
     /// TOML file with any of: data_dir, database, mqtt_listen, http_listen, public_url, url_ttl_secs, max_packet_size,
     /// mqtt_tls_listen, mqtt_psk_listen, http_tls_listen, tls_cert, tls_key, tls_client_ca, no_plain_mqtt, no_plain_http,
-    /// secret_key_file, login_failures_per_address, login_failures_per_device, max_firmware_size, max_publish_rate.
+    /// secret_key_file, login_failures_per_address, login_failures_per_device, max_firmware_size, max_publish_rate,
+    /// broker, broker_username, broker_ca, node_id, no_shared_subscriptions.
+    /// S3 blobs (docs/s3.md): blobs, s3_endpoint, s3_region, s3_access_key_id, s3_secret_access_key, download_mode.
     #[arg(long, env = "OTTER_CONFIG")]
     config: Option<PathBuf>,
     /// Folder for the database, firmware blobs, keys and the generated admin token [default: ./otter-data].
@@ -68,6 +70,24 @@ pub struct ServeArgs {
     /// Folder of per-product firmware signing keys (`<product>.pem`); uploads without an offline signature are signed with them (docs/signing.md).
     #[arg(long, env = "OTTER_SIGNING_KEY_DIR")]
     signing_key_dir: Option<PathBuf>,
+    /// Where firmware blobs live: a folder, or s3://bucket[/prefix] shared by several nodes (docs/s3.md) [default: <data-dir>/blobs].
+    #[arg(long, env = "OTTER_BLOBS")]
+    blobs: Option<String>,
+    /// Endpoint of an S3-compatible service for s3:// blobs, e.g. http://minio:9000 (path-style requests; http:// allows plain HTTP) [default: $AWS_ENDPOINT_URL, else AWS].
+    #[arg(long, env = "OTTER_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    /// Region S3 requests are signed for [default: $AWS_REGION, else us-east-1].
+    #[arg(long, env = "OTTER_S3_REGION")]
+    s3_region: Option<String>,
+    /// S3 access key id [default: $AWS_ACCESS_KEY_ID, else the environment's credentials].
+    #[arg(long, env = "OTTER_S3_ACCESS_KEY_ID")]
+    s3_access_key_id: Option<String>,
+    /// S3 secret access key [default: $AWS_SECRET_ACCESS_KEY].
+    #[arg(long, env = "OTTER_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    s3_secret_access_key: Option<String>,
+    /// URLs pushes carry: `otter` (Otter's signed links, which every device SDK can use) or `presigned` (S3 presigned URLs, s3:// blobs only; an URL too long for Tencent devices falls back to an Otter link) [default: otter].
+    #[arg(long, env = "OTTER_DOWNLOAD_MODE")]
+    download_mode: Option<otter_server::DownloadMode>,
     /// File with the 32-byte hex key that seals device secrets in the database; keep it off the database host's backups [default: <data-dir>/secret-key, generated].
     #[arg(long, env = "OTTER_SECRET_KEY_FILE")]
     secret_key_file: Option<PathBuf>,
@@ -83,6 +103,27 @@ pub struct ServeArgs {
     /// Largest firmware upload accepted, in bytes [default: 4294967296].
     #[arg(long, env = "OTTER_MAX_FIRMWARE_SIZE")]
     max_firmware_size: Option<u64>,
+    /// Use an existing MQTT broker instead of the embedded one, e.g. mqtt://10.0.0.5:1883 or mqtts://broker:8883; several nodes on one --database share it (DEPLOYMENT.md) [default: embedded broker].
+    #[arg(long, env = "OTTER_BROKER")]
+    broker: Option<String>,
+    /// User name this node logs into --broker with (the broker must treat it as a superuser) [default: otter-node].
+    #[arg(long, env = "OTTER_BROKER_USERNAME")]
+    broker_username: Option<String>,
+    /// Password this node logs into --broker with [default: the broker secret].
+    #[arg(long, env = "OTTER_BROKER_PASSWORD", hide_env_values = true)]
+    broker_password: Option<String>,
+    /// Shared secret of the MQTT broker and Otter: the broker's auth hooks/plugin send it to /api/v1/broker/authn and /authz (docs/external-broker.md) [default: hooks off].
+    #[arg(long, env = "OTTER_BROKER_SECRET", hide_env_values = true)]
+    broker_secret: Option<String>,
+    /// PEM CA bundle that signed an mqtts:// --broker's certificate.
+    #[arg(long, env = "OTTER_BROKER_CA")]
+    broker_ca: Option<PathBuf>,
+    /// This node's name among the nodes (its MQTT client id) [default: otter-node-<random>].
+    #[arg(long, env = "OTTER_NODE_ID")]
+    node_id: Option<String>,
+    /// Subscribe plainly to every topic, for brokers without shared subscriptions (each node then handles its partition of all devices).
+    #[arg(long, env = "OTTER_NO_SHARED_SUBSCRIPTIONS")]
+    no_shared_subscriptions: bool,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -104,10 +145,21 @@ struct FileConfig {
     no_plain_mqtt: Option<bool>,
     no_plain_http: Option<bool>,
     secret_key_file: Option<PathBuf>,
+    blobs: Option<String>,
+    s3_endpoint: Option<String>,
+    s3_region: Option<String>,
+    s3_access_key_id: Option<String>,
+    s3_secret_access_key: Option<String>,
+    download_mode: Option<String>,
     login_failures_per_address: Option<u32>,
     login_failures_per_device: Option<u32>,
     max_firmware_size: Option<u64>,
     max_publish_rate: Option<u32>,
+    broker: Option<String>,
+    broker_username: Option<String>,
+    broker_ca: Option<PathBuf>,
+    node_id: Option<String>,
+    no_shared_subscriptions: Option<bool>,
 }
 
 fn resolve(args: ServeArgs) -> Result<ServeConfig> {
@@ -181,6 +233,56 @@ fn resolve(args: ServeArgs) -> Result<ServeConfig> {
             no_plain_http: args.no_plain_http || file.no_plain_http.unwrap_or(false),
         },
         database: args.database.or(file.database),
+        blobs: args.blobs.or(file.blobs),
+        s3: {
+            let s3 = otter_server::S3Options {
+                endpoint: args.s3_endpoint.or(file.s3_endpoint),
+                region: args.s3_region.or(file.s3_region),
+                access_key_id: args.s3_access_key_id.or(file.s3_access_key_id),
+                secret_access_key: args.s3_secret_access_key.or(file.s3_secret_access_key),
+                allow_http: false,
+            }
+            .or_aws_env(|key| std::env::var(key).ok());
+            // An http:// endpoint is the operator's explicit choice of plain HTTP.
+            let plain = s3
+                .endpoint
+                .as_deref()
+                .is_some_and(|e| e.starts_with("http://"));
+            otter_server::S3Options {
+                allow_http: plain,
+                ..s3
+            }
+        },
+        download_mode: match (args.download_mode, file.download_mode) {
+            (Some(mode), _) => mode,
+            (None, Some(mode)) => mode.parse().map_err(anyhow::Error::msg)?,
+            (None, None) => defaults.download_mode,
+        },
+        broker_secret: args.broker_secret.clone().filter(|s| !s.is_empty()),
+        broker: match args.broker.or(file.broker) {
+            None => None,
+            Some(url) => Some(ExternalBrokerConfig {
+                url,
+                ca: match args.broker_ca.or(file.broker_ca) {
+                    Some(path) => Some(
+                        std::fs::read(&path)
+                            .with_context(|| format!("reading {}", path.display()))?,
+                    ),
+                    None => None,
+                },
+                username: args
+                    .broker_username
+                    .or(file.broker_username)
+                    .unwrap_or_else(|| "otter-node".into()),
+                password: args
+                    .broker_password
+                    .or_else(|| args.broker_secret.clone())
+                    .unwrap_or_default(),
+                node_id: args.node_id.or(file.node_id),
+                shared_subscriptions: !(args.no_shared_subscriptions
+                    || file.no_shared_subscriptions.unwrap_or(false)),
+            }),
+        },
         ..defaults
     })
 }
@@ -193,7 +295,10 @@ pub async fn run(args: ServeArgs) -> Result<()> {
 
 /// One line naming every listener, for the operator.
 fn listening(app: &Application) -> String {
-    let mut parts = vec![format!("MQTT on {}", app.mqtt_addr())];
+    let mut parts = vec![match app.external_broker() {
+        Some(url) => format!("MQTT via {url}"),
+        None => format!("MQTT on {}", app.mqtt_addr()),
+    }];
     if let Some(addr) = app.mqtt_tls_addr() {
         parts.push(format!("MQTT/TLS on {addr}"));
     }

@@ -3,17 +3,20 @@
 
 use crate::api::{self, ApiState};
 use crate::campaigns::Campaigns;
+use crate::config::ExternalBrokerConfig;
 use crate::config::ServeConfig;
 use crate::engine::Engine;
+use crate::external::Membership;
 use crate::gate::{DeviceGate, DeviceIdentity};
 use crate::keys;
+use crate::mqtt::Mqtt;
 use crate::secrets::{SEALED_PREFIX, SecretBox};
 use crate::transport::{self, HttpListeners};
 use anyhow::{Context, Result};
 use axum::Router;
 use axum::routing::get;
-use otter_blobs::Blobs;
-use otter_broker::Broker;
+use otter_broker::external::{ExternalBroker, ExternalConfig};
+use otter_broker::{Broker, BrokerEvent};
 use otter_core::{DeviceName, ProductId};
 use otter_download::{DownloadState, UrlSigner};
 use otter_store::Store;
@@ -27,7 +30,8 @@ pub struct Application {
     http: HttpListeners,
     psk: Option<otter_psk::PskTerminator>,
     router: Router,
-    broker: Broker<DeviceIdentity>,
+    mqtt: Arc<Mqtt>,
+    external_broker: Option<String>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     admin_token: String,
 }
@@ -43,9 +47,7 @@ impl Application {
             None => Store::open_sqlite(&dir.join("otter.db")).await,
         }
         .context("opening the database")?;
-        store.reset_online().await?;
-        let blobs =
-            Blobs::open(&dir.join("blobs").to_string_lossy()).context("opening the blob store")?;
+        let blobs = crate::links::open_blobs(&config)?;
         let admin_token = match &config.admin_token {
             Some(token) if !token.is_empty() => token.clone(),
             _ => generated_token(dir)?,
@@ -58,24 +60,29 @@ impl Application {
             .clone()
             .unwrap_or_else(|| http.default_public_url());
         let signer = Arc::new(download_signer(dir, &public_url)?);
+        let links =
+            crate::links::Links::new(Arc::clone(&signer), blobs.clone(), config.download_mode)
+                .map_err(anyhow::Error::msg)?;
         let secrets = Arc::new(secret_box(&config)?);
         seal_stored_secrets(&store, &secrets).await?;
 
         let (events_tx, events_rx) = mpsc::channel(4096);
-        let gate = Arc::new(DeviceGate::new(
-            store.clone(),
-            Arc::clone(&secrets),
-            config.login_throttle,
-        ));
-        let broker = Broker::start(transport::broker_config(&config)?, gate, events_tx)
-            .await
-            .context("starting MQTT")?;
-        let psk =
-            transport::start_psk(&config, &broker, store.clone(), Arc::clone(&secrets)).await?;
+        let (mqtt, psk, mut tasks) = match &config.broker {
+            None => {
+                store.reset_online().await?;
+                let (broker, psk) = start_embedded(&config, &store, &secrets, events_tx).await?;
+                (Mqtt::Embedded(broker), psk, Vec::new())
+            }
+            Some(external) => {
+                let (mqtt, tasks) = connect_external(external, &config, &store, events_tx).await?;
+                (mqtt, None, tasks)
+            }
+        };
+        let mqtt = Arc::new(mqtt);
         let engine = Engine::new(
             store.clone(),
-            broker.clone(),
-            Arc::clone(&signer),
+            Arc::clone(&mqtt),
+            Arc::new(links),
             config.url_ttl,
         );
         let engine_task = engine.spawn(events_rx);
@@ -94,6 +101,13 @@ impl Application {
             secrets,
             max_firmware_size: config.max_firmware_size,
             signing_key_dir: config.signing_key_dir.clone(),
+            broker_hooks: config
+                .broker_secret
+                .as_deref()
+                .map(|secret| api::BrokerHooks {
+                    secret: secret.into(),
+                    throttle: config.login_throttle,
+                }),
         };
         let prometheus = crate::telemetry::prometheus();
         let router = Router::new()
@@ -107,13 +121,15 @@ impl Application {
             .merge(otter_download::router(DownloadState { blobs, signer }))
             .layer(tower_http::trace::TraceLayer::new_for_http());
 
-        info!(mqtt = %broker.local_addr(), http = %http_addr, %public_url, data_dir = %dir.display(), "otter is up");
+        tasks.extend([engine_task, planner_task]);
+        info!(mqtt = %mqtt.local_addr(), http = %http_addr, %public_url, data_dir = %dir.display(), "otter is up");
         Ok(Self {
             http,
             psk,
             router,
-            broker,
-            tasks: vec![engine_task, planner_task],
+            mqtt,
+            external_broker: config.broker.as_ref().map(|b| b.url.clone()),
+            tasks,
             admin_token,
         })
     }
@@ -130,17 +146,22 @@ impl Application {
 
     /// The broker's plaintext address (loopback-only when plaintext MQTT is off).
     pub fn mqtt_addr(&self) -> SocketAddr {
-        self.broker.local_addr()
+        self.mqtt.local_addr()
     }
 
     /// The MQTT-over-TLS address, when configured.
     pub fn mqtt_tls_addr(&self) -> Option<SocketAddr> {
-        self.broker.tls_local_addr()
+        self.mqtt.embedded().and_then(Broker::tls_local_addr)
     }
 
     /// The MQTT-over-TLS-PSK address, when configured.
     pub fn mqtt_psk_addr(&self) -> Option<SocketAddr> {
         self.psk.as_ref().map(otter_psk::PskTerminator::local_addr)
+    }
+
+    /// The external broker this node uses, if not the embedded one.
+    pub fn external_broker(&self) -> Option<&str> {
+        self.external_broker.as_deref()
     }
 
     pub fn admin_token(&self) -> &str {
@@ -156,11 +177,72 @@ impl Application {
             .await
             .context("HTTP server")?;
         drop(self.psk);
-        self.broker.shutdown().await;
+        self.mqtt.shutdown().await;
         self.tasks.iter().for_each(|t| t.abort());
         info!("otter stopped");
         Ok(())
     }
+}
+
+/// The embedded broker with its gate, and the TLS-PSK terminator in front of it when configured.
+async fn start_embedded(
+    config: &ServeConfig,
+    store: &Store,
+    secrets: &Arc<SecretBox>,
+    events: mpsc::Sender<BrokerEvent<DeviceIdentity>>,
+) -> Result<(Broker<DeviceIdentity>, Option<otter_psk::PskTerminator>)> {
+    let gate = Arc::new(DeviceGate::new(
+        store.clone(),
+        Arc::clone(secrets),
+        config.login_throttle,
+    ));
+    let broker = Broker::start(transport::broker_config(config)?, gate, events)
+        .await
+        .context("starting MQTT")?;
+    let psk = transport::start_psk(config, &broker, store.clone(), Arc::clone(secrets)).await?;
+    Ok((broker, psk))
+}
+
+/// Joins the nodes sharing an external broker: connects, and routes what it receives.
+async fn connect_external(
+    external: &ExternalBrokerConfig,
+    config: &ServeConfig,
+    store: &Store,
+    events: mpsc::Sender<BrokerEvent<DeviceIdentity>>,
+) -> Result<(Mqtt, Vec<tokio::task::JoinHandle<()>>)> {
+    // Brokers recognise nodes by a client id starting with `otter-node` (docs/external-broker.md).
+    let node_id = match external.node_id.clone() {
+        Some(id) if id.starts_with("otter-node") => id,
+        Some(id) => format!("otter-node-{id}"),
+        None => random_node_id(),
+    };
+    let membership = Membership::new(node_id.clone());
+    let (received_tx, received_rx) = mpsc::channel(4096);
+    let client = ExternalBroker::connect(
+        ExternalConfig {
+            url: external.url.clone(),
+            ca: external.ca.clone(),
+            client_id: node_id.clone(),
+            username: external.username.clone(),
+            password: external.password.clone(),
+            subscriptions: crate::external::subscriptions(external.shared_subscriptions),
+            max_packet_size: config.max_packet_size.max(1 << 20),
+        },
+        received_tx,
+    )
+    .await
+    .with_context(|| format!("connecting to the MQTT broker {}", external.url))?;
+    let tasks = vec![
+        membership.spawn_heartbeat(store.clone()),
+        crate::external::spawn_router(store.clone(), Arc::clone(&membership), received_rx, events),
+    ];
+    info!(node = %node_id, broker = %external.url, "running as a node of an external broker");
+    Ok((Mqtt::External(client), tasks))
+}
+
+/// `otter-node-<8 hex>`: the MQTT client id and membership name of this process.
+fn random_node_id() -> String {
+    format!("otter-node-{:08x}", rand::random::<u32>())
 }
 
 /// The admin token kept in `<data_dir>/admin-token` (mode 0600), made on first start.

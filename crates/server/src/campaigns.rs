@@ -364,7 +364,7 @@ impl Campaigns {
             let addr = otter_protocol::DeviceAddr::new(campaign.product.as_str(), device.as_str());
             match self
                 .engine
-                .send_push(dialect, &addr, &self.engine.offer(&firmware, device))
+                .send_push(dialect, &addr, &self.engine.offer(&firmware, device).await)
                 .await
             {
                 Ok(()) => pushed.push(device.clone()),

@@ -37,13 +37,26 @@ pub struct ServeConfig {
     pub login_throttle: ThrottleConfig,
     /// Largest firmware upload accepted, in bytes.
     pub max_firmware_size: u64,
+    /// An existing MQTT broker to use instead of the embedded one (several nodes share it).
+    pub broker: Option<ExternalBrokerConfig>,
     /// MQTT publishes allowed per device; a device over it is disconnected. `None`: unlimited.
     pub publish_limit: Option<PublishLimit>,
     /// Transport security: TLS listeners, client certificates, plaintext switches (docs/tls.md).
     pub tls: TlsConfig,
+    /// Where firmware blobs live: a folder, or `s3://bucket[/prefix]` (docs/s3.md); `None` is
+    /// `<data_dir>/blobs`.
+    pub blobs: Option<String>,
+    /// How to reach the S3 service of `s3://` blobs.
+    pub s3: otter_blobs::S3Options,
+    /// What download URLs pushes carry: Otter links (default) or S3 presigned URLs.
+    pub download_mode: crate::links::DownloadMode,
     /// Folder of per-product firmware signing keys (`{product}.pem`), kept out of the database;
     /// uploads without an offline signature are signed with them (docs/signing.md).
     pub signing_key_dir: Option<PathBuf>,
+    /// Shared secret of the MQTT broker and Otter: an external broker sends it as a bearer token
+    /// to the device auth hooks (`/api/v1/broker/*`, docs/external-broker.md), and Otter nodes
+    /// log into the broker with it. `None`: the hooks are off.
+    pub broker_secret: Option<String>,
 }
 
 /// TLS listeners of `otter serve`. All TLS listeners share one certificate and key.
@@ -87,12 +100,17 @@ impl ServeConfig {
             secret_key_file: None,
             login_throttle: ThrottleConfig::default(),
             max_firmware_size: 4 << 30,
+            broker: None,
             publish_limit: Some(PublishLimit {
                 per_sec: 20,
                 burst: 100,
             }),
             tls: TlsConfig::default(),
+            blobs: None,
+            s3: otter_blobs::S3Options::default(),
+            download_mode: crate::links::DownloadMode::Otter,
             signing_key_dir: None,
+            broker_secret: None,
         }
     }
 
@@ -104,4 +122,22 @@ impl ServeConfig {
             ..Self::new(data_dir)
         }
     }
+}
+
+/// External broker mode: this node logs into `url` as a privileged client (the broker's auth
+/// must accept it as a superuser: Otter's hooks and plugin accept `otter-node` with the broker
+/// secret), and shares the work with the other nodes on the same database.
+#[derive(Debug, Clone)]
+pub struct ExternalBrokerConfig {
+    /// `mqtt://host:port` or `mqtts://host:port`.
+    pub url: String,
+    /// PEM CA bundle that signed an `mqtts://` broker's certificate.
+    pub ca: Option<Vec<u8>>,
+    pub username: String,
+    pub password: String,
+    /// Client id and membership name; `otter-node-<random>` when absent.
+    pub node_id: Option<String>,
+    /// Subscribe to non-`$` topics as `$share/otter/…` (one node per message); turn off for
+    /// brokers without shared subscriptions.
+    pub shared_subscriptions: bool,
 }

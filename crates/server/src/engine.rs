@@ -6,11 +6,12 @@
 //! logged with the device it came from and the message is dropped.
 
 use crate::gate::DeviceIdentity;
+use crate::links::Links;
+use crate::mqtt::Mqtt;
 use anyhow::{Context, Result};
 use bytes::Bytes;
-use otter_broker::{Broker, BrokerEvent};
+use otter_broker::BrokerEvent;
 use otter_core::{DeviceName, Fact, Module, ProductId, UpgradeStatus, Version, decide};
-use otter_download::UrlSigner;
 use otter_protocol::{self as protocol, Answer, Offer, Outbound, Progress, UpMessage, Uplink};
 use otter_store::{CampaignMode, Firmware, Store, Upgrade};
 use std::hash::{Hash, Hasher};
@@ -26,8 +27,8 @@ const TENCENT_MAX_PUBLISH: usize = 1900;
 
 pub struct Engine {
     pub store: Store,
-    pub broker: Broker<DeviceIdentity>,
-    pub signer: Arc<UrlSigner>,
+    pub mqtt: Arc<Mqtt>,
+    pub signer: Arc<Links>,
     pub url_ttl: Duration,
     next_id: AtomicU64,
 }
@@ -42,15 +43,10 @@ struct Applied {
 }
 
 impl Engine {
-    pub fn new(
-        store: Store,
-        broker: Broker<DeviceIdentity>,
-        signer: Arc<UrlSigner>,
-        url_ttl: Duration,
-    ) -> Arc<Self> {
+    pub fn new(store: Store, mqtt: Arc<Mqtt>, signer: Arc<Links>, url_ttl: Duration) -> Arc<Self> {
         Arc::new(Self {
             store,
-            broker,
+            mqtt,
             signer,
             url_ttl,
             next_id: AtomicU64::new(otter_store::now_ms() as u64),
@@ -379,18 +375,21 @@ impl Engine {
         self.store
             .count_push(upgrade.campaign_id, &upgrade.product, &upgrade.device)
             .await?;
-        Ok(self.offer(&firmware, &upgrade.device))
+        Ok(self.offer(&firmware, &upgrade.device).await)
     }
 
     /// The offer of `firmware` to one device, with a freshly signed download URL.
-    pub fn offer(&self, firmware: &Firmware, device: &DeviceName) -> Offer {
+    pub async fn offer(&self, firmware: &Firmware, device: &DeviceName) -> Offer {
         let expires = (otter_store::now_ms() / 1000) as u64 + self.url_ttl.as_secs();
-        let url = self.signer.url(
-            &firmware.sha256,
-            firmware.product.as_str(),
-            device.as_str(),
-            expires,
-        );
+        let url = self
+            .signer
+            .url(
+                &firmware.sha256,
+                firmware.product.as_str(),
+                device.as_str(),
+                expires,
+            )
+            .await;
         metrics::counter!("otter_pushes_total").increment(1);
         Offer {
             module: firmware.module.to_string(),
@@ -410,7 +409,7 @@ impl Engine {
     }
 
     async fn send(&self, out: Outbound) -> Result<()> {
-        self.broker
+        self.mqtt
             .publish(&out.topic, Bytes::from(out.payload), out.qos)
             .await
             .with_context(|| format!("publishing to {}", out.topic))

@@ -240,3 +240,52 @@ fn refuse(what: &'static str) -> impl Fn(StoreError) -> Refusal {
         Refusal::NotAuthorized
     }
 }
+
+/// The same decision for an external broker's auth hooks (api/broker_hooks.rs): a CONNECT is
+/// judged exactly as the embedded broker judges it, and later publish/subscribe checks find
+/// the device the (already verified) connection belongs to.
+impl DeviceGate {
+    /// Authenticates a login as the embedded broker would (throttle included).
+    pub(crate) async fn decide(&self, login: Login) -> Result<Grant<DeviceIdentity>, Refusal> {
+        self.authenticate(login).await
+    }
+
+    /// The grant of the device a connection's client id and username name, without checking
+    /// a password: for ACL checks on a connection the broker already authenticated.
+    pub(crate) async fn identify(
+        &self,
+        client_id: &str,
+        username: Option<&str>,
+    ) -> Result<Grant<DeviceIdentity>, Refusal> {
+        let creds = Credentials {
+            client_id: client_id.to_owned(),
+            username: username.map(str::to_owned),
+            password: None,
+        };
+        let (product, device) = self.claimed_device(&creds).await?;
+        let product = self
+            .store
+            .product(&product)
+            .await
+            .map_err(refuse("product"))?;
+        let dialect: Dialect = product
+            .dialect
+            .parse()
+            .map_err(|_| Refusal::NotAuthorized)?;
+        self.store
+            .device(&product.id, &device)
+            .await
+            .map_err(refuse("device"))?;
+        let identity = DeviceIdentity {
+            dialect,
+            product: product.id,
+            device,
+        };
+        let addr = identity.addr();
+        Ok(Grant {
+            publish_topics: protocol::upstream_topics(dialect, &addr),
+            receive_topics: protocol::downstream_topics(dialect, &addr),
+            identity,
+        })
+    }
+}

@@ -186,6 +186,12 @@ forward! {
     /// Every device whose stored secret does not start with `prefix`, as (product, device, stored
     /// secret): the ones a sealing pass still has to seal.
     pub async fn device_secrets_without_prefix(&self, prefix: &str) -> Result<Vec<(String, String, String)>>;
+    // ---- node membership (several nodes on one database)
+    /// Records that node `id` is alive at `now` (ms); returns the sorted ids of every node seen
+    /// since `live_since`.
+    pub async fn node_heartbeat(&self, id: &str, now: i64, live_since: i64) -> Result<Vec<String>>;
+    /// Takes node `id` out of the live set at once (a clean shutdown).
+    pub async fn node_leave(&self, id: &str) -> Result<()>;
     // ---- signing keys and firmware signatures
     /// Registers a product's public key; `announced` is (signing key id, announcement signature).
     pub async fn add_product_key(&self, product: &ProductId, key_id: &str, public_key: &str, announced: Option<(&str, &str)>) -> Result<ProductKey>;

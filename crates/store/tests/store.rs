@@ -568,3 +568,31 @@ async fn api_tokens_and_stored_secrets() {
         db.drop().await;
     }
 }
+
+#[tokio::test]
+async fn node_membership_lists_live_nodes_in_one_order() {
+    for db in databases().await {
+        let a = db.open().await;
+        let b = db.open().await;
+        assert_eq!(
+            a.node_heartbeat("node-b", 1_000, 0).await.unwrap(),
+            ["node-b"]
+        );
+        assert_eq!(
+            b.node_heartbeat("node-a", 1_500, 0).await.unwrap(),
+            ["node-a", "node-b"]
+        );
+        // node-b stops beating: after the liveness window only node-a is left.
+        assert_eq!(
+            a.node_heartbeat("node-a", 9_000, 4_000).await.unwrap(),
+            ["node-a"]
+        );
+        b.node_heartbeat("node-b", 9_100, 4_100).await.unwrap();
+        b.node_leave("node-b").await.unwrap();
+        assert_eq!(
+            a.node_heartbeat("node-a", 9_200, 4_200).await.unwrap(),
+            ["node-a"]
+        );
+        db.drop().await;
+    }
+}

@@ -3,6 +3,7 @@
 
 pub(crate) mod audit;
 pub(crate) mod auth;
+mod broker_hooks;
 mod campaigns;
 mod devices;
 mod error;
@@ -20,6 +21,7 @@ use otter_blobs::Blobs;
 use otter_store::Store;
 use std::sync::Arc;
 
+pub use broker_hooks::BrokerHooks;
 pub use error::ApiError;
 
 #[derive(Clone)]
@@ -34,9 +36,13 @@ pub struct ApiState {
     pub max_firmware_size: u64,
     /// Per-product firmware signing keys for server-side signing (docs/signing.md).
     pub signing_key_dir: Option<std::path::PathBuf>,
+    /// The external broker's device auth hooks; `None` (no broker secret): they are off.
+    pub broker_hooks: Option<BrokerHooks>,
 }
 
 pub fn router(state: ApiState) -> Router {
+    // Outside the bearer-token layer: the broker authenticates with the broker secret.
+    let broker_hooks = broker_hooks::routes(&state);
     let protected = Router::new()
         .merge(products::routes())
         .merge(devices::routes())
@@ -50,5 +56,8 @@ pub fn router(state: ApiState) -> Router {
             auth::require_scope,
         ))
         .with_state(state);
-    Router::new().nest("/api/v1", protected.merge(openapi::routes()))
+    Router::new().nest(
+        "/api/v1",
+        protected.merge(openapi::routes()).merge(broker_hooks),
+    )
 }

@@ -21,6 +21,7 @@ macro_rules! live_states {
 pub(crate) mod audit;
 mod campaigns;
 pub(crate) mod console;
+mod nodes;
 mod secrets;
 mod signing;
 pub(crate) mod tokens;

@@ -1,0 +1,206 @@
+//! The download URL a push carries: Otter's own signed link (always works), or, in presigned
+//! mode, an S3 presigned URL so firmware bytes bypass Otter — but only when the device's SDK can
+//! take it. Tencent's C SDK keeps a whole push in a 2048-byte packet buffer and follows no
+//! redirects, so a presigned URL that is too long (session tokens make them so) or cannot be made
+//! falls back to the Otter link, which streams from the same bucket with the same `Range` rules.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use otter_blobs::Blobs;
+use otter_download::UrlSigner;
+
+use crate::config::ServeConfig;
+
+/// Longest presigned URL put in a push. Tencent devices take at most 2048 bytes per packet
+/// (topic, JSON envelope, version, MD5 and URL together): 1000 leaves ample room for the rest.
+pub const MAX_PRESIGNED_URL: usize = 1000;
+
+/// What download URLs pushes carry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DownloadMode {
+    /// Otter's signed `/dl/…` links; Otter streams the blob (from disk or S3). Every dialect's
+    /// SDK can use them: short, no query string, no redirect.
+    #[default]
+    Otter,
+    /// S3 presigned GET URLs (blobs in `s3://` only), falling back to Otter links when too long.
+    Presigned,
+}
+
+impl std::str::FromStr for DownloadMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "otter" => Ok(Self::Otter),
+            "presigned" => Ok(Self::Presigned),
+            other => Err(format!(
+                "unknown download mode {:?}: expected otter or presigned",
+                other.chars().take(40).collect::<String>()
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for DownloadMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Otter => "otter",
+            Self::Presigned => "presigned",
+        })
+    }
+}
+
+/// Makes download URLs for pushes; shared by the engine and the campaign planner.
+#[derive(Debug)]
+pub struct Links {
+    signer: Arc<UrlSigner>,
+    blobs: Blobs,
+    mode: DownloadMode,
+    /// A fallback was logged at `warn` already; later ones go to `debug` (one per push is noise).
+    warned: AtomicBool,
+}
+
+impl Links {
+    /// Presigned mode needs blobs that can presign (S3); refused here so a misconfiguration shows
+    /// at start-up, not as silent fallbacks.
+    pub fn new(signer: Arc<UrlSigner>, blobs: Blobs, mode: DownloadMode) -> Result<Self, String> {
+        if mode == DownloadMode::Presigned && !blobs.can_presign() {
+            return Err("--download-mode presigned needs S3 blobs (--blobs s3://bucket)".into());
+        }
+        Ok(Self {
+            signer,
+            blobs,
+            mode,
+            warned: AtomicBool::new(false),
+        })
+    }
+
+    /// The URL from which `device` of `product` downloads blob `sha256` until `expires_unix`
+    /// (same arguments as [`UrlSigner::url`]).
+    pub async fn url(
+        &self,
+        sha256: &str,
+        product: &str,
+        device: &str,
+        expires_unix: u64,
+    ) -> String {
+        let otter = || self.signer.url(sha256, product, device, expires_unix);
+        if self.mode == DownloadMode::Otter {
+            return otter();
+        }
+        let ttl = Duration::from_secs(expires_unix.saturating_sub(unix_now()));
+        let presigned = self
+            .blobs
+            .presigned_url(sha256, ttl)
+            .await
+            .map_err(|err| err.to_string());
+        match choose(presigned) {
+            Choice::Presigned(url) => url,
+            Choice::Otter(reason) => {
+                if self.warned.swap(true, Ordering::Relaxed) {
+                    tracing::debug!(sha256, device, reason, "push falls back to the Otter link");
+                } else {
+                    tracing::warn!(
+                        sha256,
+                        product,
+                        device,
+                        reason,
+                        "push falls back to the Otter download link (logged once; later ones at debug)"
+                    );
+                }
+                otter()
+            }
+        }
+    }
+}
+
+/// Opens the blob store of `config`: `--blobs`, or the folder `<data_dir>/blobs`.
+pub(crate) fn open_blobs(config: &ServeConfig) -> anyhow::Result<Blobs> {
+    let spec = match &config.blobs {
+        Some(spec) if !spec.trim().is_empty() => spec.clone(),
+        _ => config.data_dir.join("blobs").to_string_lossy().into_owned(),
+    };
+    let blobs = Blobs::open_with(&spec, &config.s3)
+        .with_context(|| format!("opening the blob store {spec}"))?;
+    tracing::info!(blobs = %spec, download_mode = %config.download_mode, "blob store");
+    Ok(blobs)
+}
+
+/// Outcome of [`choose`].
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Choice {
+    Presigned(String),
+    /// Use the Otter link; why, for the log.
+    Otter(String),
+}
+
+/// The pure decision: a presigned URL is used only if it was made and fits [`MAX_PRESIGNED_URL`].
+pub(crate) fn choose(presigned: Result<Option<String>, String>) -> Choice {
+    match presigned {
+        Ok(Some(url)) if url.len() <= MAX_PRESIGNED_URL => Choice::Presigned(url),
+        Ok(Some(url)) => Choice::Otter(format!(
+            "presigned URL is {} characters, over the {MAX_PRESIGNED_URL} a Tencent device can take",
+            url.len()
+        )),
+        Ok(None) => Choice::Otter("the blob store cannot presign".into()),
+        Err(err) => Choice::Otter(format!("presigning failed: {err}")),
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_presigned_urls_are_used() {
+        let url = format!(
+            "https://s3.example/b/sha256/{}?X-Amz-Signature=ab",
+            "a".repeat(64)
+        );
+        assert_eq!(choose(Ok(Some(url.clone()))), Choice::Presigned(url));
+        let edge = "u".repeat(MAX_PRESIGNED_URL);
+        assert_eq!(choose(Ok(Some(edge.clone()))), Choice::Presigned(edge));
+    }
+
+    #[test]
+    fn long_or_missing_presigned_urls_fall_back() {
+        // What a URL signed with an STS session token looks like: far over the limit.
+        let long = format!(
+            "https://s3.example/b/k?X-Amz-Security-Token={}",
+            "t".repeat(1200)
+        );
+        assert!(matches!(choose(Ok(Some(long))), Choice::Otter(r) if r.contains("characters")));
+        let just_over = "u".repeat(MAX_PRESIGNED_URL + 1);
+        assert!(matches!(choose(Ok(Some(just_over))), Choice::Otter(_)));
+        assert!(matches!(choose(Ok(None)), Choice::Otter(_)));
+        assert!(matches!(choose(Err("boom".into())), Choice::Otter(r) if r.contains("boom")));
+    }
+
+    #[test]
+    fn modes_parse() {
+        assert_eq!("otter".parse(), Ok(DownloadMode::Otter));
+        assert_eq!(" Presigned ".parse(), Ok(DownloadMode::Presigned));
+        assert!("redirect".parse::<DownloadMode>().is_err());
+        assert_eq!(DownloadMode::default().to_string(), "otter");
+    }
+
+    #[test]
+    fn presigned_mode_needs_s3_blobs() {
+        let dir = std::env::temp_dir().join(format!("otter-links-{}", std::process::id()));
+        let local = Blobs::open(&dir.to_string_lossy()).unwrap();
+        let signer = Arc::new(UrlSigner::new(b"k", "http://otter"));
+        assert!(Links::new(Arc::clone(&signer), local.clone(), DownloadMode::Presigned).is_err());
+        assert!(Links::new(signer, local, DownloadMode::Otter).is_ok());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

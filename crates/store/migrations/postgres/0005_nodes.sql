@@ -1,0 +1,6 @@
+-- Otter nodes sharing this database, for partitioning device messages among them (external
+-- broker mode). A node is live while its heartbeat is recent. Times are Unix ms.
+CREATE TABLE nodes (
+    id       TEXT COLLATE "C" PRIMARY KEY,
+    seen_at  BIGINT NOT NULL
+);
