@@ -39,6 +39,9 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// One rollout at a time: each loads the machine fully, and the rates must not share it.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The external services, or why they are missing (then the test fails under CI only).
 struct Services {
     postgres: String,
@@ -212,6 +215,8 @@ struct Outcome {
 }
 
 async fn rollout(svc: &Services, nodes: usize, devices: usize, kill_one: bool) -> Outcome {
+    // Paced when a node is to die mid-way; as fast as the nodes go when measuring.
+    let rate = kill_one.then_some(3000);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("keys");
     let http: Vec<u16> = (0..nodes).map(|_| free_port()).collect();
@@ -281,7 +286,7 @@ async fn rollout(svc: &Services, nodes: usize, devices: usize, kill_one: bool) -
         async || {
             let mut selected = 0;
             for p in PRODUCTS {
-                let (status, plan) = post(&first, "/campaigns", campaign(p, true)).await;
+                let (status, plan) = post(&first, "/campaigns", campaign(p, true, rate)).await;
                 if status == 200 {
                     selected += plan["targeting"]["selected"].as_array().map_or(0, Vec::len);
                 }
@@ -297,7 +302,7 @@ async fn rollout(svc: &Services, nodes: usize, devices: usize, kill_one: bool) -
     let started = Instant::now();
     let mut campaigns = vec![];
     for p in PRODUCTS {
-        let (status, c) = post(&first, "/campaigns", campaign(p, false)).await;
+        let (status, c) = post(&first, "/campaigns", campaign(p, false, rate)).await;
         assert_eq!(status, 201, "{c}");
         campaigns.push(c["id"].as_i64().unwrap());
     }
@@ -359,11 +364,11 @@ async fn try_api(http: &str, path: &str) -> (u16, Value) {
     }
 }
 
-/// A rollout of 1.1.0 to the product's devices at 1.0.0, paced so a node dies mid-way.
-fn campaign(product: &str, dry_run: bool) -> Value {
+/// A rollout of 1.1.0 to the product's devices at 1.0.0, at `rate` devices per minute.
+fn campaign(product: &str, dry_run: bool, rate: Option<u32>) -> Value {
     json!({ "product": product, "version": "1.1.0", "skip_verification": true, "dry_run": dry_run,
         "selection": { "versions": ["1.0.0"] },
-        "strategy": { "rate_per_minute": 3000, "timeout_secs": 20, "retries": 3 } })
+        "strategy": { "rate_per_minute": rate, "timeout_secs": 20, "retries": 3 } })
 }
 
 async fn post(http: &str, path: &str, body: Value) -> (u16, Value) {
@@ -481,6 +486,7 @@ async fn check_every_device(http: &str, campaigns: &[i64], devices: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_finish_a_rollout_while_one_is_killed() {
     let Some(svc) = services() else { return };
+    let _alone = ONE_AT_A_TIME.lock().await;
     let out = rollout(&svc, 3, 1002, true).await;
     eprintln!(
         "3 nodes (one killed): {} devices in {:.1} s = {:.0} devices/s",
@@ -488,4 +494,21 @@ async fn three_nodes_finish_a_rollout_while_one_is_killed() {
         out.elapsed.as_secs_f64(),
         out.devices as f64 / out.elapsed.as_secs_f64()
     );
+}
+
+/// The same harness with 1, 2 and 3 nodes and no rate limit: devices handled per second (printed;
+/// timings are never asserted), and the same end-state checks at every node count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollout_rate_with_one_two_and_three_nodes() {
+    let Some(svc) = services() else { return };
+    let _alone = ONE_AT_A_TIME.lock().await;
+    for nodes in 1..=3 {
+        let out = rollout(&svc, nodes, 300, false).await;
+        eprintln!(
+            "{nodes} node(s): {} devices in {:.1} s = {:.1} devices/s",
+            out.devices,
+            out.elapsed.as_secs_f64(),
+            out.devices as f64 / out.elapsed.as_secs_f64()
+        );
+    }
 }

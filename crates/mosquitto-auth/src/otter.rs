@@ -278,6 +278,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn nodes_are_checked_locally_against_the_secret() {
+        // An unreachable Otter: any call to it would fail, so these verdicts are the plugin's own.
+        let otter = Otter::new(Options {
+            otter_url: "http://127.0.0.1:9".into(),
+            secret: "s3cret".into(),
+            cache: Duration::from_secs(30),
+        });
+        let login = |clientid, password| AuthnRequest {
+            clientid,
+            username: Some(NODE_USERNAME),
+            password,
+            peerhost: None,
+        };
+        let allow = Verdict::Allow { superuser: true };
+        assert_eq!(
+            otter.authn(&login("otter-node-1", Some("s3cret"))).unwrap(),
+            allow
+        );
+        for (clientid, password) in [
+            ("otter-node-1", Some("s3creT")),
+            ("otter-node-1", Some("s3cret!")),
+            ("otter-node-1", None),
+            ("device-1", Some("s3cret")),
+        ] {
+            assert_eq!(
+                otter.authn(&login(clientid, password)).unwrap(),
+                Verdict::Deny
+            );
+        }
+    }
+
+    #[test]
     fn options_need_url_and_secret() {
         let o = Options::parse([
             ("otter_url", "http://127.0.0.1:8080/"),
