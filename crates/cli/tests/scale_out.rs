@@ -237,6 +237,10 @@ async fn rollout(svc: &Services, nodes: usize, devices: usize, kill_one: bool) -
     for (i, port) in http.iter().enumerate().skip(1) {
         running.push(Some(cluster.node(i, *port)));
     }
+    // Let every node see every other in the membership table (heartbeats every 2 s) before devices
+    // speak: while views differ, a `$`-topic message can fall between two partitions (see the note
+    // in DEPLOYMENT.md); devices here report their version only once.
+    tokio::time::sleep(Duration::from_secs(5)).await;
 
     let _fleet = Running(
         Command::new(OTTER)
