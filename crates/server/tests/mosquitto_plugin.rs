@@ -521,7 +521,7 @@ async fn mosquitto_with_the_plugin_enforces_otters_decision() {
 }
 
 #[tokio::test]
-async fn mosquitto_refuses_everyone_when_otter_is_unreachable() {
+async fn mosquitto_refuses_devices_when_otter_is_unreachable() {
     let server = server().await;
     let secret = server.device(Dialect::Aliyun, "a1MosqDown1", "dev1").await;
     // A port nothing listens on: bound, then closed.
@@ -534,6 +534,10 @@ async fn mosquitto_refuses_everyone_when_otter_is_unreachable() {
     assert!(refused(
         Client::connect(device_options(broker.addr, Dialect::Aliyun, &addr, &secret)).await
     ));
+    // Nodes are checked by the plugin itself against the broker secret (the first node logs in
+    // before any Otter can answer), so a node with the secret still gets in; a wrong one does not.
     let node = mqtt_options(broker.addr, "otter-node-test", "otter-node", SECRET);
-    assert!(refused(Client::connect(node).await));
+    assert!(!refused(Client::connect(node).await));
+    let impostor = mqtt_options(broker.addr, "otter-node-x", "otter-node", "not-the-secret");
+    assert!(refused(Client::connect(impostor).await));
 }
