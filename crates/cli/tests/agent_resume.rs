@@ -4,25 +4,18 @@
 
 use otter_faultproxy::{Faults, Proxy};
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const OTTER: &str = env!("CARGO_BIN_EXE_otter");
+mod common;
+
+use common::{OTTER, Running};
+
 const PRODUCT: &str = "TCRESUME1";
 const SIZE: usize = 2_000_000;
 /// Bytes per second through the proxy while the agent is to be killed.
 const SLOW: u64 = 200_000;
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn free_addr() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -31,34 +24,9 @@ fn free_addr() -> String {
 
 /// `otter serve` on `http`, its download links pointing at `public`; returns the MQTT address.
 fn serve(data: &Path, http: &str, public: &str) -> (Running, String) {
-    let mut child = Running(
-        Command::new(OTTER)
-            .args([
-                "serve",
-                "--mqtt-listen",
-                "127.0.0.1:0",
-                "--http-listen",
-                http,
-            ])
-            .arg("--public-url")
-            .arg(format!("http://{public}"))
-            .arg("--data-dir")
-            .arg(data)
-            .env_remove("OTTER_TOKEN")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut lines = BufReader::new(child.0.stderr.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(rest) = line.strip_prefix("otter: MQTT on ") {
-            let mqtt = rest.split_once(", HTTP on ").unwrap().0.to_owned();
-            std::thread::spawn(move || lines.for_each(drop));
-            return (child, mqtt);
-        }
-    }
-    panic!("otter serve exited without announcing its addresses");
+    let public = format!("http://{public}");
+    let (server, mqtt, _) = common::serve(data, &["--http-listen", http, "--public-url", &public]);
+    (server, mqtt)
 }
 
 fn otter(http: &str, data: &Path, args: &[&str]) -> Value {

@@ -2,52 +2,17 @@
 //! `otter agent` upgrading 1.0.0 → 1.1.0 for each dialect, checked with `otter device show`.
 
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const OTTER: &str = env!("CARGO_BIN_EXE_otter");
+mod common;
 
-struct Running(Child);
+use common::{OTTER, Running};
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `otter serve` on ephemeral ports; returns (process, mqtt addr, http url).
+/// `otter serve` on free ports over `data_dir`; returns it, its MQTT address and HTTP URL.
 fn serve(data_dir: &Path) -> (Running, String, String) {
-    let mut child = Running(
-        Command::new(OTTER)
-            .args([
-                "serve",
-                "--mqtt-listen",
-                "127.0.0.1:0",
-                "--http-listen",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
-            .arg(data_dir)
-            .env_remove("OTTER_TOKEN")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut lines = BufReader::new(child.0.stderr.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(rest) = line.strip_prefix("otter: MQTT on ") {
-            let (mqtt, http) = rest.split_once(", HTTP on ").unwrap();
-            let addrs = (mqtt.to_owned(), http.to_owned());
-            // Keep draining the server's log so it never writes into a closed pipe.
-            std::thread::spawn(move || lines.for_each(drop));
-            return (child, addrs.0, addrs.1);
-        }
-    }
-    panic!("otter serve exited without announcing its addresses");
+    common::serve(data_dir, &[])
 }
 
 fn otter(http: &str, data_dir: &Path, args: &[&str]) -> Value {

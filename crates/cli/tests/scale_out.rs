@@ -14,22 +14,16 @@ mod plugin_build;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const OTTER: &str = env!("CARGO_BIN_EXE_otter");
+mod common;
+
+use common::{OTTER, Running};
+
 const TOKEN: &str = "scale-out-test-token";
 const BROKER_SECRET: &str = "scale-out-broker-secret";
 const PRODUCTS: [&str; 3] = ["SCALE-tencent", "SCALE-aliyun", "SCALE-enos"];
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -2,50 +2,12 @@
 //! (create, use, list, revoke), the audit log, secret rotation and download-key rotation.
 
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 
-const OTTER: &str = env!("CARGO_BIN_EXE_otter");
+mod common;
 
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `otter serve` on ephemeral ports; returns the process and its HTTP base URL.
-fn serve(data_dir: &Path) -> (Running, String) {
-    let mut child = Running(
-        Command::new(OTTER)
-            .args([
-                "serve",
-                "--mqtt-listen",
-                "127.0.0.1:0",
-                "--http-listen",
-                "127.0.0.1:0",
-            ])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .env_remove("OTTER_TOKEN")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut lines = BufReader::new(child.0.stderr.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some((_, http)) = line.split_once(", HTTP on ") {
-            let http = http.split(", ").next().unwrap().to_owned();
-            std::thread::spawn(move || lines.for_each(drop));
-            return (child, http);
-        }
-    }
-    panic!("otter serve exited without announcing its addresses");
-}
+use common::{OTTER, serve};
 
 /// Runs `otter args --json` with `token` (the admin token from the data dir when `None`).
 fn run(http: &str, data: &Path, token: Option<&str>, args: &[&str]) -> Output {
@@ -74,7 +36,7 @@ fn ok(out: Output) -> Value {
 fn tokens_audit_and_rotation_through_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (server, http) = serve(&data);
+    let (server, _, http) = serve(&data, &[]);
     let admin = |args: &[&str]| ok(run(&http, &data, None, args));
 
     admin(&[
@@ -182,5 +144,5 @@ fn tokens_audit_and_rotation_through_the_cli() {
         "the old key is kept: {after}"
     );
     // The server starts with the rotated keys.
-    let (_server, _) = serve(&data);
+    let _server = serve(&data, &[]);
 }

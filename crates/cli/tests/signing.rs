@@ -6,50 +6,15 @@
 //! a rotated key is accepted by a device that only trusts the old key.
 
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const OTTER: &str = env!("CARGO_BIN_EXE_otter");
+mod common;
+
+use common::{OTTER, Running, serve};
+
 const PRODUCT: &str = "TCSIGNED1";
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `otter serve` on free ports with `extra` flags; returns it, its MQTT and HTTP addresses.
-fn serve(data: &Path, extra: &[&str]) -> (Running, String, String) {
-    let mut child = Running(
-        Command::new(OTTER)
-            .args(["serve", "--mqtt-listen", "127.0.0.1:0"])
-            .args(["--http-listen", "127.0.0.1:0"])
-            .arg("--data-dir")
-            .arg(data)
-            .args(extra)
-            .env_remove("OTTER_TOKEN")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut lines = BufReader::new(child.0.stderr.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(rest) = line.strip_prefix("otter: MQTT on ") {
-            let (mqtt, http) = rest.split_once(", HTTP on ").unwrap();
-            let http = http.split([' ', ',']).next().unwrap().to_owned();
-            let mqtt = mqtt.to_owned();
-            std::thread::spawn(move || lines.for_each(drop));
-            return (child, mqtt, http);
-        }
-    }
-    panic!("otter serve exited without announcing its addresses");
-}
 
 struct Cli {
     http: String,

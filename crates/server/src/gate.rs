@@ -105,6 +105,22 @@ impl DeviceGate {
             tracing::debug!(%product, %device, "login refused: device throttled");
             return Err(Refusal::NotAuthorized);
         }
+        let (identity, stored_secret) = self.registered(product, device).await?;
+        let addr = identity.addr();
+        let secret = self.device_secret(&identity, &stored_secret)?;
+        protocol::verify(identity.dialect, &addr, &secret, creds).map_err(|e| {
+            warn!(device = %addr, error = %e, "bad device credentials");
+            Refusal::BadCredentials
+        })?;
+        Ok(grant(identity))
+    }
+
+    /// The identity of a registered device (with its product's dialect) and its stored secret.
+    async fn registered(
+        &self,
+        product: ProductId,
+        device: DeviceName,
+    ) -> Result<(DeviceIdentity, String), Refusal> {
         let product = self
             .store
             .product(&product)
@@ -124,17 +140,7 @@ impl DeviceGate {
             product: product.id,
             device,
         };
-        let addr = identity.addr();
-        let secret = self.device_secret(&identity, &record.secret)?;
-        protocol::verify(dialect, &addr, &secret, creds).map_err(|e| {
-            warn!(device = %addr, error = %e, "bad device credentials");
-            Refusal::BadCredentials
-        })?;
-        Ok(Grant {
-            publish_topics: protocol::upstream_topics(dialect, &addr),
-            receive_topics: protocol::downstream_topics(dialect, &addr),
-            identity,
-        })
+        Ok((identity, record.secret))
     }
 
     /// The plain secret of a device, from its sealed stored form.
@@ -203,31 +209,19 @@ impl DeviceGate {
         };
         let product = ProductId::parse(product).map_err(|_| Refusal::NotAuthorized)?;
         let device = DeviceName::parse(device).map_err(|_| Refusal::NotAuthorized)?;
-        let product = self
-            .store
-            .product(&product)
-            .await
-            .map_err(refuse("product"))?;
-        let dialect: Dialect = product
-            .dialect
-            .parse()
-            .map_err(|_| Refusal::NotAuthorized)?;
-        self.store
-            .device(&product.id, &device)
-            .await
-            .map_err(refuse("device"))?;
-        let identity = DeviceIdentity {
-            dialect,
-            product: product.id,
-            device,
-        };
-        let addr = identity.addr();
-        tracing::info!(%peer, device = %addr, "device authenticated by client certificate");
-        Ok(Grant {
-            publish_topics: protocol::upstream_topics(dialect, &addr),
-            receive_topics: protocol::downstream_topics(dialect, &addr),
-            identity,
-        })
+        let (identity, _) = self.registered(product, device).await?;
+        tracing::info!(%peer, device = %identity.addr(), "device authenticated by client certificate");
+        Ok(grant(identity))
+    }
+}
+
+/// What a device may do: publish on its own upstream topics, receive its own downstream ones.
+fn grant(identity: DeviceIdentity) -> Grant<DeviceIdentity> {
+    let addr = identity.addr();
+    Grant {
+        publish_topics: protocol::upstream_topics(identity.dialect, &addr),
+        receive_topics: protocol::downstream_topics(identity.dialect, &addr),
+        identity,
     }
 }
 
@@ -241,15 +235,10 @@ fn refuse(what: &'static str) -> impl Fn(StoreError) -> Refusal {
     }
 }
 
-/// The same decision for an external broker's auth hooks (api/broker_hooks.rs): a CONNECT is
-/// judged exactly as the embedded broker judges it, and later publish/subscribe checks find
+/// For an external broker's auth hooks (api/broker_hooks.rs): CONNECTs go through
+/// `Gate::authenticate` exactly as on the embedded broker; later publish/subscribe checks find
 /// the device the (already verified) connection belongs to.
 impl DeviceGate {
-    /// Authenticates a login as the embedded broker would (throttle included).
-    pub(crate) async fn decide(&self, login: Login) -> Result<Grant<DeviceIdentity>, Refusal> {
-        self.authenticate(login).await
-    }
-
     /// The grant of the device a connection's client id and username name, without checking
     /// a password: for ACL checks on a connection the broker already authenticated.
     pub(crate) async fn identify(
@@ -263,29 +252,7 @@ impl DeviceGate {
             password: None,
         };
         let (product, device) = self.claimed_device(&creds).await?;
-        let product = self
-            .store
-            .product(&product)
-            .await
-            .map_err(refuse("product"))?;
-        let dialect: Dialect = product
-            .dialect
-            .parse()
-            .map_err(|_| Refusal::NotAuthorized)?;
-        self.store
-            .device(&product.id, &device)
-            .await
-            .map_err(refuse("device"))?;
-        let identity = DeviceIdentity {
-            dialect,
-            product: product.id,
-            device,
-        };
-        let addr = identity.addr();
-        Ok(Grant {
-            publish_topics: protocol::upstream_topics(dialect, &addr),
-            receive_topics: protocol::downstream_topics(dialect, &addr),
-            identity,
-        })
+        let (identity, _) = self.registered(product, device).await?;
+        Ok(grant(identity))
     }
 }

@@ -6,8 +6,8 @@
 
 use super::{ApiError, ApiState};
 use axum::extract::{Request, State};
-use axum::http::Method;
 use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 use rand::RngCore;
@@ -136,18 +136,22 @@ pub fn required_scope(method: &Method, path: &str) -> Scope {
     }
 }
 
+/// The token of an `Authorization: Bearer <token>` header; empty when there is none.
+pub fn bearer(headers: &HeaderMap) -> &str {
+    headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("")
+}
+
 /// Middleware: a valid token with enough scope, or 401/403; the caller is kept for the audit log.
 pub async fn require_scope(
     State(state): State<ApiState>,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let presented = request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+    let presented = bearer(request.headers());
     let path = request.uri().path().to_owned();
     let Some(caller) = authenticate(&state, presented).await else {
         tracing::warn!(%path, "API request with a missing or wrong token");

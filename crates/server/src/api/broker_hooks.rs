@@ -10,11 +10,11 @@ use crate::gate::DeviceGate;
 use crate::throttle::ThrottleConfig;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
-use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use otter_broker::Gate as _;
 use otter_broker::Login;
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -133,7 +133,7 @@ async fn authn(
         cert_identity: None,
     };
     // The gate logs refusals and counts them for its throttle.
-    let ok = hooks.gate.decide(login).await.is_ok();
+    let ok = hooks.gate.authenticate(login).await.is_ok();
     authn_answer(ok, false)
 }
 
@@ -176,12 +176,7 @@ async fn authz(
 impl Hooks {
     /// The request carries `Authorization: Bearer <broker secret>`.
     fn caller_is_broker(&self, headers: &HeaderMap) -> bool {
-        let presented = headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        let ok = secret_eq(presented, &self.secret);
+        let ok = secret_eq(super::auth::bearer(headers), &self.secret);
         if !ok {
             warn!("broker hook called without the right broker secret");
         }
