@@ -25,6 +25,9 @@ use cell::Cell;
 
 /// How many devices may be in the middle of connecting at once (first connect and reconnects).
 pub const CONNECT_CONCURRENCY: usize = 64;
+/// How many devices may be downloading at once (the others wait their turn): a fleet of
+/// thousands in one process, each connection a file, must stay under its open-file limit.
+pub const DOWNLOAD_CONCURRENCY: usize = 256;
 /// How long [`Fleet::stop`] waits for the devices to say goodbye before aborting them.
 const STOP_GRACE: Duration = Duration::from_secs(3);
 
@@ -157,7 +160,14 @@ struct Shared {
     /// Bounds the connects in flight.
     connect_slots: Semaphore,
     /// Only when `config.download`.
-    http: Option<reqwest::Client>,
+    http: Option<Http>,
+}
+
+/// The fleet's HTTP client and the slots that cap its downloads in flight.
+#[derive(Clone)]
+struct Http {
+    client: reqwest::Client,
+    slots: Arc<Semaphore>,
 }
 
 /// A running fleet. Dropping it stops the devices too (without waiting); [`Fleet::stop`]
@@ -187,7 +197,10 @@ impl Fleet {
         check_faults(&config.faults)?;
         let index = index_devices(&devices)?;
         let http = if config.download {
-            Some(crate::download::client().context("cannot build the HTTP client")?)
+            Some(Http {
+                client: crate::download::client().context("cannot build the HTTP client")?,
+                slots: Arc::new(Semaphore::new(DOWNLOAD_CONCURRENCY)),
+            })
         } else {
             None
         };

@@ -7,13 +7,16 @@
 //! round trips (Otter answers itself; Mosquitto needs a separate responder process); (4) firmware
 //! downloads vs nginx with sendfile, wrk as the client; (5) end to end: N simulated devices
 //! upgrade a 1 MiB image, against the bound "fan-out time + bytes at nginx's rate".
+//! `otter-bench sweep` runs rows 2 and 5 at several N and plots them (sweep.rs, plot.rs).
 
 mod downloads;
 mod e2e;
 mod fleet;
 mod mqtt;
 mod mqtt_paths;
+mod plot;
 mod procs;
+mod sweep;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -58,6 +61,8 @@ enum Cmd {
         #[arg(long)]
         broker: std::net::SocketAddr,
     },
+    /// Rows 2 and 5 at several N, with a markdown table and a PNG plot (uses --otter, --secs).
+    Sweep(sweep::SweepArgs),
 }
 
 #[derive(Default)]
@@ -129,6 +134,9 @@ async fn main() -> Result<()> {
             args.otter.display()
         )
     })?;
+    if let Some(Cmd::Sweep(sweep)) = &args.cmd {
+        return sweep::run(&bin, args.secs, sweep).await;
+    }
     let data = tempfile::tempdir()?;
     let devices = fleet::devices(args.n);
     let mut table = Table::default();

@@ -10,6 +10,7 @@ use crate::external::Membership;
 use crate::gate::{DeviceGate, DeviceIdentity};
 use crate::keys;
 use crate::mqtt::Mqtt;
+use crate::presence::Presence;
 use crate::secrets::{SEALED_PREFIX, SecretBox};
 use crate::transport::{self, HttpListeners};
 use anyhow::{Context, Result};
@@ -33,6 +34,7 @@ pub struct Application {
     mqtt: Arc<Mqtt>,
     external_broker: Option<String>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    presence: Arc<Presence>,
     admin_token: String,
 }
 
@@ -79,11 +81,13 @@ impl Application {
             }
         };
         let mqtt = Arc::new(mqtt);
+        let (presence, presence_task) = Presence::spawn(store.clone());
         let engine = Engine::new(
             store.clone(),
             Arc::clone(&mqtt),
             Arc::new(links),
             config.url_ttl,
+            Arc::clone(&presence),
         );
         let engine_task = engine.spawn(events_rx);
         let campaigns = Arc::new(Campaigns {
@@ -121,7 +125,7 @@ impl Application {
             .merge(otter_download::router(DownloadState { blobs, signer }))
             .layer(tower_http::trace::TraceLayer::new_for_http());
 
-        tasks.extend([engine_task, planner_task]);
+        tasks.extend([engine_task, planner_task, presence_task]);
         info!(mqtt = %mqtt.local_addr(), http = %http_addr, %public_url, data_dir = %dir.display(), "otter is up");
         Ok(Self {
             http,
@@ -130,6 +134,7 @@ impl Application {
             mqtt,
             external_broker: config.broker.as_ref().map(|b| b.url.clone()),
             tasks,
+            presence,
             admin_token,
         })
     }
@@ -178,6 +183,7 @@ impl Application {
             .context("HTTP server")?;
         drop(self.psk);
         self.mqtt.shutdown().await;
+        self.presence.flush().await;
         self.tasks.iter().for_each(|t| t.abort());
         info!("otter stopped");
         Ok(())

@@ -101,6 +101,8 @@ impl Campaigns {
         kind: CampaignKind,
     ) -> Result<Created, CampaignError> {
         let invalid = |e: &dyn std::fmt::Display| CampaignError::Invalid(e.to_string());
+        // Targeting reads reported versions: include every report acknowledged so far.
+        self.engine.presence.flush().await;
         let product = self
             .store
             .product(&ProductId::parse(&req.product).map_err(|e| invalid(&e))?)

@@ -8,12 +8,13 @@
 use crate::gate::DeviceIdentity;
 use crate::links::Links;
 use crate::mqtt::Mqtt;
+use crate::presence::Presence;
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use otter_broker::BrokerEvent;
 use otter_core::{DeviceName, Fact, Module, ProductId, UpgradeStatus, Version, decide};
 use otter_protocol::{self as protocol, Answer, Offer, Outbound, Progress, UpMessage, Uplink};
-use otter_store::{CampaignMode, Firmware, Store, Upgrade};
+use otter_store::{CampaignMode, Firmware, Store, Upgrade, VersionReport};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,6 +31,8 @@ pub struct Engine {
     pub mqtt: Arc<Mqtt>,
     pub signer: Arc<Links>,
     pub url_ttl: Duration,
+    /// Version reports and last-seen times, written behind in batches.
+    pub presence: Arc<Presence>,
     next_id: AtomicU64,
 }
 
@@ -43,12 +46,19 @@ struct Applied {
 }
 
 impl Engine {
-    pub fn new(store: Store, mqtt: Arc<Mqtt>, signer: Arc<Links>, url_ttl: Duration) -> Arc<Self> {
+    pub fn new(
+        store: Store,
+        mqtt: Arc<Mqtt>,
+        signer: Arc<Links>,
+        url_ttl: Duration,
+        presence: Arc<Presence>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             store,
             mqtt,
             signer,
             url_ttl,
+            presence,
             next_id: AtomicU64::new(otter_store::now_ms() as u64),
         })
     }
@@ -186,9 +196,13 @@ impl Engine {
                 return Ok(());
             }
         };
-        self.store
-            .record_version(&from.product, &from.device, &module, &version)
-            .await?;
+        self.presence.report(VersionReport {
+            product: from.product.clone(),
+            device: from.device.clone(),
+            module: module.clone(),
+            version: version.clone(),
+            at: otter_store::now_ms(),
+        });
         self.answer(uplink, Answer::Ack).await?;
         let applied = self
             .apply(from, &module, Fact::VersionReported(&version))
@@ -261,13 +275,16 @@ impl Engine {
     ) -> Result<bool> {
         let current = match reported {
             Some(v) => Some(v.clone()),
-            None => self
-                .store
-                .versions(&upgrade.product, &upgrade.device)
-                .await?
-                .into_iter()
-                .find(|m| m.module == upgrade.module)
-                .map(|m| m.version),
+            None => {
+                // The device's last report may still be queued.
+                self.presence.flush().await;
+                self.store
+                    .versions(&upgrade.product, &upgrade.device)
+                    .await?
+                    .into_iter()
+                    .find(|m| m.module == upgrade.module)
+                    .map(|m| m.version)
+            }
         };
         let Some(current) = current else {
             return Ok(false);

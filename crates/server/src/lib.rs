@@ -17,6 +17,7 @@ mod gate;
 pub mod keys;
 mod links;
 mod mqtt;
+mod presence;
 mod psk;
 pub mod secrets;
 pub mod signing;

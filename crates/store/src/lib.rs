@@ -7,6 +7,7 @@
 //! engine (the `sqlite` and `postgres` modules below); `Store` forwards each call to the engine
 //! it opened. The few differences in SQL are the dialect macros each engine module defines.
 
+mod idle;
 mod postgres;
 mod records;
 mod sqlite;

@@ -16,6 +16,18 @@ macro_rules! text_array {
     };
 }
 
+/// `<rows> AS x` with columns p, d, m, v, t: version reports bound at $n as a JSON array of
+/// `{"p","d","m","v","t"}` objects.
+macro_rules! report_rows {
+    ($param:literal) => {
+        concat!(
+            "json_to_recordset(CAST(",
+            $param,
+            " AS json)) AS x(p TEXT, d TEXT, m TEXT, v TEXT, t BIGINT)"
+        )
+    };
+}
+
 // Deliberately the same files in both engines: one set of queries, compiled per engine.
 #[allow(clippy::duplicate_mod)]
 #[path = "sql/mod.rs"]

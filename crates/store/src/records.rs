@@ -31,6 +31,16 @@ pub struct ModuleVersion {
     pub reported_at: i64,
 }
 
+/// What a device said it runs, and when (milliseconds since the epoch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionReport {
+    pub product: ProductId,
+    pub device: DeviceName,
+    pub module: Module,
+    pub version: Version,
+    pub at: i64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewFirmware {
     pub product: ProductId,

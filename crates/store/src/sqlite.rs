@@ -11,6 +11,20 @@ macro_rules! text_array {
     };
 }
 
+/// `<rows> AS x` with columns p, d, m, v, t: version reports bound at $n as a JSON array of
+/// `{"p","d","m","v","t"}` objects.
+macro_rules! report_rows {
+    ($param:literal) => {
+        concat!(
+            "(SELECT json_extract(value, '$.p') AS p, json_extract(value, '$.d') AS d,
+              json_extract(value, '$.m') AS m, json_extract(value, '$.v') AS v,
+              json_extract(value, '$.t') AS t FROM json_each(",
+            $param,
+            ")) AS x"
+        )
+    };
+}
+
 // Deliberately the same files in both engines: one set of queries, compiled per engine.
 #[allow(clippy::duplicate_mod)]
 #[path = "sql/mod.rs"]

@@ -12,6 +12,9 @@ use std::time::Duration;
 #[derive(Clone, Debug)]
 pub struct Store {
     engine: Engine,
+    /// Devices known to have no live upgrade (SQLite only: one process owns the file, so this
+    /// process sees every write that could start one; see `idle.rs`).
+    idle: Option<std::sync::Arc<crate::idle::IdleDevices>>,
 }
 
 #[derive(Clone, Debug)]
@@ -59,7 +62,8 @@ impl Store {
             .await?;
         crate::sqlite::MIGRATOR.run(&pool).await?;
         let engine = Engine::Sqlite(crate::sqlite::Engine { pool });
-        Ok(Self { engine })
+        let idle = Some(std::sync::Arc::default());
+        Ok(Self { engine, idle })
     }
 
     /// Connects to the PostgreSQL database at `url`. Several nodes may share it: migrations take
@@ -73,7 +77,8 @@ impl Store {
             .await?;
         crate::postgres::MIGRATOR.run(&pool).await?;
         let engine = Engine::Postgres(crate::postgres::Engine { pool });
-        Ok(Self { engine })
+        // Other nodes start upgrades in the shared database: no idle cache.
+        Ok(Self { engine, idle: None })
     }
 
     /// The engine's name, for logs: `sqlite` or `postgres`.
@@ -82,6 +87,63 @@ impl Store {
             Engine::Sqlite(_) => "sqlite",
             Engine::Postgres(_) => "postgres",
         }
+    }
+}
+
+/// Calls the same method on whichever engine the store has.
+macro_rules! on_engine {
+    ($store:expr, $name:ident($($arg:expr),*)) => {
+        match &$store.engine {
+            Engine::Sqlite(e) => e.$name($($arg),*).await,
+            Engine::Postgres(e) => e.$name($($arg),*).await,
+        }
+    };
+}
+
+impl Store {
+    /// Creates a campaign and its device upgrades (queued) in one transaction. A device already in
+    /// a live upgrade of the module refuses the whole campaign with an error naming it, unless
+    /// `supersede`, which cancels that other upgrade.
+    pub async fn create_campaign(&self, c: &NewCampaign) -> Result<Campaign> {
+        let _starting = self.idle.as_ref().map(|i| i.starting_upgrades());
+        on_engine!(self, create_campaign(c))
+    }
+
+    /// Planner-driven transitions of several devices of one campaign, in one transaction: each
+    /// device moves to `to` only if it is in one of `from`. `released_at` set means a release
+    /// (attempts + 1). Returns the devices that moved.
+    pub async fn transition(
+        &self,
+        campaign_id: i64,
+        product: &ProductId,
+        devices: &[DeviceName],
+        change: &Transition<'_>,
+    ) -> Result<Vec<DeviceName>> {
+        // A retry moves a finished upgrade back to `queued`: live again.
+        let _starting = self.idle.as_ref().map(|i| i.starting_upgrades());
+        on_engine!(self, transition(campaign_id, product, devices, change))
+    }
+
+    /// The device's live upgrade of `module`, if any (at most one, by a unique index). Every
+    /// device message asks this; for a device known idle it costs no query.
+    pub async fn live_upgrade(
+        &self,
+        product: &ProductId,
+        device: &DeviceName,
+        module: &Module,
+    ) -> Result<Option<Upgrade>> {
+        let Some(idle) = &self.idle else {
+            return on_engine!(self, live_upgrade(product, device, module));
+        };
+        let key = (product.clone(), device.clone(), module.clone());
+        let Some(asked) = idle.ask(&key) else {
+            return Ok(None);
+        };
+        let found = on_engine!(self, live_upgrade(product, device, module))?;
+        if found.is_none() {
+            idle.remember(key, asked);
+        }
+        Ok(found)
     }
 }
 
@@ -114,6 +176,8 @@ forward! {
     /// Marks every device offline: at start-up no device is connected to this node yet.
     pub async fn reset_online(&self) -> Result<()>;
     pub async fn record_version(&self, product: &ProductId, name: &DeviceName, module: &Module, version: &Version) -> Result<()>;
+    /// Many reports in one transaction (the engine's write-behind of what devices report).
+    pub async fn record_versions(&self, reports: &[VersionReport]) -> Result<()>;
     pub async fn versions(&self, product: &ProductId, name: &DeviceName) -> Result<Vec<ModuleVersion>>;
     pub async fn create_firmware(&self, fw: &NewFirmware) -> Result<Firmware>;
     pub async fn firmware(&self, id: i64) -> Result<Firmware>;
@@ -127,10 +191,6 @@ forward! {
     /// campaign targeting, which is pure logic in the caller.
     pub async fn fleet(&self, product: &ProductId, module: &Module) -> Result<Vec<FleetDevice>>;
     // ---- campaigns
-    /// Creates a campaign and its device upgrades (queued) in one transaction. A device already in
-    /// a live upgrade of the module refuses the whole campaign with an error naming it, unless
-    /// `supersede`, which cancels that other upgrade.
-    pub async fn create_campaign(&self, c: &NewCampaign) -> Result<Campaign>;
     pub async fn campaign(&self, id: i64) -> Result<Campaign>;
     pub async fn campaigns(&self, product: Option<&ProductId>) -> Result<Vec<Campaign>>;
     /// Campaigns the planner still has work for.
@@ -141,17 +201,11 @@ forward! {
     pub async fn campaign_counts(&self, id: i64) -> Result<StateCounts>;
     /// A campaign's device upgrades in rollout order, optionally only those in `state`.
     pub async fn campaign_upgrades(&self, id: i64, state: Option<UpgradeState>, limit: i64, offset: i64) -> Result<Vec<Upgrade>>;
-    /// The device's live upgrade of `module`, if any (at most one, by a unique index).
-    pub async fn live_upgrade(&self, product: &ProductId, device: &DeviceName, module: &Module) -> Result<Option<Upgrade>>;
     /// The device's most recent upgrade, live or not, for `device show`.
     pub async fn latest_upgrade(&self, product: &ProductId, device: &DeviceName) -> Result<Option<Upgrade>>;
     /// Stores a device-driven status change, only while the upgrade is live (a late report never
     /// revives a finished or canceled upgrade). Returns whether it was written.
     pub async fn update_upgrade(&self, campaign_id: i64, product: &ProductId, device: &DeviceName, status: &UpgradeStatus) -> Result<bool>;
-    /// Planner-driven transitions of several devices of one campaign, in one transaction: each
-    /// device moves to `to` only if it is in one of `from`. `released_at` set means a release
-    /// (attempts + 1). Returns the devices that moved.
-    pub async fn transition(&self, campaign_id: i64, product: &ProductId, devices: &[DeviceName], change: &Transition<'_>) -> Result<Vec<DeviceName>>;
     /// The names of the product's devices that are online now.
     pub async fn online_devices(&self, product: &ProductId) -> Result<std::collections::HashSet<DeviceName>>;
     /// Counts one more push of the offer to the device.

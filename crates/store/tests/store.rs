@@ -10,7 +10,7 @@ use otter_core::campaign::{CampaignState, Strategy};
 use otter_core::{DeviceName, Module, ProductId, UpgradeState, UpgradeStatus, Version};
 use otter_store::{
     CampaignKind, CampaignMode, Firmware, FirmwareSignature, NewCampaign, NewFirmware, NewSlot,
-    Store, StoreError, Transition,
+    Store, StoreError, Transition, VersionReport,
 };
 
 async fn campaign(
@@ -593,6 +593,61 @@ async fn node_membership_lists_live_nodes_in_one_order() {
             a.node_heartbeat("node-a", 9_200, 4_200).await.unwrap(),
             ["node-a"]
         );
+        db.drop().await;
+    }
+}
+
+#[tokio::test]
+async fn version_reports_are_stored_in_batches() {
+    for db in databases().await {
+        let (store, _) = store_with_firmware(&db).await;
+        let report = |device: &str, module: &str, version: &str, at: i64| VersionReport {
+            product: p("P1"),
+            device: d(device),
+            module: Module::parse(module).unwrap(),
+            version: v(version),
+            at,
+        };
+        store
+            .record_versions(&[
+                report("a", "default", "1.0", 1_000),
+                report("a", "default", "1.2", 3_000),
+                report("a", "default", "1.1", 2_000),
+                report("a", "mcu", "7", 1_500),
+                report("b", "default", "2.0", 4_000),
+                // A device that does not exist (or was deleted meanwhile) is skipped.
+                report("gone", "default", "9.9", 4_000),
+            ])
+            .await
+            .unwrap();
+        let a = store.versions(&p("P1"), &d("a")).await.unwrap();
+        let a: Vec<(&str, &str, i64)> = a
+            .iter()
+            .map(|m| (m.module.as_str(), m.version.as_str(), m.reported_at))
+            .collect();
+        assert_eq!(a, [("default", "1.2", 3_000), ("mcu", "7", 1_500)]);
+        assert_eq!(
+            store.device(&p("P1"), &d("a")).await.unwrap().last_seen,
+            Some(3_000)
+        );
+        assert_eq!(
+            store.device(&p("P1"), &d("b")).await.unwrap().last_seen,
+            Some(4_000)
+        );
+        // A batch that arrives late never moves a device back in time.
+        store
+            .record_versions(&[report("a", "default", "1.0", 2_500)])
+            .await
+            .unwrap();
+        assert_eq!(
+            store.versions(&p("P1"), &d("a")).await.unwrap()[0].version,
+            v("1.2")
+        );
+        assert_eq!(
+            store.device(&p("P1"), &d("a")).await.unwrap().last_seen,
+            Some(3_000)
+        );
+        store.record_versions(&[]).await.unwrap();
         db.drop().await;
     }
 }

@@ -26,7 +26,7 @@ pub(super) struct Script {
     pub offer: Offer,
     pub plan: Plan,
     pub delay: Duration,
-    pub http: Option<reqwest::Client>,
+    pub http: Option<super::Http>,
 }
 
 impl Script {
@@ -106,9 +106,12 @@ impl Script {
     /// GETs the image, reporting 50 % half way, and checks its size; returns its MD5 (the
     /// caller checks it after reporting 100 %, as devices verify a complete download). Nothing
     /// is stored.
-    async fn fetch(&self, http: &reqwest::Client) -> Result<String, DownloadError> {
+    async fn fetch(&self, http: &super::Http) -> Result<String, DownloadError> {
         let size = self.offer.size;
-        let mut response = http.get(&self.offer.url).send().await?;
+        // Held until the body is read: the connection is open that long. The semaphore is
+        // never closed, so the error arm cannot happen; a download then just runs uncapped.
+        let _slot = http.slots.acquire().await.ok();
+        let mut response = http.client.get(&self.offer.url).send().await?;
         let status = response.status();
         if !status.is_success() {
             return Err(DownloadError::Status(status));

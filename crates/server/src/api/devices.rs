@@ -162,6 +162,8 @@ pub async fn show(
 ) -> Result<Json<DeviceView>, ApiError> {
     let product = s.store.product(&ProductId::parse(product)?).await?;
     let name = DeviceName::parse(device)?;
+    // Reports are written behind (presence.rs): show every one acknowledged so far.
+    s.campaigns.engine.presence.flush().await;
     let device = s.store.device(&product.id, &name).await?;
     let versions = s.store.versions(&product.id, &name).await?;
     let dialect: Option<Dialect> = product.dialect.parse().ok();

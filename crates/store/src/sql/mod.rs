@@ -258,24 +258,70 @@ impl Engine {
         module: &Module,
         version: &Version,
     ) -> Result<()> {
-        let now = now_ms();
-        sqlx::query(
-            "INSERT INTO device_versions (product_id, device_name, module, version, reported_at) VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (product_id, device_name, module) DO UPDATE SET version = excluded.version, reported_at = excluded.reported_at",
-        )
-        .bind(product.as_str())
-        .bind(name.as_str())
-        .bind(module.as_str())
-        .bind(version.as_str())
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        sqlx::query("UPDATE devices SET last_seen = $1 WHERE product_id = $2 AND name = $3")
-            .bind(now)
-            .bind(product.as_str())
-            .bind(name.as_str())
-            .execute(&self.pool)
+        let report = VersionReport {
+            product: product.clone(),
+            device: name.clone(),
+            module: module.clone(),
+            version: version.clone(),
+            at: now_ms(),
+        };
+        self.record_versions(std::slice::from_ref(&report)).await
+    }
+
+    /// Stores many version reports in one transaction of two statements (the rows travel as
+    /// one JSON parameter), also moving each device's `last_seen` forward. Reports of devices
+    /// deleted meanwhile are skipped. Later reports of the same module win.
+    pub async fn record_versions(&self, reports: &[VersionReport]) -> Result<()> {
+        if reports.is_empty() {
+            return Ok(());
+        }
+        // One row per module (a second conflict on one row in one INSERT is an error in
+        // PostgreSQL): the latest report wins, and the last of equals.
+        let mut latest: std::collections::HashMap<(&str, &str, &str), &VersionReport> =
+            std::collections::HashMap::new();
+        for r in reports {
+            let key = (r.product.as_str(), r.device.as_str(), r.module.as_str());
+            match latest.get(&key) {
+                Some(seen) if seen.at > r.at => {}
+                _ => {
+                    latest.insert(key, r);
+                }
+            }
+        }
+        let rows: Vec<serde_json::Value> = latest
+            .values()
+            .map(|r| {
+                serde_json::json!({ "p": r.product.as_str(), "d": r.device.as_str(),
+                    "m": r.module.as_str(), "v": r.version.as_str(), "t": r.at })
+            })
+            .collect();
+        let rows = serde_json::Value::Array(rows).to_string();
+        const VERSIONS: &str = concat!(
+            "INSERT INTO device_versions (product_id, device_name, module, version, reported_at)
+             SELECT x.p, x.d, x.m, x.v, x.t FROM ",
+            report_rows!("$1"),
+            " WHERE EXISTS (SELECT 1 FROM devices WHERE product_id = x.p AND name = x.d)
+             ON CONFLICT (product_id, device_name, module) DO UPDATE
+             SET version = excluded.version, reported_at = excluded.reported_at
+             WHERE excluded.reported_at >= device_versions.reported_at"
+        );
+        const LAST_SEEN: &str = concat!(
+            "UPDATE devices SET last_seen = s.t FROM (SELECT x.p, x.d, MAX(x.t) AS t FROM ",
+            report_rows!("$1"),
+            " GROUP BY x.p, x.d) AS s
+             WHERE devices.product_id = s.p AND devices.name = s.d
+               AND (devices.last_seen IS NULL OR devices.last_seen < s.t)"
+        );
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(VERSIONS)
+            .bind(rows.as_str())
+            .execute(&mut *tx)
             .await?;
+        sqlx::query(LAST_SEEN)
+            .bind(rows.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(())
     }
 
