@@ -3,6 +3,7 @@
 
 use crate::api::{self, ApiState};
 use crate::campaigns::Campaigns;
+use crate::changes::Changes;
 use crate::config::ExternalBrokerConfig;
 use crate::config::ServeConfig;
 use crate::engine::Engine;
@@ -82,12 +83,14 @@ impl Application {
         };
         let mqtt = Arc::new(mqtt);
         let (presence, presence_task) = Presence::spawn(store.clone());
+        let (changes, changes_task) = Changes::spawn(store.clone());
         let engine = Engine::new(
             store.clone(),
             Arc::clone(&mqtt),
             Arc::new(links),
             config.url_ttl,
             Arc::clone(&presence),
+            changes,
         );
         let engine_task = engine.spawn(events_rx);
         let campaigns = Arc::new(Campaigns {
@@ -125,7 +128,7 @@ impl Application {
             .merge(otter_download::router(DownloadState { blobs, signer }))
             .layer(tower_http::trace::TraceLayer::new_for_http());
 
-        tasks.extend([engine_task, planner_task, presence_task]);
+        tasks.extend([engine_task, planner_task, presence_task, changes_task]);
         info!(mqtt = %mqtt.local_addr(), http = %http_addr, %public_url, data_dir = %dir.display(), "otter is up");
         Ok(Self {
             http,

@@ -5,6 +5,7 @@
 //! across devices. Nothing a device sends can make this fail for other devices: every error is
 //! logged with the device it came from and the message is dropped.
 
+use crate::changes::Changes;
 use crate::gate::DeviceIdentity;
 use crate::links::Links;
 use crate::mqtt::Mqtt;
@@ -14,7 +15,7 @@ use bytes::Bytes;
 use otter_broker::BrokerEvent;
 use otter_core::{DeviceName, Fact, Module, ProductId, UpgradeStatus, Version, decide};
 use otter_protocol::{self as protocol, Answer, Offer, Outbound, Progress, UpMessage, Uplink};
-use otter_store::{CampaignMode, Firmware, Store, Upgrade, VersionReport};
+use otter_store::{CampaignMode, Firmware, Store, Upgrade, UpgradeUpdate, VersionReport};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,7 +23,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
-const SHARDS: usize = 4;
+/// Devices handled concurrently (each shard handles its devices' messages in order); enough
+/// to keep the change writer's batches full.
+const SHARDS: usize = 32;
 /// Topic + payload a Tencent SDK device can take in one PUBLISH (PROTOCOL.md §1).
 const TENCENT_MAX_PUBLISH: usize = 1900;
 
@@ -33,6 +36,8 @@ pub struct Engine {
     pub url_ttl: Duration,
     /// Version reports and last-seen times, written behind in batches.
     pub presence: Arc<Presence>,
+    /// Device-driven upgrade changes, committed in groups.
+    changes: Changes,
     next_id: AtomicU64,
 }
 
@@ -52,8 +57,10 @@ impl Engine {
         signer: Arc<Links>,
         url_ttl: Duration,
         presence: Arc<Presence>,
+        changes: Changes,
     ) -> Arc<Self> {
         Arc::new(Self {
+            changes,
             store,
             mqtt,
             signer,
@@ -371,8 +378,13 @@ impl Engine {
 
     async fn record(&self, upgrade: &Upgrade, next: &UpgradeStatus) -> Result<()> {
         let written = self
-            .store
-            .update_upgrade(upgrade.campaign_id, &upgrade.product, &upgrade.device, next)
+            .changes
+            .write(UpgradeUpdate {
+                campaign_id: upgrade.campaign_id,
+                product: upgrade.product.clone(),
+                device: upgrade.device.clone(),
+                status: next.clone(),
+            })
             .await?;
         if written && next.state != upgrade.status.state {
             metrics::counter!("otter_upgrade_transitions_total", "state" => next.state.as_str())

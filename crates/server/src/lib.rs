@@ -8,6 +8,7 @@
 mod api;
 mod app;
 mod campaigns;
+mod changes;
 pub mod clock;
 mod config;
 mod console;

@@ -28,6 +28,18 @@ macro_rules! report_rows {
     };
 }
 
+/// `<rows> AS x` with columns c (campaign), p, d, s (state), pc (percent), rc, rm (result
+/// code, message), t: upgrade changes bound at $n as a JSON array of objects.
+macro_rules! upgrade_rows {
+    ($param:literal) => {
+        concat!(
+            "json_to_recordset(CAST(",
+            $param,
+            " AS json)) AS x(c BIGINT, p TEXT, d TEXT, s TEXT, pc BIGINT, rc BIGINT, rm TEXT, t BIGINT)"
+        )
+    };
+}
+
 // Deliberately the same files in both engines: one set of queries, compiled per engine.
 #[allow(clippy::duplicate_mod)]
 #[path = "sql/mod.rs"]

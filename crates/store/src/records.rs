@@ -31,6 +31,15 @@ pub struct ModuleVersion {
     pub reported_at: i64,
 }
 
+/// A device-driven status change of one upgrade.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpgradeUpdate {
+    pub campaign_id: i64,
+    pub product: ProductId,
+    pub device: DeviceName,
+    pub status: UpgradeStatus,
+}
+
 /// What a device said it runs, and when (milliseconds since the epoch).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VersionReport {

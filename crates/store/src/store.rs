@@ -206,6 +206,9 @@ forward! {
     /// Stores a device-driven status change, only while the upgrade is live (a late report never
     /// revives a finished or canceled upgrade). Returns whether it was written.
     pub async fn update_upgrade(&self, campaign_id: i64, product: &ProductId, device: &DeviceName, status: &UpgradeStatus) -> Result<bool>;
+    /// Many device-driven changes in one transaction (the engine's group commit); per change,
+    /// whether it was written. At most one change per upgrade in a batch.
+    pub async fn update_upgrades(&self, updates: &[UpgradeUpdate]) -> Result<Vec<bool>>;
     /// The names of the product's devices that are online now.
     pub async fn online_devices(&self, product: &ProductId) -> Result<std::collections::HashSet<DeviceName>>;
     /// Counts one more push of the offer to the device.

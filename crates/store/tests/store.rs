@@ -10,7 +10,7 @@ use otter_core::campaign::{CampaignState, Strategy};
 use otter_core::{DeviceName, Module, ProductId, UpgradeState, UpgradeStatus, Version};
 use otter_store::{
     CampaignKind, CampaignMode, Firmware, FirmwareSignature, NewCampaign, NewFirmware, NewSlot,
-    Store, StoreError, Transition, VersionReport,
+    Store, StoreError, Transition, UpgradeUpdate, VersionReport,
 };
 
 async fn campaign(
@@ -648,6 +648,67 @@ async fn version_reports_are_stored_in_batches() {
             Some(3_000)
         );
         store.record_versions(&[]).await.unwrap();
+        db.drop().await;
+    }
+}
+
+#[tokio::test]
+async fn device_changes_of_many_upgrades_commit_together() {
+    for db in databases().await {
+        let (store, fw) = store_with_firmware(&db).await;
+        let c = campaign(&store, &fw, &[d("a"), d("b")]).await.unwrap();
+        let change = |device: &str, state: UpgradeState, percent: Option<u8>| UpgradeUpdate {
+            campaign_id: c.id,
+            product: p("P1"),
+            device: d(device),
+            status: UpgradeStatus {
+                state,
+                percent,
+                ..UpgradeStatus::pending(v("2.0"))
+            },
+        };
+        // b finishes first: a later change of b is no longer written.
+        assert_eq!(
+            store
+                .update_upgrades(&[change("b", UpgradeState::Failed, None)])
+                .await
+                .unwrap(),
+            [true]
+        );
+        let written = store
+            .update_upgrades(&[
+                change("a", UpgradeState::Downloading, Some(40)),
+                change("b", UpgradeState::Downloading, Some(10)),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(written, [true, false]);
+        let a = store
+            .live_upgrade(&p("P1"), &d("a"), &Module::default())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (a.status.state, a.status.percent),
+            (UpgradeState::Downloading, Some(40))
+        );
+        let events = |device: &'static str| {
+            let store = store.clone();
+            async move {
+                let events = store.device_events(&p("P1"), &d(device), 10).await.unwrap();
+                events
+                    .iter()
+                    .map(|e| (e.state.clone(), e.percent))
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(events("a").await[0], (UpgradeState::Downloading, Some(40)));
+        assert_eq!(
+            events("b").await[0],
+            (UpgradeState::Failed, None),
+            "no event for b's late change"
+        );
+        assert!(store.update_upgrades(&[]).await.unwrap().is_empty());
         db.drop().await;
     }
 }

@@ -129,6 +129,10 @@ async fn log_event(
     Ok(())
 }
 
+fn key_of(u: &UpgradeUpdate) -> (i64, String, String) {
+    (u.campaign_id, u.product.to_string(), u.device.to_string())
+}
+
 impl Engine {
     /// Creates a campaign and its device upgrades (queued) in one transaction. A device already in
     /// a live upgrade of the module refuses the whole campaign with an error naming it, unless
@@ -327,28 +331,84 @@ impl Engine {
         device: &DeviceName,
         status: &UpgradeStatus,
     ) -> Result<bool> {
-        const SQL: &str = live_states!(
-            "UPDATE upgrades SET state = $1, percent = $2, result_code = $3, result_msg = $4, updated_at = $5
-             WHERE campaign_id = $6 AND product_id = $7 AND device_name = $8 AND state IN "
+        let update = UpgradeUpdate {
+            campaign_id,
+            product: product.clone(),
+            device: device.clone(),
+            status: status.clone(),
+        };
+        let written = self.update_upgrades(std::slice::from_ref(&update)).await?;
+        Ok(written.first().copied().unwrap_or(false))
+    }
+
+    /// Device-driven status changes of many upgrades in one transaction of two statements
+    /// (set-based; the changes travel as one JSON parameter): each is written only while its
+    /// upgrade is live, with its event. Returns, per change, whether it was written. At most one
+    /// change per upgrade in a batch (the engine handles a device's messages in order).
+    pub async fn update_upgrades(&self, updates: &[UpgradeUpdate]) -> Result<Vec<bool>> {
+        if updates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = now_ms();
+        let rows: Vec<serde_json::Value> = updates
+            .iter()
+            .map(|u| {
+                serde_json::json!({ "c": u.campaign_id, "p": u.product.as_str(),
+                    "d": u.device.as_str(), "s": u.status.state.as_str(),
+                    "pc": u.status.percent, "rc": u.status.result_code,
+                    "rm": u.status.result_msg, "t": now })
+            })
+            .collect();
+        let rows = serde_json::Value::Array(rows).to_string();
+        const MOVE: &str = concat!(
+            "UPDATE upgrades SET state = x.s, percent = x.pc, result_code = x.rc,
+                    result_msg = x.rm, updated_at = x.t
+             FROM ",
+            upgrade_rows!("$1"),
+            " WHERE upgrades.campaign_id = x.c AND upgrades.product_id = x.p
+               AND upgrades.device_name = x.d AND upgrades.state IN ",
+            live_states!(""),
+            " RETURNING upgrades.campaign_id, upgrades.product_id, upgrades.device_name"
+        );
+        const LOG: &str = concat!(
+            "INSERT INTO upgrade_events (campaign_id, product_id, device_name, at, state, percent, result_code, result_msg)
+             SELECT u.campaign_id, u.product_id, u.device_name, u.updated_at, u.state, u.percent, u.result_code, u.result_msg
+             FROM upgrades u JOIN ",
+            upgrade_rows!("$1"),
+            " ON u.campaign_id = x.c AND u.product_id = x.p AND u.device_name = x.d"
         );
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(SQL)
-            .bind(status.state.as_str())
-            .bind(status.percent.map(i64::from))
-            .bind(status.result_code.map(i64::from))
-            .bind(status.result_msg.as_deref())
-            .bind(now_ms())
-            .bind(campaign_id)
-            .bind(product.as_str())
-            .bind(device.as_str())
-            .execute(&mut *tx)
+        let moved = sqlx::query(MOVE)
+            .bind(rows.as_str())
+            .fetch_all(&mut *tx)
             .await?;
-        let written = done.rows_affected() == 1;
-        if written {
-            log_event(&mut tx, campaign_id, product, device).await?;
+        let mut written = std::collections::HashSet::new();
+        for row in &moved {
+            let key: (i64, String, String) = (
+                row.try_get("campaign_id")?,
+                row.try_get("product_id")?,
+                row.try_get("device_name")?,
+            );
+            written.insert(key);
+        }
+        // Events only for the rows that moved: the same JSON, filtered to them.
+        let moved_rows: Vec<serde_json::Value> = updates
+            .iter()
+            .filter(|u| written.contains(&key_of(u)))
+            .map(|u| serde_json::json!({ "c": u.campaign_id, "p": u.product.as_str(), "d": u.device.as_str() }))
+            .collect();
+        if !moved_rows.is_empty() {
+            let moved_rows = serde_json::Value::Array(moved_rows).to_string();
+            sqlx::query(LOG)
+                .bind(moved_rows.as_str())
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
-        Ok(written)
+        Ok(updates
+            .iter()
+            .map(|u| written.contains(&key_of(u)))
+            .collect())
     }
 
     /// Planner-driven transitions of several devices of one campaign, in one transaction: each
