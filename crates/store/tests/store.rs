@@ -698,7 +698,7 @@ async fn device_changes_of_many_upgrades_commit_together() {
                 let events = store.device_events(&p("P1"), &d(device), 10).await.unwrap();
                 events
                     .iter()
-                    .map(|e| (e.state.clone(), e.percent))
+                    .map(|e| (e.state, e.percent))
                     .collect::<Vec<_>>()
             }
         };
