@@ -9,6 +9,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use std::str::FromStr;
 use std::time::Duration;
 
+/// Read-only SQLite connections beside the one writer.
+const READERS: u32 = 2;
+
 #[derive(Clone, Debug)]
 pub struct Store {
     engine: Engine,
@@ -58,10 +61,27 @@ impl Store {
         // every read-then-write sequence atomic without BUSY retries.
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         crate::sqlite::MIGRATOR.run(&pool).await?;
-        let engine = Engine::Sqlite(crate::sqlite::Engine { pool });
+        // Hot reads (every device message asks for its live upgrade; operators poll campaign
+        // counts) get their own read-only connections, so they do not queue behind a write
+        // transaction: in WAL mode readers see every commit made before they start. An
+        // in-memory database exists per connection, so it reads on the writer.
+        let in_memory = options
+            .get_filename()
+            .to_string_lossy()
+            .contains(":memory:");
+        let reads = match in_memory {
+            true => pool.clone(),
+            false => {
+                SqlitePoolOptions::new()
+                    .max_connections(READERS)
+                    .connect_with(options.read_only(true))
+                    .await?
+            }
+        };
+        let engine = Engine::Sqlite(crate::sqlite::Engine { pool, reads });
         let idle = Some(std::sync::Arc::default());
         Ok(Self { engine, idle })
     }
@@ -76,7 +96,8 @@ impl Store {
             .connect_with(options)
             .await?;
         crate::postgres::MIGRATOR.run(&pool).await?;
-        let engine = Engine::Postgres(crate::postgres::Engine { pool });
+        let reads = pool.clone();
+        let engine = Engine::Postgres(crate::postgres::Engine { pool, reads });
         // Other nodes start upgrades in the shared database: no idle cache.
         Ok(Self { engine, idle: None })
     }

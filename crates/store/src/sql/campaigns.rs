@@ -190,7 +190,7 @@ impl Engine {
     pub async fn campaign(&self, id: i64) -> Result<Campaign> {
         let row: Option<CampaignRow> = sqlx::query_as("SELECT * FROM campaigns WHERE id = $1")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reads)
             .await?;
         row.ok_or_else(|| StoreError::NotFound(format!("campaign #{id}")))?
             .try_into()
@@ -255,7 +255,7 @@ impl Engine {
             "SELECT state, COUNT(*) AS n FROM upgrades WHERE campaign_id = $1 GROUP BY state",
         )
         .bind(id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         let mut counts = StateCounts::default();
         for r in rows {
@@ -300,7 +300,7 @@ impl Engine {
             .bind(product.as_str())
             .bind(device.as_str())
             .bind(module.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reads)
             .await?;
         row.map(Upgrade::try_from).transpose()
     }

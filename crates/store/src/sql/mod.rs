@@ -29,7 +29,11 @@ pub(crate) mod tokens;
 /// One engine's connection pool; `crate::Store` forwards every call to one of these.
 #[derive(Clone, Debug)]
 pub(crate) struct Engine {
+    /// Every write, and reads that must see this connection's own transaction.
     pub(crate) pool: Pool<Db>,
+    /// Hot reads that can run beside a write (SQLite: read-only connections; PostgreSQL: the
+    /// same pool).
+    pub(crate) reads: Pool<Db>,
 }
 
 pub(crate) fn corrupt(e: impl std::fmt::Display) -> StoreError {
@@ -152,7 +156,7 @@ impl Engine {
     pub async fn product(&self, id: &ProductId) -> Result<Product> {
         let row: Option<ProductRow> = sqlx::query_as("SELECT * FROM products WHERE id = $1")
             .bind(id.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reads)
             .await?;
         row.ok_or_else(|| StoreError::NotFound(format!("product {id}")))?
             .try_into()
@@ -201,7 +205,7 @@ impl Engine {
             sqlx::query_as("SELECT * FROM devices WHERE product_id = $1 AND name = $2")
                 .bind(product.as_str())
                 .bind(name.as_str())
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.reads)
                 .await?;
         row.ok_or_else(|| StoreError::NotFound(format!("device {product}/{name}")))?
             .try_into()
@@ -390,7 +394,7 @@ impl Engine {
         .bind(product.as_str())
         .bind(module.as_str())
         .bind(version.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await?;
         row.ok_or_else(|| {
             StoreError::NotFound(format!("firmware {product} {version} (module {module})"))
