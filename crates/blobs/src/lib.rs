@@ -6,6 +6,7 @@
 //! hashing it, then moves it under its final key, so a crash never leaves a half-written object
 //! where downloads look.
 
+mod local;
 mod s3;
 
 use std::ops::Range;
@@ -72,6 +73,71 @@ pub struct Blobs {
     store: Arc<dyn ObjectStore>,
     /// The S3 engine behind `store`, when it is one: it can presign URLs.
     s3: Option<Arc<s3::S3Engine>>,
+    /// The local folder behind `store`, when it is one: blobs are read from their files directly.
+    local: Option<Arc<local::LocalFiles>>,
+}
+
+/// A stored blob, looked up once: its size, and ranged reads that need no further lookup.
+/// Get one with [`Blobs::blob`]; keep it for the duration of one download.
+pub struct Blob {
+    size: u64,
+    source: Source,
+}
+
+enum Source {
+    /// A local file, read directly.
+    File(Arc<local::OpenFile>),
+    /// Any other store, read through `object_store`.
+    Store {
+        store: Arc<dyn ObjectStore>,
+        key: Path,
+    },
+}
+
+impl std::fmt::Debug for Blob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Blob").field("size", &self.size).finish()
+    }
+}
+
+impl Blob {
+    /// Length in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Streams bytes `range` (end exclusive, clamped to the size). A range starting at or past
+    /// the end is [`BlobError::InvalidRange`] unless it is empty.
+    pub async fn read(
+        &self,
+        range: Range<u64>,
+    ) -> Result<BoxStream<'static, Result<Bytes, BlobError>>, BlobError> {
+        let end = range.end.min(self.size);
+        if range.start > range.end || (range.start >= end && !range.is_empty()) {
+            return Err(BlobError::InvalidRange {
+                start: range.start,
+                end: range.end,
+            });
+        }
+        if range.is_empty() {
+            // Stores reject empty ranges.
+            return Ok(stream::empty().boxed());
+        }
+        let range = range.start..end;
+        match &self.source {
+            Source::File(file) => Ok(local::stream(Arc::clone(file), range)),
+            Source::Store { store, key } => {
+                let options = GetOptions::new().with_range(Some(range));
+                match store.get_opts(key, options).await {
+                    Ok(got) => stream_payload(got),
+                    Err(object_store::Error::NotFound { .. }) => Err(BlobError::NotFound(
+                        key.filename().unwrap_or_default().into(),
+                    )),
+                    Err(err) => Err(err.into()),
+                }
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Blobs {
@@ -101,6 +167,7 @@ impl Blobs {
             return Ok(Self {
                 store: Arc::clone(&engine.store),
                 s3: Some(engine),
+                local: None,
             });
         }
         if let Some((scheme, _)) = spec.split_once("://") {
@@ -114,7 +181,11 @@ impl Blobs {
 
     /// Wraps an already-built engine (other engines, or tests).
     pub fn from_store(store: Arc<dyn ObjectStore>) -> Self {
-        Self { store, s3: None }
+        Self {
+            store,
+            s3: None,
+            local: None,
+        }
     }
 
     /// Whether [`Self::presigned_url`] can work: the blobs are in S3.
@@ -143,8 +214,12 @@ impl Blobs {
         }
         std::fs::create_dir_all(path)?;
         // fsync: a blob reported as ingested must survive a power cut, as on S3.
-        let fs = LocalFileSystem::new_with_prefix(path)?.with_fsync(true);
-        Ok(Self::from_store(Arc::new(fs)))
+        let fs = Arc::new(LocalFileSystem::new_with_prefix(path)?.with_fsync(true));
+        Ok(Self {
+            store: Arc::clone(&fs) as Arc<dyn ObjectStore>,
+            s3: None,
+            local: Some(Arc::new(local::LocalFiles::new(fs))),
+        })
     }
 
     /// Streams `reader` into the store, computing size, MD5 and SHA-256 on the way, and stores it
@@ -194,14 +269,32 @@ impl Blobs {
         }
     }
 
-    /// Size of the blob, or `None` when it is not stored.
-    pub async fn size(&self, sha256: &str) -> Result<Option<u64>, BlobError> {
+    /// The blob `sha256`, or `None` when it is not stored: one lookup, after which its size is
+    /// known and ranges of it can be read (what a download needs).
+    pub async fn blob(&self, sha256: &str) -> Result<Option<Blob>, BlobError> {
         let key = checked_key(sha256)?;
+        if let Some(local) = &self.local {
+            return Ok(local.open(sha256).await?.map(|file| Blob {
+                size: file.size,
+                source: Source::File(file),
+            }));
+        }
         match self.store.head(&key).await {
-            Ok(meta) => Ok(Some(meta.size)),
+            Ok(meta) => Ok(Some(Blob {
+                size: meta.size,
+                source: Source::Store {
+                    store: Arc::clone(&self.store),
+                    key,
+                },
+            })),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(err) => Err(err.into()),
         }
+    }
+
+    /// Size of the blob, or `None` when it is not stored.
+    pub async fn size(&self, sha256: &str) -> Result<Option<u64>, BlobError> {
+        Ok(self.blob(sha256).await?.map(|blob| blob.size))
     }
 
     /// Streams bytes `range` of the blob (end exclusive, clamped to the blob's size by the store).
@@ -218,13 +311,13 @@ impl Blobs {
                 end: range.end,
             });
         }
-        if range.is_empty() {
-            // Stores reject empty ranges; still report a missing blob as missing.
-            return match self.size(sha256).await? {
-                Some(_) => Ok(stream::empty().boxed()),
+        if self.local.is_some() || range.is_empty() {
+            return match self.blob(sha256).await? {
+                Some(blob) => blob.read(range).await,
                 None => Err(BlobError::NotFound(sha256.into())),
             };
         }
+        // One request instead of a lookup then a read.
         let options = GetOptions::new().with_range(Some(range));
         match self.store.get_opts(&key, options).await {
             Ok(got) => Ok(stream_payload(got)?),

@@ -62,8 +62,9 @@ pub(crate) async fn download(
             &device,
         );
     }
-    let size = match state.blobs.size(&sha256).await {
-        Ok(Some(size)) => size,
+    // One lookup serves both the size and the read (local blobs: a cached open file).
+    let blob = match state.blobs.blob(&sha256).await {
+        Ok(Some(blob)) => blob,
         Ok(None) | Err(BlobError::InvalidSha256(_)) => {
             return refuse(
                 StatusCode::NOT_FOUND,
@@ -76,6 +77,7 @@ pub(crate) async fn download(
         }
         Err(err) => return store_failure(&err, &sha256),
     };
+    let size = blob.size();
     let etag = format!("\"{sha256}\"");
     let (status, bytes) = match requested_range(&headers, &etag, size) {
         ByteRange::Full => (StatusCode::OK, 0..size),
@@ -112,7 +114,7 @@ pub(crate) async fn download(
     if method == Method::HEAD || len == 0 {
         return response;
     }
-    match state.blobs.read(&sha256, bytes.clone()).await {
+    match blob.read(bytes.clone()).await {
         Ok(stream) => {
             tracing::debug!(
                 ?peer,

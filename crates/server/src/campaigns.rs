@@ -359,6 +359,8 @@ impl Campaigns {
         }
         // Batched: one query for who is online, one transaction to record every push.
         let firmware = self.store.firmware(campaign.firmware_id).await?;
+        // Connects are written behind (presence.rs): include every one handled so far.
+        self.engine.presence.flush().await;
         let online = self.store.online_devices(&campaign.product).await?;
         let mut pushed = Vec::new();
         for device in released.iter().filter(|d| online.contains(*d)) {

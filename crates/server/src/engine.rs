@@ -109,20 +109,12 @@ impl Engine {
     async fn handle(&self, event: BrokerEvent<DeviceIdentity>) {
         let (who, result) = match event {
             BrokerEvent::Connected(id) => {
-                let r = self
-                    .store
-                    .set_online(&id.product, &id.device, true)
-                    .await
-                    .map_err(Into::into);
-                (id, r)
+                self.presence.online(&id.product, &id.device, true);
+                (id, Ok(()))
             }
             BrokerEvent::Disconnected(id) => {
-                let r = self
-                    .store
-                    .set_online(&id.product, &id.device, false)
-                    .await
-                    .map_err(Into::into);
-                (id, r)
+                self.presence.online(&id.product, &id.device, false);
+                (id, Ok(()))
             }
             BrokerEvent::Message {
                 from,

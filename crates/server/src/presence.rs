@@ -1,5 +1,5 @@
-//! What devices say about themselves — the version each module runs, when they were last
-//! heard — written behind the engine in batches.
+//! What devices say about themselves — that they connected or left, the version each module
+//! runs, when they were last heard — written behind the engine in batches.
 //!
 //! Devices repeat these facts on every connect and often periodically, so a report must not
 //! cost the engine a database commit: it is queued here (one entry per device module, the
@@ -8,12 +8,13 @@
 //! gathers, so under load many reports share a commit.
 //!
 //! A crash loses at most the reports not yet committed; devices send them again when they
-//! reconnect. [`Presence::flush`] waits until everything queued before it is committed:
-//! readers that decide on versions (campaign targeting) call it first, so they see every
-//! report this node has acknowledged.
+//! reconnect (and a restart marks every device offline anyway). [`Presence::flush`] waits until
+//! everything queued before it is committed: readers that decide on versions or on who is
+//! online (campaign targeting, a release's pushes) call it first, so they see every connect
+//! and report this node has handled.
 
 use otter_core::{DeviceName, Module, ProductId};
-use otter_store::{Store, VersionReport};
+use otter_store::{OnlineChange, Store, VersionReport};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -35,6 +36,7 @@ pub struct Presence {
 #[derive(Default)]
 struct Pending {
     reports: HashMap<Key, VersionReport>,
+    online: HashMap<(ProductId, DeviceName), OnlineChange>,
     /// The sequence number of the last report queued.
     queued: u64,
 }
@@ -78,6 +80,24 @@ impl Presence {
         self.wake.notify_one();
     }
 
+    /// Queues a connect (`online`) or disconnect; returns at once.
+    pub fn online(&self, product: &ProductId, device: &DeviceName, online: bool) {
+        let change = OnlineChange {
+            product: product.clone(),
+            device: device.clone(),
+            online,
+            at: otter_store::now_ms(),
+        };
+        {
+            let mut pending = self.lock();
+            pending.queued += 1;
+            pending
+                .online
+                .insert((product.clone(), device.clone()), change);
+        }
+        self.wake.notify_one();
+    }
+
     /// Waits until every report queued before this call is committed (or given up).
     pub async fn flush(&self) {
         let target = self.lock().queued;
@@ -85,10 +105,13 @@ impl Presence {
         let _ = committed.wait_for(|done| *done >= target).await;
     }
 
-    fn take(&self) -> (Vec<VersionReport>, u64) {
+    fn take(&self) -> (Batch, u64) {
         let mut pending = self.lock();
-        let batch = std::mem::take(&mut pending.reports);
-        (batch.into_values().collect(), pending.queued)
+        let batch = Batch {
+            online: std::mem::take(&mut pending.online).into_values().collect(),
+            reports: std::mem::take(&mut pending.reports).into_values().collect(),
+        };
+        (batch, pending.queued)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
@@ -97,21 +120,42 @@ impl Presence {
     }
 }
 
-async fn commit(store: &Store, batch: &[VersionReport]) {
+/// One batch: connects and disconnects, then version reports.
+struct Batch {
+    online: Vec<OnlineChange>,
+    reports: Vec<VersionReport>,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.online.is_empty() && self.reports.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.online.len() + self.reports.len()
+    }
+
+    async fn write(&self, store: &Store) -> otter_store::Result<()> {
+        store.set_online_many(&self.online).await?;
+        store.record_versions(&self.reports).await
+    }
+}
+
+async fn commit(store: &Store, batch: &Batch) {
     for attempt in 1..=ATTEMPTS {
-        match store.record_versions(batch).await {
+        match batch.write(store).await {
             Ok(()) => {
-                metrics::counter!("otter_version_reports_written_total")
+                metrics::counter!("otter_presence_changes_written_total")
                     .increment(batch.len() as u64);
-                debug!(reports = batch.len(), "version reports written");
+                debug!(changes = batch.len(), "presence written");
                 return;
             }
             Err(e) if attempt < ATTEMPTS => {
-                warn!(error = %e, attempt, reports = batch.len(), "writing version reports failed; retrying");
+                warn!(error = %e, attempt, changes = batch.len(), "writing presence failed; retrying");
                 tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
             }
             Err(e) => {
-                error!(error = %e, reports = batch.len(), "version reports lost (devices resend them when they reconnect)");
+                error!(error = %e, changes = batch.len(), "presence lost (devices resend versions when they reconnect)");
             }
         }
     }

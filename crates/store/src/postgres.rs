@@ -40,6 +40,18 @@ macro_rules! upgrade_rows {
     };
 }
 
+/// `<rows> AS x` with columns p, d, o (online), t: connects and disconnects bound at $n as a
+/// JSON array of objects.
+macro_rules! online_rows {
+    ($param:literal) => {
+        concat!(
+            "json_to_recordset(CAST(",
+            $param,
+            " AS json)) AS x(p TEXT, d TEXT, o BOOLEAN, t BIGINT)"
+        )
+    };
+}
+
 // Deliberately the same files in both engines: one set of queries, compiled per engine.
 #[allow(clippy::duplicate_mod)]
 #[path = "sql/mod.rs"]

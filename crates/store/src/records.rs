@@ -40,6 +40,15 @@ pub struct UpgradeUpdate {
     pub status: UpgradeStatus,
 }
 
+/// A device connected (`online`) or disconnected, at `at` (milliseconds since the epoch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnlineChange {
+    pub product: ProductId,
+    pub device: DeviceName,
+    pub online: bool,
+    pub at: i64,
+}
+
 /// What a device said it runs, and when (milliseconds since the epoch).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VersionReport {

@@ -194,6 +194,8 @@ forward! {
     pub async fn device(&self, product: &ProductId, name: &DeviceName) -> Result<Device>;
     pub async fn devices(&self, product: &ProductId, limit: i64, offset: i64) -> Result<Vec<Device>>;
     pub async fn set_online(&self, product: &ProductId, name: &DeviceName, online: bool) -> Result<()>;
+    /// Many connects and disconnects at once (the engine's write-behind); one per device.
+    pub async fn set_online_many(&self, changes: &[OnlineChange]) -> Result<()>;
     /// Marks every device offline: at start-up no device is connected to this node yet.
     pub async fn reset_online(&self) -> Result<()>;
     pub async fn record_version(&self, product: &ProductId, name: &DeviceName, module: &Module, version: &Version) -> Result<()>;

@@ -10,7 +10,7 @@ use otter_core::campaign::{CampaignState, Strategy};
 use otter_core::{DeviceName, Module, ProductId, UpgradeState, UpgradeStatus, Version};
 use otter_store::{
     CampaignKind, CampaignMode, Firmware, FirmwareSignature, NewCampaign, NewFirmware, NewSlot,
-    Store, StoreError, Transition, UpgradeUpdate, VersionReport,
+    OnlineChange, Store, StoreError, Transition, UpgradeUpdate, VersionReport,
 };
 
 async fn campaign(
@@ -709,6 +709,39 @@ async fn device_changes_of_many_upgrades_commit_together() {
             "no event for b's late change"
         );
         assert!(store.update_upgrades(&[]).await.unwrap().is_empty());
+        db.drop().await;
+    }
+}
+
+#[tokio::test]
+async fn connects_and_disconnects_are_stored_in_batches() {
+    for db in databases().await {
+        let (store, _) = store_with_firmware(&db).await;
+        let change = |device: &str, online: bool, at: i64| OnlineChange {
+            product: p("P1"),
+            device: d(device),
+            online,
+            at,
+        };
+        store
+            .set_online_many(&[change("a", true, 5_000), change("b", false, 6_000)])
+            .await
+            .unwrap();
+        let a = store.device(&p("P1"), &d("a")).await.unwrap();
+        assert_eq!((a.online, a.last_seen), (true, Some(5_000)));
+        store
+            .set_online_many(&[change("a", false, 4_000), change("b", true, 7_000)])
+            .await
+            .unwrap();
+        let a = store.device(&p("P1"), &d("a")).await.unwrap();
+        assert_eq!(
+            (a.online, a.last_seen),
+            (false, Some(5_000)),
+            "last seen never goes back"
+        );
+        let online = store.online_devices(&p("P1")).await.unwrap();
+        assert_eq!(online.into_iter().collect::<Vec<_>>(), [d("b")]);
+        store.set_online_many(&[]).await.unwrap();
         db.drop().await;
     }
 }

@@ -247,6 +247,31 @@ impl Engine {
         Ok(())
     }
 
+    /// Many connects and disconnects in one statement (the rows travel as one JSON parameter):
+    /// each device's online flag and last-seen time. At most one entry per device.
+    pub async fn set_online_many(&self, changes: &[OnlineChange]) -> Result<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<serde_json::Value> = changes
+            .iter()
+            .map(|c| serde_json::json!({ "p": c.product.as_str(), "d": c.device.as_str(), "o": c.online, "t": c.at }))
+            .collect();
+        let rows = serde_json::Value::Array(rows).to_string();
+        const SQL: &str = concat!(
+            "UPDATE devices SET online = x.o,
+                    last_seen = CASE WHEN devices.last_seen > x.t THEN devices.last_seen ELSE x.t END
+             FROM ",
+            online_rows!("$1"),
+            " WHERE devices.product_id = x.p AND devices.name = x.d"
+        );
+        sqlx::query(SQL)
+            .bind(rows.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Marks every device offline: at start-up no device is connected to this node yet.
     pub async fn reset_online(&self) -> Result<()> {
         sqlx::query("UPDATE devices SET online = FALSE WHERE online")
