@@ -25,9 +25,10 @@ use crate::{BlobError, blob_key};
 /// Open blob files kept at most: bounds the descriptors held (the process shares its limit
 /// with device connections), while a fleet update only ever serves a handful of blobs at once.
 const MAX_OPEN: usize = 64;
-/// Bytes read per blocking call: large enough that a whole-file download costs few hops to the
-/// blocking pool, small enough that a thousand concurrent downloads stay within memory.
-const CHUNK: usize = 256 * 1024;
+/// Bytes read (and handed to hyper) per step. 64 KiB keeps each buffer in the CPU cache between
+/// the read into it and the socket write out of it: measured faster on whole files than 256 KiB,
+/// and a thousand concurrent downloads hold only ~64 MiB of buffers.
+const CHUNK: usize = 64 * 1024;
 
 /// One open blob file and its size (fixed: blobs never change).
 #[derive(Debug)]
@@ -143,7 +144,7 @@ async fn read_chunk(file: Arc<OpenFile>, offset: u64, len: usize) -> std::io::Re
 
 /// Idle read buffers kept for reuse: enough for the chunks in flight on a busy server, at most
 /// `MAX_IDLE * CHUNK` bytes (8 MiB) held when idle.
-const MAX_IDLE: usize = 32;
+const MAX_IDLE: usize = 128;
 
 /// Read buffers of [`CHUNK`] bytes, reused: allocating (and zeroing) a fresh one per chunk costs
 /// about as much as reading a cached chunk.

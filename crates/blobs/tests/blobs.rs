@@ -401,3 +401,125 @@ async fn sweep_removes_only_old_staging_leftovers() {
     assert!(fresh.exists());
     assert_eq!(blobs.size(&info.sha256).await.unwrap(), Some(7));
 }
+
+#[tokio::test]
+async fn blob_handle_gives_size_and_ranges() {
+    let data = content(300 * 1024 + 5);
+    let len = data.len() as u64;
+    for (engine, blobs, _dir) in engines().await {
+        assert!(
+            blobs.blob(&"0".repeat(64)).await.unwrap().is_none(),
+            "{engine}"
+        );
+        assert!(
+            matches!(blobs.blob("../x").await, Err(BlobError::InvalidSha256(_))),
+            "{engine}"
+        );
+        let info = blobs.ingest(&data[..]).await.unwrap();
+        let blob = blobs.blob(&info.sha256).await.unwrap().unwrap();
+        assert_eq!(blob.size(), len, "{engine}");
+        // Several reads from one handle, including across read-chunk boundaries, and an end
+        // past the blob (clamped).
+        for range in [
+            0..len,
+            1..2,
+            65_535..65_537,
+            100_000..len + 10,
+            len - 1..len,
+        ] {
+            let chunks: Vec<_> = blob
+                .read(range.clone())
+                .await
+                .unwrap()
+                .try_collect()
+                .await
+                .unwrap();
+            let end = range.end.min(len) as usize;
+            assert!(
+                chunks.concat() == data[range.start as usize..end],
+                "{engine}: {range:?}"
+            );
+        }
+        assert!(
+            blob.read(5..5)
+                .await
+                .unwrap()
+                .try_next()
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            matches!(
+                blob.read(len..len + 1).await,
+                Err(BlobError::InvalidRange { .. })
+            ),
+            "{engine}"
+        );
+    }
+}
+
+/// Concurrent reads of one blob (sharing its open file and the read buffers) each get their own
+/// bytes.
+#[tokio::test]
+async fn concurrent_local_reads_get_their_own_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = Blobs::open(dir.path().to_str().unwrap()).unwrap();
+    let data = content(2 * 1024 * 1024 + 3);
+    let info = blobs.ingest(&data[..]).await.unwrap();
+    let reads = (0..32u64).map(|i| {
+        let blobs = blobs.clone();
+        let sha = info.sha256.clone();
+        let range = i * 60_001..i * 60_001 + 70_000 + i * 1000;
+        tokio::spawn(async move { (range.clone(), read_all(&blobs, &sha, range).await) })
+    });
+    for read in reads {
+        let (range, got) = read.await.unwrap();
+        assert!(
+            got == data[range.start as usize..range.end as usize],
+            "{range:?}"
+        );
+    }
+}
+
+/// A blob that was not there when first asked for is found once ingested (misses are not
+/// remembered).
+#[tokio::test]
+async fn local_miss_then_ingest_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = Blobs::open(dir.path().to_str().unwrap()).unwrap();
+    let data = b"late firmware".to_vec();
+    // Learn the name from another store.
+    let other = tempfile::tempdir().unwrap();
+    let sha = Blobs::open(other.path().to_str().unwrap())
+        .unwrap()
+        .ingest(&data[..])
+        .await
+        .unwrap()
+        .sha256;
+    assert_eq!(blobs.size(&sha).await.unwrap(), None);
+    assert!(blobs.blob(&sha).await.unwrap().is_none());
+    blobs.ingest(&data[..]).await.unwrap();
+    assert_eq!(blobs.size(&sha).await.unwrap(), Some(data.len() as u64));
+    assert_eq!(read_all(&blobs, &sha, 0..100).await, data);
+}
+
+/// A local blob file cut short behind Otter's back (after its size was cached) fails the read
+/// instead of yielding fewer bytes than announced.
+#[tokio::test]
+async fn truncated_local_file_fails_the_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = Blobs::open(dir.path().to_str().unwrap()).unwrap();
+    let data = content(200 * 1024);
+    let info = blobs.ingest(&data[..]).await.unwrap();
+    let blob = blobs.blob(&info.sha256).await.unwrap().unwrap();
+    let path = dir.path().join("sha256").join(&info.sha256);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(1000)
+        .unwrap();
+    let got: Result<Vec<_>, _> = blob.read(0..blob.size()).await.unwrap().try_collect().await;
+    assert!(matches!(got, Err(BlobError::Io(_))), "{got:?}");
+}

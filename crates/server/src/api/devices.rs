@@ -162,10 +162,6 @@ pub async fn show(
 ) -> Result<Json<DeviceView>, ApiError> {
     let product = s.store.product(&ProductId::parse(product)?).await?;
     let name = DeviceName::parse(device)?;
-    // Reports are written behind (presence.rs): show every one acknowledged so far.
-    s.campaigns.engine.presence.flush().await;
-    let device = s.store.device(&product.id, &name).await?;
-    let versions = s.store.versions(&product.id, &name).await?;
     let dialect: Option<Dialect> = product.dialect.parse().ok();
     let upgrade = s
         .store
@@ -179,6 +175,12 @@ pub async fn show(
                 .map(|(code, d)| otter_protocol::explain(d, code)),
             upgrade,
         });
+    // Reports are written behind (presence.rs). Flushing after reading the upgrade shows
+    // every report acknowledged before that state was written (the engine queues a report
+    // before it records what the report caused), so version and state agree.
+    s.campaigns.engine.presence.flush().await;
+    let device = s.store.device(&product.id, &name).await?;
+    let versions = s.store.versions(&product.id, &name).await?;
     let version = versions
         .iter()
         .find(|v| v.module.as_str() == "default")
