@@ -33,11 +33,12 @@ as_owner() {
   fi
 }
 
-# A port nothing listens on (bash's /dev/tcp connects fail on a free port).
+# A port nothing listens on (bash's /dev/tcp connects fail on a free port), below Linux's
+# ephemeral range (32768-60999) so that client sockets rarely hold it.
 free_port() {
   local port
   for _ in $(seq 1 100); do
-    port=$((20000 + RANDOM % 40000))
+    port=$((20000 + RANDOM % 12000))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "$port"; return; fi
   done
   echo "pg-throwaway: no free port found" >&2
@@ -52,11 +53,16 @@ case "$cmd" in
     mkdir -p "$dir"
     as_owner "$bin/initdb" -D "$dir/data" -U postgres --auth=trust --encoding=UTF8 --locale=C >"$dir/initdb.log" 2>&1 \
       || { cat "$dir/initdb.log" >&2; exit 1; }
-    port=$(free_port)
-    # Many tests run at once, each with its own database and pool.
-    as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-      -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=300 -c fsync=off" start >/dev/null \
-      || { cat "$dir/server.log" >&2; exit 1; }
+    # Many tests run at once, each with its own database and pool. A port can still be taken
+    # between the check and the bind: then try another.
+    for attempt in 1 2 3 4 5; do
+      port=$(free_port)
+      if as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+        -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=300 -c fsync=off" start >/dev/null; then
+        break
+      fi
+      [ "$attempt" = 5 ] && { cat "$dir/server.log" >&2; exit 1; }
+    done
     echo "postgres://postgres@127.0.0.1:$port/postgres" | tee "$dir/url"
     ;;
   stop)

@@ -23,11 +23,12 @@ ensure_moto() {
     || "$python" -m pip install --quiet --break-system-packages 'moto[server]' >&2
 }
 
-# A port nothing listens on (bash's /dev/tcp connects fail on a free port).
+# A port nothing listens on (bash's /dev/tcp connects fail on a free port), below Linux's
+# ephemeral range (32768-60999) so that client sockets rarely hold it.
 free_port() {
   local port
   for _ in $(seq 1 100); do
-    port=$((20000 + RANDOM % 40000))
+    port=$((20000 + RANDOM % 12000))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "$port"; return; fi
   done
   echo "s3-throwaway: no free port found" >&2
