@@ -193,7 +193,6 @@ forward! {
     pub async fn create_device(&self, product: &ProductId, name: &DeviceName, secret: &str) -> Result<Device>;
     pub async fn device(&self, product: &ProductId, name: &DeviceName) -> Result<Device>;
     pub async fn devices(&self, product: &ProductId, limit: i64, offset: i64) -> Result<Vec<Device>>;
-    pub async fn set_online(&self, product: &ProductId, name: &DeviceName, online: bool) -> Result<()>;
     /// Many connects and disconnects at once (the engine's write-behind); one per device.
     pub async fn set_online_many(&self, changes: &[OnlineChange]) -> Result<()>;
     /// Marks every device offline: at start-up no device is connected to this node yet.

@@ -290,7 +290,15 @@ async fn tags_fleet_console_and_audit_queries_agree_across_engines() {
             .record_version(&p("P1"), &d("a"), &Module::default(), &v("1.0"))
             .await
             .unwrap();
-        store.set_online(&p("P1"), &d("b"), true).await.unwrap();
+        store
+            .set_online_many(&[OnlineChange {
+                product: p("P1"),
+                device: d("b"),
+                online: true,
+                at: otter_store::now_ms(),
+            }])
+            .await
+            .unwrap();
 
         let fleet = store.fleet(&p("P1"), &Module::default()).await.unwrap();
         let view: Vec<_> = fleet

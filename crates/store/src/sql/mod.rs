@@ -229,24 +229,6 @@ impl Engine {
         )
     }
 
-    pub async fn set_online(
-        &self,
-        product: &ProductId,
-        name: &DeviceName,
-        online: bool,
-    ) -> Result<()> {
-        sqlx::query(
-            "UPDATE devices SET online = $1, last_seen = $2 WHERE product_id = $3 AND name = $4",
-        )
-        .bind(online)
-        .bind(now_ms())
-        .bind(product.as_str())
-        .bind(name.as_str())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
     /// Many connects and disconnects in one statement (the rows travel as one JSON parameter):
     /// each device's online flag and last-seen time. At most one entry per device.
     pub async fn set_online_many(&self, changes: &[OnlineChange]) -> Result<()> {
