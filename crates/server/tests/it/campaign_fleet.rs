@@ -4,9 +4,7 @@
 //! requested mode, the abort threshold and cancel — asserting which devices were pushed and how
 //! each one ended.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use otter_agent::sim::{Behavior, Fleet, SimConfig, SimDevice};
 use otter_protocol::Dialect;
 use otter_server::clock::ManualClock;

@@ -2,9 +2,7 @@
 //! timeout, retry and supersede do to a device in each state, and what a late report does after
 //! cancel. Raw MQTT devices put each upgrade exactly where the row needs it.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use otter_protocol::Dialect;
 use serde_json::{Value, json};
 use std::time::Duration;

@@ -2,9 +2,7 @@
 //! topics and wildcard subscriptions leak nothing, malformed input gets the dialect's error reply
 //! and a log line, and stored state does not change.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use otter_protocol::{self as protocol, DeviceAddr, Dialect};
 use rumqttc::{ConnectReturnCode, ConnectionError, QoS};
 use serde_json::{Value, json};

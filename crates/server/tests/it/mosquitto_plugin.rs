@@ -7,12 +7,10 @@
 //! profiles just work); Mosquitto is `/usr/sbin/mosquitto` (Debian's package, installed by
 //! .ci/run), or `OTTER_TEST_MOSQUITTO` when set.
 
-#[path = "../../mosquitto-auth/testing/build.rs"]
+#[path = "../../../mosquitto-auth/testing/build.rs"]
 mod plugin_build;
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use otter_protocol::{self as protocol, DeviceAddr, Dialect};
 use rumqttc::{AsyncClient, ConnectionError, Event, MqttOptions, Packet, QoS, SubscribeReasonCode};
 use serde_json::{Value, json};

@@ -1,11 +1,9 @@
 //! End-to-end tests of the broker rules with real MQTT clients over TCP.
 
-mod common;
-
 use std::net::SocketAddr;
 
+use crate::common::{QUIET, WAIT, connect, long_id, qos, start};
 use bytes::Bytes;
-use common::{QUIET, WAIT, connect, long_id, qos, start};
 use otter_broker::{BrokerConfig, BrokerError, BrokerEvent};
 use rumqttc::{ConnectReturnCode, ConnectionError, LastWill, QoS, SubscribeReasonCode};
 

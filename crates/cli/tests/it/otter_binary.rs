@@ -6,13 +6,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-mod common;
-
-use common::{OTTER, Running};
+use crate::common::{OTTER, Running};
 
 /// `otter serve` on free ports over `data_dir`; returns it, its MQTT address and HTTP URL.
 fn serve(data_dir: &Path) -> (Running, String, String) {
-    common::serve(data_dir, &[])
+    crate::common::serve(data_dir, &[])
 }
 
 fn otter(http: &str, data_dir: &Path, args: &[&str]) -> Value {

@@ -1,9 +1,7 @@
 //! Per dialect: a raw MQTT client sending exactly the SDKs' JSON (strings where they send strings)
 //! upgrades 1.0.0 → 1.1.0 against a real server, and `device show` says succeeded and 1.1.0.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use otter_protocol::Dialect;
 use serde_json::Value;
 

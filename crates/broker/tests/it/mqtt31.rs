@@ -1,10 +1,8 @@
 //! MQTT 3.1 (`MQIsdp`, level 3) over a hand-built TCP session, as Tencent's
 //! Python SDK speaks it.
 
-mod common;
-
+use crate::common::{WAIT, long_id, start};
 use bytes::Bytes;
-use common::{WAIT, long_id, start};
 use otter_broker::BrokerEvent;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

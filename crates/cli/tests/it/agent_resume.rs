@@ -8,9 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-mod common;
-
-use common::{OTTER, Running};
+use crate::common::{OTTER, Running};
 
 const PRODUCT: &str = "TCRESUME1";
 const SIZE: usize = 2_000_000;
@@ -25,7 +23,8 @@ fn free_addr() -> String {
 /// `otter serve` on `http`, its download links pointing at `public`; returns the MQTT address.
 fn serve(data: &Path, http: &str, public: &str) -> (Running, String) {
     let public = format!("http://{public}");
-    let (server, mqtt, _) = common::serve(data, &["--http-listen", http, "--public-url", &public]);
+    let (server, mqtt, _) =
+        crate::common::serve(data, &["--http-listen", http, "--public-url", &public]);
     (server, mqtt)
 }
 

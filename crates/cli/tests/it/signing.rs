@@ -10,9 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-mod common;
-
-use common::{OTTER, Running, serve};
+use crate::common::{OTTER, Running, serve};
 
 const PRODUCT: &str = "TCSIGNED1";
 

@@ -3,9 +3,7 @@
 //! device gets its push and downloads the image through Otter with the Range rules of
 //! PROTOCOL.md §4, or, in presigned mode, straight from S3.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use otter_protocol::Dialect;
 use otter_server::{DownloadMode, S3Options};
 

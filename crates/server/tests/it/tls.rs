@@ -1,16 +1,14 @@
 //! Transport security against a real `otter serve`: MQTT over TLS, client-certificate devices,
 //! HTTPS downloads, plaintext switched off, and Tencent's TLS-PSK — with a test PKI made by rcgen.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::{IMAGE_LEN, WAIT, image, md5_hex};
 use bytes::BytesMut;
-use common::{IMAGE_LEN, WAIT, image, md5_hex};
 use otter_protocol::{self as protocol, DeviceAddr, Dialect};
 use otter_server::{Application, ServeConfig, TlsConfig};
 use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};

@@ -2,9 +2,7 @@
 //! (escaped, paged and counted in SQL at 20,000 devices), the campaign event stream and the
 //! audit log. The browser side is e2e/console (headless chromium).
 
-mod common;
-
-use common::{TestServer, start};
+use crate::common::{TestServer, start};
 use otter_core::{DeviceName, Module, ProductId, Version};
 use otter_protocol::Dialect;
 use serde_json::{Value, json};
@@ -236,7 +234,7 @@ async fn scheduled_campaign(server: &TestServer, n: usize) -> i64 {
 async fn read_events(resp: &mut reqwest::Response, until: impl Fn(&Value) -> bool) -> Vec<Value> {
     let mut buffer = String::new();
     let mut events = Vec::new();
-    let deadline = Instant::now() + common::WAIT;
+    let deadline = Instant::now() + crate::common::WAIT;
     loop {
         while let Some(end) = buffer.find("\n\n") {
             let block: String = buffer.drain(..end + 2).collect();

@@ -2,11 +2,9 @@
 //! signing with a key from `--signing-key-dir`, the push extension carrying signature, validity
 //! and rotation chain, and the anti-rollback rule for devices that moved ahead of a campaign.
 
-mod common;
-
+use crate::common::*;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use common::*;
 use ed25519_dalek::{Signature, Signer, SigningKey};
 use otter_protocol::{Dialect, SignedRelease, announcement_message, key_base64, key_id};
 use serde_json::{Value, json};

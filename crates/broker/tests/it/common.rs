@@ -1,6 +1,6 @@
 //! Shared test fixtures: a HashMap gate, broker start-up, and an MQTT client
 //! wrapper that surfaces incoming packets on a channel.
-#![allow(dead_code)] // each test binary uses a different subset
+#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

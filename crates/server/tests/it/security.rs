@@ -2,10 +2,8 @@
 //! over HTTP, secrets read back from the database file, and floods of bad MQTT logins from other
 //! client addresses while good devices keep connecting.
 
-mod common;
-
+use crate::common::*;
 use bytes::BytesMut;
-use common::*;
 use otter_protocol::{self as protocol, DeviceAddr, Dialect};
 use otter_server::ThrottleConfig;
 use reqwest::Method;

@@ -5,9 +5,7 @@ use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
 
-mod common;
-
-use common::{OTTER, serve};
+use crate::common::{OTTER, serve};
 
 /// Runs `otter args --json` with `token` (the admin token from the data dir when `None`).
 fn run(http: &str, data: &Path, token: Option<&str>, args: &[&str]) -> Output {
