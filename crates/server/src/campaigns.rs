@@ -362,15 +362,13 @@ impl Campaigns {
         // Connects are written behind (presence.rs): include every one handled so far.
         self.engine.presence.flush().await;
         let online = self.store.online_devices(&campaign.product).await?;
+        let ext = self.engine.offer_ext(&firmware).await?;
         let mut pushed = Vec::new();
         for device in released.iter().filter(|d| online.contains(*d)) {
             // Offline devices get the push when they next report their version.
             let addr = otter_protocol::DeviceAddr::new(campaign.product.as_str(), device.as_str());
-            match self
-                .engine
-                .send_push(dialect, &addr, &self.engine.offer(&firmware, device).await)
-                .await
-            {
+            let offer = self.engine.offer(&firmware, device).await;
+            match self.engine.send_push(dialect, &addr, &offer, &ext).await {
                 Ok(()) => pushed.push(device.clone()),
                 Err(e) => {
                     warn!(campaign = campaign.id, device = %device, error = format!("{e:#}"), "push failed; the device gets it at its next report")

@@ -13,7 +13,7 @@ use crate::presence::Presence;
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use otter_broker::BrokerEvent;
-use otter_core::{DeviceName, Fact, Module, ProductId, UpgradeStatus, Version, decide};
+use otter_core::{DeviceName, Fact, Module, UpgradeStatus, Version, decide};
 use otter_protocol::{self as protocol, Answer, Offer, Outbound, Progress, UpMessage, Uplink};
 use otter_store::{CampaignMode, Firmware, Store, Upgrade, UpgradeUpdate, VersionReport};
 use std::hash::{Hash, Hasher};
@@ -47,7 +47,13 @@ struct Applied {
     /// The device had a live upgrade of that module.
     found: bool,
     /// The offer to send, when the rules say to (re)send it.
-    offer: Option<Offer>,
+    offer: Option<Pushable>,
+}
+
+/// An offer with the `otter` extension that goes beside it.
+pub struct Pushable {
+    pub offer: Offer,
+    pub ext: protocol::OfferExt,
 }
 
 impl Engine {
@@ -164,11 +170,11 @@ impl Engine {
                 let applied = self
                     .apply(from, &parse_module(module)?, Fact::Requested)
                     .await?;
-                let ext = match &applied.offer {
-                    Some(offer) => self.offer_ext(&from.addr(), offer).await?,
-                    None => protocol::OfferExt::default(),
+                let (offer, ext) = match applied.offer {
+                    Some(p) => (Some(p.offer), p.ext),
+                    None => (None, protocol::OfferExt::default()),
                 };
-                if let Some(mut reply) = protocol::answer(&uplink, Answer::Offer(applied.offer)) {
+                if let Some(mut reply) = protocol::answer(&uplink, Answer::Offer(offer)) {
                     protocol::add_ext_to_reply(&mut reply, &ext);
                     self.send(reply).await?;
                 }
@@ -206,8 +212,9 @@ impl Engine {
         let applied = self
             .apply(from, &module, Fact::VersionReported(&version))
             .await?;
-        if let Some(offer) = applied.offer {
-            self.send_push(from.dialect, &from.addr(), &offer).await?;
+        if let Some(p) = applied.offer {
+            self.send_push(from.dialect, &from.addr(), &p.offer, &p.ext)
+                .await?;
         }
         Ok(())
     }
@@ -217,10 +224,10 @@ impl Engine {
         dialect: protocol::Dialect,
         addr: &protocol::DeviceAddr,
         offer: &Offer,
+        ext: &protocol::OfferExt,
     ) -> Result<()> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let ext = self.offer_ext(addr, offer).await?;
-        let push = protocol::encode_push_ext(dialect, addr, offer, &ext, id);
+        let push = protocol::encode_push_ext(dialect, addr, offer, ext, id);
         if dialect == protocol::Dialect::Tencent
             && push.topic.len() + push.payload.len() > TENCENT_MAX_PUBLISH
         {
@@ -233,28 +240,16 @@ impl Engine {
     /// The `otter` extension of an offer: the SHA-256 (vendor pushes have only MD5) and, when
     /// the firmware is signed, its signature, validity, downgrade permission and the key
     /// announcements leading to its key. Vendor SDKs ignore it, otter agents verify it
-    /// (docs/protocol-extensions.md).
-    async fn offer_ext(
-        &self,
-        addr: &protocol::DeviceAddr,
-        offer: &Offer,
-    ) -> Result<protocol::OfferExt> {
+    /// (docs/protocol-extensions.md). The same for every device: a release computes it once.
+    pub async fn offer_ext(&self, firmware: &Firmware) -> Result<protocol::OfferExt> {
         let mut ext = protocol::OfferExt {
-            sha256: Some(offer.sha256.clone()),
+            sha256: Some(firmware.sha256.clone()),
             ..Default::default()
         };
-        let product = ProductId::parse(addr.product.as_str()).context("product of a push")?;
-        let module = Module::parse(offer.module.as_str()).context("module of a push")?;
-        let version = Version::parse(offer.version.as_str()).context("version of a push")?;
-        let firmware = self
-            .store
-            .firmware_by_version(&product, &module, &version)
-            .await
-            .context("firmware of a push")?;
         let Some(sig) = self.store.firmware_signature(firmware.id).await? else {
             return Ok(ext);
         };
-        let keys = self.store.product_keys(&product).await?;
+        let keys = self.store.product_keys(&firmware.product).await?;
         ext.rotation = crate::signing::rotation_chain(&keys, &sig.key_id);
         ext.sig = Some(sig.sig);
         ext.key = Some(sig.key_id);
@@ -387,7 +382,7 @@ impl Engine {
         Ok(())
     }
 
-    async fn offer_for(&self, upgrade: &Upgrade) -> Result<Offer> {
+    async fn offer_for(&self, upgrade: &Upgrade) -> Result<Pushable> {
         let firmware = self
             .store
             .firmware_by_version(&upgrade.product, &upgrade.module, &upgrade.status.target)
@@ -396,7 +391,10 @@ impl Engine {
         self.store
             .count_push(upgrade.campaign_id, &upgrade.product, &upgrade.device)
             .await?;
-        Ok(self.offer(&firmware, &upgrade.device).await)
+        Ok(Pushable {
+            offer: self.offer(&firmware, &upgrade.device).await,
+            ext: self.offer_ext(&firmware).await?,
+        })
     }
 
     /// The offer of `firmware` to one device, with a freshly signed download URL.
