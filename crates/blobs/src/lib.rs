@@ -297,32 +297,24 @@ impl Blobs {
         Ok(self.blob(sha256).await?.map(|blob| blob.size))
     }
 
-    /// Streams bytes `range` of the blob (end exclusive, clamped to the blob's size by the store).
-    /// Memory stays constant whatever the size: the store yields the bytes in chunks.
+    /// Streams bytes `range` of the blob (end exclusive, clamped to the blob's size). Memory stays
+    /// constant whatever the size: the bytes come in chunks. [`Self::blob`] then [`Blob::read`]:
+    /// a download, which needs the size first anyway, uses those directly.
     pub async fn read(
         &self,
         sha256: &str,
         range: Range<u64>,
     ) -> Result<BoxStream<'static, Result<Bytes, BlobError>>, BlobError> {
-        let key = checked_key(sha256)?;
+        checked_key(sha256)?;
         if range.start > range.end {
             return Err(BlobError::InvalidRange {
                 start: range.start,
                 end: range.end,
             });
         }
-        if self.local.is_some() || range.is_empty() {
-            return match self.blob(sha256).await? {
-                Some(blob) => blob.read(range).await,
-                None => Err(BlobError::NotFound(sha256.into())),
-            };
-        }
-        // One request instead of a lookup then a read.
-        let options = GetOptions::new().with_range(Some(range));
-        match self.store.get_opts(&key, options).await {
-            Ok(got) => Ok(stream_payload(got)?),
-            Err(object_store::Error::NotFound { .. }) => Err(BlobError::NotFound(sha256.into())),
-            Err(err) => Err(err.into()),
+        match self.blob(sha256).await? {
+            Some(blob) => blob.read(range).await,
+            None => Err(BlobError::NotFound(sha256.into())),
         }
     }
 

@@ -3,7 +3,7 @@
 
 use crate::*;
 use otter_core::campaign::{CampaignState, Strategy};
-use otter_core::{DeviceName, Module, ProductId, UpgradeState, UpgradeStatus, Version};
+use otter_core::{DeviceName, Module, ProductId, UpgradeState, Version};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use std::str::FromStr;
@@ -197,7 +197,6 @@ forward! {
     pub async fn set_online_many(&self, changes: &[OnlineChange]) -> Result<()>;
     /// Marks every device offline: at start-up no device is connected to this node yet.
     pub async fn reset_online(&self) -> Result<()>;
-    pub async fn record_version(&self, product: &ProductId, name: &DeviceName, module: &Module, version: &Version) -> Result<()>;
     /// Many reports in one transaction (the engine's write-behind of what devices report).
     pub async fn record_versions(&self, reports: &[VersionReport]) -> Result<()>;
     pub async fn versions(&self, product: &ProductId, name: &DeviceName) -> Result<Vec<ModuleVersion>>;
@@ -225,11 +224,9 @@ forward! {
     pub async fn campaign_upgrades(&self, id: i64, state: Option<UpgradeState>, limit: i64, offset: i64) -> Result<Vec<Upgrade>>;
     /// The device's most recent upgrade, live or not, for `device show`.
     pub async fn latest_upgrade(&self, product: &ProductId, device: &DeviceName) -> Result<Option<Upgrade>>;
-    /// Stores a device-driven status change, only while the upgrade is live (a late report never
-    /// revives a finished or canceled upgrade). Returns whether it was written.
-    pub async fn update_upgrade(&self, campaign_id: i64, product: &ProductId, device: &DeviceName, status: &UpgradeStatus) -> Result<bool>;
-    /// Many device-driven changes in one transaction (the engine's group commit); per change,
-    /// whether it was written. At most one change per upgrade in a batch.
+    /// Device-driven status changes in one transaction (the engine's group commit), each written
+    /// only while its upgrade is live (a late report never revives a finished or canceled
+    /// upgrade); per change, whether it was written. At most one change per upgrade in a batch.
     pub async fn update_upgrades(&self, updates: &[UpgradeUpdate]) -> Result<Vec<bool>>;
     /// The names of the product's devices that are online now.
     pub async fn online_devices(&self, product: &ProductId) -> Result<std::collections::HashSet<DeviceName>>;

@@ -45,6 +45,27 @@ fn new_campaign(fw: &Firmware, devices: &[DeviceName], supersede: bool) -> NewCa
     }
 }
 
+/// A change of device `device` (product P1) in campaign `campaign` to `status`.
+fn update(campaign: i64, device: &str, status: &UpgradeStatus) -> UpgradeUpdate {
+    UpgradeUpdate {
+        campaign_id: campaign,
+        product: p("P1"),
+        device: d(device),
+        status: status.clone(),
+    }
+}
+
+/// Device `device` (product P1) reports `version` of the default module now.
+fn version_report(device: &str, version: &str) -> VersionReport {
+    VersionReport {
+        product: p("P1"),
+        device: d(device),
+        module: Module::default(),
+        version: v(version),
+        at: otter_store::now_ms(),
+    }
+}
+
 fn p(s: &str) -> ProductId {
     ProductId::parse(s).unwrap()
 }
@@ -133,9 +154,9 @@ async fn one_live_upgrade_per_device_and_module() {
         };
         assert!(
             store
-                .update_upgrade(c.id, &p("P1"), &d("a"), &done)
+                .update_upgrades(&[update(c.id, "a", &done)])
                 .await
-                .unwrap()
+                .unwrap()[0]
         );
         let late = UpgradeStatus {
             state: UpgradeState::Downloading,
@@ -143,9 +164,9 @@ async fn one_live_upgrade_per_device_and_module() {
         };
         assert!(
             !store
-                .update_upgrade(c.id, &p("P1"), &d("a"), &late)
+                .update_upgrades(&[update(c.id, "a", &late)])
                 .await
-                .unwrap()
+                .unwrap()[0]
         );
         assert_eq!(
             store
@@ -168,7 +189,7 @@ async fn state_survives_reopening() {
         let (store, fw) = store_with_firmware(&db).await;
         let c = campaign(&store, &fw, &[d("a"), d("b")]).await.unwrap();
         store
-            .record_version(&p("P1"), &d("a"), &Module::default(), &v("1.0"))
+            .record_versions(&[version_report("a", "1.0")])
             .await
             .unwrap();
         drop(store);
@@ -287,7 +308,7 @@ async fn tags_fleet_console_and_audit_queries_agree_across_engines() {
             .await
             .unwrap();
         store
-            .record_version(&p("P1"), &d("a"), &Module::default(), &v("1.0"))
+            .record_versions(&[version_report("a", "1.0")])
             .await
             .unwrap();
         store

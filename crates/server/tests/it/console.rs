@@ -5,6 +5,7 @@
 use crate::common::{TestServer, start};
 use otter_core::{DeviceName, Module, ProductId, Version};
 use otter_protocol::Dialect;
+use otter_store::VersionReport;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -157,15 +158,20 @@ async fn twenty_thousand_devices_are_counted_in_sql_and_paged() {
         Version::parse("1.0.0").unwrap(),
         Version::parse("2.0.0").unwrap(),
     );
+    let mut reports = Vec::new();
     for i in 1..FLEET {
         let name = DeviceName::parse(format!("d{i:05}")).unwrap();
         store.create_device(&product, &name, "s").await.unwrap();
         let version = if i % 2 == 0 { &v1 } else { &v2 };
-        store
-            .record_version(&product, &name, &Module::default(), version)
-            .await
-            .unwrap();
+        reports.push(VersionReport {
+            product: product.clone(),
+            device: name,
+            module: Module::default(),
+            version: version.clone(),
+            at: otter_store::now_ms(),
+        });
     }
+    store.record_versions(&reports).await.unwrap();
     let cookie = sign_in(&server).await;
 
     let started = Instant::now();

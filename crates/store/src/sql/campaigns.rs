@@ -129,10 +129,6 @@ async fn log_event(
     Ok(())
 }
 
-fn key_of(u: &UpgradeUpdate) -> (i64, String, String) {
-    (u.campaign_id, u.product.to_string(), u.device.to_string())
-}
-
 impl Engine {
     /// Creates a campaign and its device upgrades (queued) in one transaction. A device already in
     /// a live upgrade of the module refuses the whole campaign with an error naming it, unless
@@ -322,25 +318,6 @@ impl Engine {
         row.map(Upgrade::try_from).transpose()
     }
 
-    /// Stores a device-driven status change, only while the upgrade is live (a late report never
-    /// revives a finished or canceled upgrade). Returns whether it was written.
-    pub async fn update_upgrade(
-        &self,
-        campaign_id: i64,
-        product: &ProductId,
-        device: &DeviceName,
-        status: &UpgradeStatus,
-    ) -> Result<bool> {
-        let update = UpgradeUpdate {
-            campaign_id,
-            product: product.clone(),
-            device: device.clone(),
-            status: status.clone(),
-        };
-        let written = self.update_upgrades(std::slice::from_ref(&update)).await?;
-        Ok(written.first().copied().unwrap_or(false))
-    }
-
     /// Device-driven status changes of many upgrades in one transaction of two statements
     /// (set-based; the changes travel as one JSON parameter): each is written only while its
     /// upgrade is live, with its event. Returns, per change, whether it was written. At most one
@@ -382,20 +359,27 @@ impl Engine {
             .bind(rows.as_str())
             .fetch_all(&mut *tx)
             .await?;
-        let mut written = std::collections::HashSet::new();
+        // Which changes moved: RETURNING rows matched back to them (one change per upgrade).
+        let index: std::collections::HashMap<(i64, &str, &str), usize> = updates
+            .iter()
+            .enumerate()
+            .map(|(i, u)| ((u.campaign_id, u.product.as_str(), u.device.as_str()), i))
+            .collect();
+        let mut written = vec![false; updates.len()];
         for row in &moved {
-            let key: (i64, String, String) = (
-                row.try_get("campaign_id")?,
-                row.try_get("product_id")?,
-                row.try_get("device_name")?,
-            );
-            written.insert(key);
+            let campaign: i64 = row.try_get("campaign_id")?;
+            let product: &str = row.try_get("product_id")?;
+            let device: &str = row.try_get("device_name")?;
+            if let Some(&i) = index.get(&(campaign, product, device)) {
+                written[i] = true;
+            }
         }
         // Events only for the rows that moved: the same JSON, filtered to them.
         let moved_rows: Vec<serde_json::Value> = updates
             .iter()
-            .filter(|u| written.contains(&key_of(u)))
-            .map(|u| serde_json::json!({ "c": u.campaign_id, "p": u.product.as_str(), "d": u.device.as_str() }))
+            .zip(&written)
+            .filter(|(_, w)| **w)
+            .map(|(u, _)| serde_json::json!({ "c": u.campaign_id, "p": u.product.as_str(), "d": u.device.as_str() }))
             .collect();
         if !moved_rows.is_empty() {
             let moved_rows = serde_json::Value::Array(moved_rows).to_string();
@@ -405,10 +389,7 @@ impl Engine {
                 .await?;
         }
         tx.commit().await?;
-        Ok(updates
-            .iter()
-            .map(|u| written.contains(&key_of(u)))
-            .collect())
+        Ok(written)
     }
 
     /// Planner-driven transitions of several devices of one campaign, in one transaction: each

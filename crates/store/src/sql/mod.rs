@@ -262,23 +262,6 @@ impl Engine {
         Ok(())
     }
 
-    pub async fn record_version(
-        &self,
-        product: &ProductId,
-        name: &DeviceName,
-        module: &Module,
-        version: &Version,
-    ) -> Result<()> {
-        let report = VersionReport {
-            product: product.clone(),
-            device: name.clone(),
-            module: module.clone(),
-            version: version.clone(),
-            at: now_ms(),
-        };
-        self.record_versions(std::slice::from_ref(&report)).await
-    }
-
     /// Stores many version reports in one transaction of two statements (the rows travel as
     /// one JSON parameter), also moving each device's `last_seen` forward. Reports of devices
     /// deleted meanwhile are skipped. Later reports of the same module win.
