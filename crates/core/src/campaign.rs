@@ -10,7 +10,7 @@
 //! | Campaign state | What the planner does, in this order |
 //! |---|---|
 //! | `finished`, `canceled`, `aborted` | Nothing. |
-//! | `scheduled` | Before `start_at_ms`: nothing. From `start_at_ms` on (or at once without one): `Start`, then everything a `running` campaign does, in the same call. |
+//! | `scheduled` | Before `start_at_ms`: nothing, unless no device is live any more (all finished, skipped or canceled): `Finish`. From `start_at_ms` on (or at once without one): `Start`, then everything a `running` campaign does, in the same call. |
 //! | `running` | 1. `TimeOut` 2. `Retry` 3. `Abort` check 4. `Release` or `Pause` 5. `Finish` check |
 //! | `paused` | 1. `TimeOut` 2. `Retry` 3. `Abort` check 5. `Finish` check — devices already released keep going, nothing new is released. |
 //!
@@ -19,7 +19,7 @@
 //! | `TimeOut` | A released device still in progress (`pending`, `pushed`, `downloading`, `burning`) whose `released_at + timeout_secs` has been reached becomes `timed_out`. No timeout set: never. |
 //! | `Retry` | A `failed` or `timed_out` device released no more than `retries` times so far (`attempts <= retries`) goes back to `queued`. Otherwise it is a **final failure**. |
 //! | `Abort` | With `final = succeeded + final failures`: when `final >= min_finished` and `final failures × 100 > failure_percent × final`, the campaign aborts (checked on the states as they will be after this call's timeouts and retries; retries are then not issued). |
-//! | `Release` | Only while `running` and inside the window (if any; the gate below is checked even outside it). The *current wave* is the lowest wave that still has `queued` devices. Gate: the devices of all earlier waves must have succeeded for at least `gate_percent` % of their count. Budget: `rate_per_minute` minus the devices whose latest release was within the last 60 s (no rate: unlimited). Up to the budget, `queued` devices of the current wave are released in device order; a device re-queued by a retry waits at least 60 s after its previous release. |
+//! | `Release` | Only while `running` and inside the window (if any; the gate below is checked even outside it). The *current wave* is the lowest wave that still has `queued` devices. Gate: the devices of all earlier waves must have succeeded for at least `gate_percent` % of their count (`skipped` devices are not counted). Budget: `rate_per_minute` minus the devices whose latest release was within the last 60 s (no rate: unlimited). Up to the budget, `queued` devices of the current wave are released in device order; a device re-queued by a retry waits at least 60 s after its previous release. |
 //! | `Pause` | The gate is not met and no device of the earlier waves is still in progress or queued: the campaign pauses with a reason giving the wave, the % that succeeded and the % needed. If some are still in progress, the planner just waits for them. A paused campaign with queued devices stays paused until the operator resumes or cancels it. |
 //! | `Finish` | After this call's actions no device is `queued` or in progress. |
 //!
@@ -353,6 +353,11 @@ pub fn plan(input: &PlanInput) -> Vec<Action> {
                 .start_at_ms
                 .is_some_and(|at| input.now_ms < at)
             {
+                // Nothing left to do (every device finished or skipped, or superseded): it
+                // finishes now rather than at its start time, which may never come.
+                if !input.slots.iter().any(|s| s.state.is_live()) {
+                    actions.push(Action::Finish);
+                }
                 return actions;
             }
             actions.push(Action::Start);
@@ -497,11 +502,12 @@ fn release(input: &PlanInput, states: &mut [UpgradeState]) -> Step {
 
 /// None when `wave` may be released; otherwise wait for earlier waves, or pause.
 fn gate(input: &PlanInput, states: &[UpgradeState], wave: u32) -> Option<Step> {
+    // A skipped device was never offered the target: it neither helps nor hurts the gate.
     let earlier: Vec<UpgradeState> = input
         .slots
         .iter()
         .zip(states)
-        .filter(|(slot, _)| slot.wave < wave)
+        .filter(|(slot, state)| slot.wave < wave && **state != UpgradeState::Skipped)
         .map(|(_, state)| *state)
         .collect();
     let total = earlier.len() as u64;
@@ -892,6 +898,40 @@ mod tests {
         assert_eq!(next_window_open(-1, &window(0, 60, 0)), 0);
         let _ = next_window_open(i64::MAX, &window(0, 1, 840));
         let _ = next_window_open(i64::MIN, &window(0, 1, -720));
+    }
+
+    #[test]
+    fn scheduled_campaign_with_nothing_left_finishes_before_its_start() {
+        let strategy = Strategy {
+            start_at_ms: Some(i64::MAX),
+            ..Strategy::default()
+        };
+        let slots = [
+            done(0, UpgradeState::Canceled),
+            done(0, UpgradeState::Skipped),
+        ];
+        assert_eq!(
+            run_plan(T0, CampaignState::Scheduled, &strategy, &slots),
+            [Finish]
+        );
+    }
+
+    #[test]
+    fn skipped_devices_do_not_count_for_the_gate() {
+        let strategy = Strategy {
+            waves: vec![50, 100],
+            gate_percent: 100,
+            ..Strategy::default()
+        };
+        let slots = [
+            done(0, UpgradeState::Succeeded),
+            done(0, UpgradeState::Skipped),
+            queued(1),
+        ];
+        assert_eq!(
+            run_plan(T0, CampaignState::Running, &strategy, &slots),
+            [Release(vec![2])]
+        );
     }
 
     #[test]

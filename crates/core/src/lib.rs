@@ -17,5 +17,7 @@ pub use campaign::{
     WaveProjection, Window, assign_waves, in_window, next_window_open, plan, project,
 };
 pub use names::{DeviceName, InvalidName, Module, ProductId, Version};
-pub use upgrade::{Decision, Fact, UpgradeState, UpgradeStatus, decide};
-pub use version::{compare_versions, is_downgrade};
+pub use upgrade::{
+    CampaignMode, Decision, Fact, Reason, Situation, UpgradeState, UpgradeStatus, decide,
+};
+pub use version::{VersionScheme, compare_versions, is_downgrade};

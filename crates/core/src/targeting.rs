@@ -2,11 +2,12 @@
 //!
 //! The four ways of the seeds combine in one [`Selection`]: source versions (every device at
 //! them), named devices (optionally at source versions), a file of names (version ignored) and tag
-//! filters. Devices already at the target are skipped, and so are devices whose version is newer
-//! than the target unless the campaign explicitly allows a downgrade.
+//! filters. Devices already at the target are skipped, and so are devices whose version the
+//! product's scheme orders above the target unless the campaign explicitly allows a downgrade:
+//! the verdict is [`crate::decide`]'s, the same one a release would reach.
 
-use crate::version::is_downgrade;
-use crate::{DeviceName, Version};
+use crate::upgrade::{CampaignMode, Fact, Reason, Situation, UpgradeState, UpgradeStatus, decide};
+use crate::{DeviceName, Version, VersionScheme};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
@@ -44,15 +45,65 @@ pub struct Targeting {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Skipped {
     pub device: String,
+    /// What a person reads: why the device is left out.
     pub reason: String,
+    /// The stored reason code (None for a name that is no device of the product).
+    pub code: Option<Reason>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TargetingError {
     #[error("the selection is empty: give source versions, device names, a device file or tags")]
     Unconstrained,
-    #[error("the selection matches no device")]
-    NothingSelected,
+    #[error("the selection matches no device to upgrade{}", explain(.0))]
+    NothingSelected(Vec<Skipped>),
+}
+
+fn explain(skipped: &[Skipped]) -> String {
+    const SHOWN: usize = 5;
+    let mut text: String = skipped
+        .iter()
+        .take(SHOWN)
+        .map(|s| format!("; {}: {}", s.device, s.reason))
+        .collect();
+    if skipped.len() > SHOWN {
+        text.push_str(&format!("; and {} more", skipped.len() - SHOWN));
+    }
+    text
+}
+
+/// The product's rules a campaign's targeting applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Rules {
+    pub scheme: VersionScheme,
+    pub allow_downgrade: bool,
+}
+
+/// Why a device running `running` is not offered `target`, if it is not (the verdict of
+/// [`decide`] on its release).
+pub fn skip_reason(
+    running: Option<&Version>,
+    target: &Version,
+    rules: Rules,
+) -> Option<(Reason, String)> {
+    let ctx = Situation {
+        mode: CampaignMode::Push,
+        allow_downgrade: rules.allow_downgrade,
+        scheme: rules.scheme,
+        running,
+        online: true,
+    };
+    let queued = UpgradeStatus::queued(target.clone());
+    let decision = decide(&queued, Fact::Released, &ctx);
+    let outcome = decision.outcome(&queued);
+    match outcome.state {
+        UpgradeState::Succeeded => Some((Reason::AlreadyAtTarget, format!("already at {target}"))),
+        UpgradeState::Skipped => Some((
+            outcome.reason.unwrap_or(Reason::NewerThanTarget),
+            outcome.result_msg.clone().unwrap_or_default(),
+        )),
+        _ => None,
+    }
 }
 
 /// Applies `selection` to the fleet for a campaign to `target`.
@@ -60,7 +111,7 @@ pub fn select(
     selection: &Selection,
     fleet: &[Candidate],
     target: &Version,
-    allow_downgrade: bool,
+    rules: Rules,
 ) -> Result<Targeting, TargetingError> {
     if selection.versions.is_empty() && selection.devices.is_empty() && selection.tags.is_empty() {
         return Err(TargetingError::Unconstrained);
@@ -76,20 +127,13 @@ pub fn select(
         if !matches {
             continue;
         }
-        let skip = |reason: String| Skipped {
-            device: device.name.to_string(),
-            reason,
-        };
-        match version {
-            Some(v) if v == target.as_str() => {
-                out.skipped.push(skip(format!("already at {target}")))
-            }
-            Some(v) if !allow_downgrade && is_downgrade(v, target.as_str()) => {
-                out.skipped.push(skip(format!(
-                    "runs {v}, newer than {target}: a downgrade needs allow_downgrade"
-                )))
-            }
-            _ => out.selected.push(device.name.clone()),
+        match skip_reason(device.version.as_ref(), target, rules) {
+            Some((code, reason)) => out.skipped.push(Skipped {
+                device: device.name.to_string(),
+                reason,
+                code: Some(code),
+            }),
+            None => out.selected.push(device.name.clone()),
         }
     }
     let known: BTreeSet<&str> = fleet.iter().map(|d| d.name.as_str()).collect();
@@ -100,10 +144,11 @@ pub fn select(
             .map(|n| Skipped {
                 device: (*n).to_owned(),
                 reason: "unknown device".into(),
+                code: None,
             }),
     );
     if out.selected.is_empty() {
-        return Err(TargetingError::NothingSelected);
+        return Err(TargetingError::NothingSelected(out.skipped));
     }
     Ok(out)
 }
@@ -168,6 +213,13 @@ mod tests {
         t.selected.iter().map(|d| d.as_str()).collect()
     }
 
+    fn rules(allow_downgrade: bool) -> Rules {
+        Rules {
+            scheme: VersionScheme::Semver,
+            allow_downgrade,
+        }
+    }
+
     fn target() -> Version {
         Version::parse("1.1.0").unwrap()
     }
@@ -179,7 +231,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            names(&select(&s, &fleet(), &target(), false).unwrap()),
+            names(&select(&s, &fleet(), &target(), rules(false)).unwrap()),
             ["a", "b"]
         );
     }
@@ -192,7 +244,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            names(&select(&s, &fleet(), &target(), false).unwrap()),
+            names(&select(&s, &fleet(), &target(), rules(false)).unwrap()),
             ["a"]
         );
     }
@@ -203,7 +255,7 @@ mod tests {
             devices: vec!["c".into(), "d".into(), "e".into(), "ghost".into()],
             ..Default::default()
         };
-        let t = select(&s, &fleet(), &target(), false).unwrap();
+        let t = select(&s, &fleet(), &target(), rules(false)).unwrap();
         assert_eq!(names(&t), ["d"]);
         let reasons: Vec<_> = t
             .skipped
@@ -214,7 +266,7 @@ mod tests {
             reasons,
             [("c", "runs"), ("e", "already"), ("ghost", "unknown")]
         );
-        let t = select(&s, &fleet(), &target(), true).unwrap();
+        let t = select(&s, &fleet(), &target(), rules(true)).unwrap();
         assert_eq!(names(&t), ["c", "d"]);
     }
 
@@ -225,7 +277,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            names(&select(&s, &fleet(), &target(), false).unwrap()),
+            names(&select(&s, &fleet(), &target(), rules(false)).unwrap()),
             ["a", "b"]
         );
         let s = Selection {
@@ -233,7 +285,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            names(&select(&s, &fleet(), &target(), false).unwrap()),
+            names(&select(&s, &fleet(), &target(), rules(false)).unwrap()),
             ["b"]
         );
     }
@@ -241,7 +293,7 @@ mod tests {
     #[test]
     fn refuses_unconstrained_and_empty() {
         assert_eq!(
-            select(&Selection::default(), &fleet(), &target(), false),
+            select(&Selection::default(), &fleet(), &target(), rules(false)),
             Err(TargetingError::Unconstrained)
         );
         let s = Selection {
@@ -249,8 +301,26 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            select(&s, &fleet(), &target(), false),
-            Err(TargetingError::NothingSelected)
+            select(&s, &fleet(), &target(), rules(false)),
+            Err(TargetingError::NothingSelected(vec![]))
+        );
+        let s = Selection {
+            devices: vec!["c".into()],
+            ..Default::default()
+        };
+        let err = select(&s, &fleet(), &target(), rules(false)).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("c: runs 2.0.0, newer than the target 1.1.0"),
+            "{err}"
+        );
+        let opaque = Rules {
+            scheme: VersionScheme::Opaque,
+            allow_downgrade: false,
+        };
+        assert_eq!(
+            names(&select(&s, &fleet(), &target(), opaque).unwrap()),
+            ["c"]
         );
     }
 

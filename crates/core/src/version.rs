@@ -19,8 +19,90 @@
 //! Numbers of any length are compared without overflow. Distinct strings may compare `Equal`
 //! (`1.2` and `v1.2.0`; `1.0.0+a` and `1.0.0+b`). Mixing a semver-like and a free-form string uses
 //! the fallback for both, so across the two kinds the order is not guaranteed transitive.
+//!
+//! That order is a *guess*, good for sorting a list on screen and nothing more. Decisions (is
+//! this a downgrade?) use the product's [`VersionScheme`], which orders versions only where an
+//! order is known: a vendor's free-form strings (`1-45-345a`, `initVersion`) have none, and an
+//! operator who names a version has chosen it.
 
+use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
+
+/// How a product's firmware versions are ordered, for anti-rollback. Set per product.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VersionScheme {
+    /// Semantic versioning precedence (`1.10.0` > `1.9.0`, `1.0.0-rc.1` < `1.0.0`; a leading
+    /// `v` and a missing minor or patch are accepted). A version that is not semver-like has no
+    /// order: it is never called a downgrade, nor anything called a downgrade of it.
+    #[default]
+    Semver,
+    /// Dot-separated numbers of any count (`1.2.3.4`, `20240107`, `v3`), compared part by part,
+    /// a missing part being 0: build numbers and the 4-part versions of many MCU vendors.
+    /// Anything else has no order.
+    Numeric,
+    /// No order at all: versions are names (`1-45-345a`, `res-1.2.5`, `initVersion`).
+    Opaque,
+}
+
+impl VersionScheme {
+    pub const ALL: [VersionScheme; 3] = [Self::Semver, Self::Numeric, Self::Opaque];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Semver => "semver",
+            Self::Numeric => "numeric",
+            Self::Opaque => "opaque",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    /// The order of `a` and `b` under this scheme, when the scheme knows one.
+    pub fn order(self, a: &str, b: &str) -> Option<Ordering> {
+        match self {
+            Self::Semver => Some(SemVer::parse(a)?.cmp_precedence(&SemVer::parse(b)?)),
+            Self::Numeric => Some(cmp_numeric(numeric_parts(a)?, numeric_parts(b)?)),
+            Self::Opaque => None,
+        }
+    }
+
+    /// True only when the scheme knows that `target` is lower than `current`.
+    pub fn is_downgrade(self, current: &str, target: &str) -> bool {
+        self.order(target, current) == Some(Ordering::Less)
+    }
+}
+
+impl std::fmt::Display for VersionScheme {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for VersionScheme {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::parse(s).ok_or_else(|| {
+            format!("unknown version scheme {s:?}: expected semver, numeric or opaque")
+        })
+    }
+}
+
+/// `[v]N(.N)*` → its numbers; None for anything else.
+fn numeric_parts(s: &str) -> Option<Vec<&str>> {
+    let parts: Vec<&str> = strip_v(s).split('.').collect();
+    parts.iter().all(|p| is_digits(p)).then_some(parts)
+}
+
+fn cmp_numeric(a: Vec<&str>, b: Vec<&str>) -> Ordering {
+    let len = a.len().max(b.len());
+    (0..len)
+        .map(|i| cmp_digits(a.get(i).unwrap_or(&"0"), b.get(i).unwrap_or(&"0")))
+        .find(|o| o.is_ne())
+        .unwrap_or(Ordering::Equal)
+}
 
 /// Compares two version strings by the rules in the module documentation.
 pub fn compare_versions(a: &str, b: &str) -> Ordering {
@@ -30,7 +112,8 @@ pub fn compare_versions(a: &str, b: &str) -> Ordering {
     }
 }
 
-/// True when moving from `current` to `target` goes backwards (`target` < `current`).
+/// True when moving from `current` to `target` goes backwards (`target` < `current`) by the
+/// guessed order above (the agent's check of a signed offer; servers use [`VersionScheme`]).
 pub fn is_downgrade(current: &str, target: &str) -> bool {
     compare_versions(target, current) == Ordering::Less
 }
@@ -260,6 +343,30 @@ mod tests {
         assert!(is_downgrade("res-1.2.10", "res-1.2.9"));
     }
 
+    #[test]
+    fn schemes_order_only_what_they_know() {
+        use VersionScheme::*;
+        assert_eq!(Semver.order("1.10.0", "1.9"), Some(Greater));
+        assert_eq!(Semver.order("v2.0.0-rc.1", "2.0.0"), Some(Less));
+        assert_eq!(Semver.order("1-45-345a", "res-1.2.5"), None);
+        assert_eq!(Semver.order("initVersion", "2.1.2"), None);
+        assert_eq!(Numeric.order("1.2.3.10", "1.2.3.9"), Some(Greater));
+        assert_eq!(Numeric.order("20240107", "v20231231"), Some(Greater));
+        assert_eq!(Numeric.order("1.2", "1.2.0.0"), Some(Equal));
+        assert_eq!(Numeric.order("1.2-rc", "1.2"), None);
+        assert_eq!(Opaque.order("1.0.0", "2.0.0"), None);
+        // The seeds' own examples are never called downgrades under the default scheme.
+        assert!(!VersionScheme::default().is_downgrade("1-45-345a", "res-1.2.5"));
+        assert!(!VersionScheme::default().is_downgrade("initVersion", "2.1.2"));
+        assert!(Semver.is_downgrade("2.0.0", "1.1.0"));
+        assert!(!Opaque.is_downgrade("2.0.0", "1.1.0"));
+        for s in VersionScheme::ALL {
+            assert_eq!(VersionScheme::parse(s.as_str()), Some(s));
+            assert_eq!(s.as_str().parse::<VersionScheme>(), Ok(s));
+        }
+        assert!("calver".parse::<VersionScheme>().is_err());
+    }
+
     fn version_like() -> impl Strategy<Value = String> {
         prop_oneof![
             "[vV]?[0-9]{1,3}(\\.[0-9]{1,3}){0,2}(-[0-9A-Za-z]{1,3}(\\.[0-9A-Za-z-]{1,3}){0,2})?(\\+[0-9a-z]{1,3})?",
@@ -272,6 +379,13 @@ mod tests {
         #[test]
         fn comparison_is_antisymmetric(a in version_like(), b in version_like()) {
             prop_assert_eq!(compare_versions(&a, &b), compare_versions(&b, &a).reverse());
+        }
+
+        #[test]
+        fn scheme_order_is_antisymmetric(a in version_like(), b in version_like()) {
+            for s in VersionScheme::ALL {
+                prop_assert_eq!(s.order(&a, &b), s.order(&b, &a).map(Ordering::reverse));
+            }
         }
 
         #[test]

@@ -7,14 +7,18 @@ use crate::clock::Clock;
 use crate::engine::Engine;
 use anyhow::Result;
 use otter_core::campaign::{self, Action, CampaignState, PlanInput, Projection, Slot, Strategy};
-use otter_core::targeting::{self, Candidate, Selection, Targeting};
-use otter_core::{DeviceName, Module, ProductId, UpgradeState, Version};
+use otter_core::targeting::{self, Candidate, Rules, Selection, Targeting};
+use otter_core::{
+    DeviceName, Fact, Module, ProductId, Reason, Situation, UpgradeState, UpgradeStatus, Version,
+    decide,
+};
 use otter_protocol::Dialect;
 use otter_store::{
     Campaign, CampaignKind, CampaignMode, FirmwareState, NewCampaign, NewSlot, Store, StoreError,
     Transition, Upgrade,
 };
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::{error, info, warn};
@@ -147,8 +151,12 @@ impl Campaigns {
                 tags: d.tags,
             })
             .collect();
-        let targeting = targeting::select(&selection, &fleet, &version, req.allow_downgrade)
-            .map_err(|e| invalid(&e))?;
+        let rules = Rules {
+            scheme: product.version_scheme,
+            allow_downgrade: req.allow_downgrade,
+        };
+        let targeting =
+            targeting::select(&selection, &fleet, &version, rules).map_err(|e| invalid(&e))?;
         if kind == CampaignKind::Verification && targeting.selected.len() > MAX_TEST_DEVICES {
             return Err(CampaignError::Invalid(format!(
                 "verification takes at most {MAX_TEST_DEVICES} test devices"
@@ -170,7 +178,7 @@ impl Campaigns {
             .iter()
             .filter_map(|d| Some((&d.name, d.version.as_ref()?)))
             .collect();
-        let slots = targeting
+        let selected = targeting
             .selected
             .iter()
             .zip(&waves)
@@ -178,8 +186,20 @@ impl Campaigns {
                 device: device.clone(),
                 wave: *wave,
                 from_version: versions.get(device).map(|v| (*v).clone()),
+                skipped: None,
+            });
+        // Devices left out for a reason join as `skipped`, so the verdict is visible on the
+        // device and counted in the campaign (a name that is no device has nowhere to go).
+        let skipped = targeting.skipped.iter().filter_map(|s| {
+            let device = DeviceName::parse(&s.device).ok()?;
+            Some(NewSlot {
+                from_version: versions.get(&device).map(|v| (*v).clone()),
+                device,
+                wave: 0,
+                skipped: Some((s.code?, s.reason.clone())),
             })
-            .collect();
+        });
+        let slots = selected.chain(skipped).collect();
         let created = self
             .store
             .create_campaign(&NewCampaign {
@@ -280,8 +300,9 @@ impl Campaigns {
                     info!(campaign = id, "campaign started");
                 }
                 Action::Release(idx) => {
-                    self.release(&campaign, dialect, &devices(&idx), now)
-                        .await?
+                    let released: Vec<&Upgrade> =
+                        idx.iter().filter_map(|i| upgrades.get(*i)).collect();
+                    self.release(&campaign, dialect, &released, now).await?
                 }
                 Action::TimeOut(idx) => {
                     // Tencent devices are told nothing; the record says -1 time_out as theirs would.
@@ -291,6 +312,7 @@ impl Campaigns {
                         to: UpgradeState::TimedOut,
                         result_code: code,
                         result_msg: Some("time_out"),
+                        reason: Some(Reason::TimedOut),
                         released_at: None,
                         count_push: false,
                     };
@@ -306,6 +328,7 @@ impl Campaigns {
                         to: UpgradeState::Queued,
                         result_code: None,
                         result_msg: None,
+                        reason: None,
                         released_at: None,
                         count_push: false,
                     };
@@ -330,62 +353,83 @@ impl Campaigns {
         Ok(())
     }
 
+    /// Releases queued devices: each gets `decide`'s verdict for `Fact::Released` (pushed when
+    /// online, pending while offline or until it asks, skipped, or already done), stored with
+    /// one statement per verdict; then the offer goes to those recorded as pushed. A push that
+    /// fails to publish is retried at the device's next report.
     async fn release(
         &self,
         campaign: &Campaign,
         dialect: Dialect,
-        devices: &[DeviceName],
+        upgrades: &[&Upgrade],
         now: i64,
     ) -> Result<()> {
-        let change = Transition {
-            from: &[UpgradeState::Queued],
-            to: UpgradeState::Pending,
-            result_code: None,
-            result_msg: None,
-            released_at: Some(now),
-            count_push: false,
-        };
-        let released = self
-            .store
-            .transition(campaign.id, &campaign.product, devices, &change)
-            .await?;
-        info!(
-            campaign = campaign.id,
-            devices = released.len(),
-            "devices released"
-        );
-        if campaign.mode == CampaignMode::Requested {
-            return Ok(()); // nothing is pushed: devices get the offer when they ask
-        }
-        // Batched: one query for who is online, one transaction to record every push.
-        let firmware = self.store.firmware(campaign.firmware_id).await?;
-        // Connects are written behind (presence.rs): include every one handled so far.
+        // Connects and reports are written behind (presence.rs): include every one so far.
         self.engine.presence.flush().await;
-        let online = self.store.online_devices(&campaign.product).await?;
-        let ext = self.engine.offer_ext(&firmware).await?;
+        let product = self.store.product(&campaign.product).await?;
+        let Some(module) = upgrades.first().map(|u| &u.module) else {
+            return Ok(());
+        };
+        let names: Vec<DeviceName> = upgrades.iter().map(|u| u.device.clone()).collect();
+        let fleet: HashMap<DeviceName, otter_store::FleetDevice> = self
+            .store
+            .fleet_members(&campaign.product, module, &names)
+            .await?
+            .into_iter()
+            .map(|d| (d.name.clone(), d))
+            .collect();
+        let mut verdicts: BTreeMap<Verdict, Vec<DeviceName>> = BTreeMap::new();
+        for upgrade in upgrades {
+            let device = fleet.get(&upgrade.device);
+            let ctx = Situation {
+                mode: campaign.mode,
+                allow_downgrade: campaign.allow_downgrade,
+                scheme: product.version_scheme,
+                running: device.and_then(|d| d.version.as_ref()),
+                online: device.is_some_and(|d| d.online),
+            };
+            // Retried devices were failed in the snapshot; they are queued again by now.
+            let queued = UpgradeStatus::queued(upgrade.status.target.clone());
+            let decision = decide(&queued, Fact::Released, &ctx);
+            let Some(next) = decision.next else { continue };
+            verdicts
+                .entry(Verdict::of(next, decision.push))
+                .or_default()
+                .push(upgrade.device.clone());
+        }
         let mut pushed = Vec::new();
-        for device in released.iter().filter(|d| online.contains(*d)) {
-            // Offline devices get the push when they next report their version.
-            let addr = otter_protocol::DeviceAddr::new(campaign.product.as_str(), device.as_str());
-            let offer = self.engine.offer(&firmware, device).await;
-            match self.engine.send_push(dialect, &addr, &offer, &ext).await {
-                Ok(()) => pushed.push(device.clone()),
-                Err(e) => {
-                    warn!(campaign = campaign.id, device = %device, error = format!("{e:#}"), "push failed; the device gets it at its next report")
-                }
+        for (verdict, devices) in &verdicts {
+            let change = Transition {
+                from: &[UpgradeState::Queued],
+                to: verdict.state,
+                result_code: None,
+                result_msg: verdict.text.as_deref(),
+                reason: verdict.reason,
+                released_at: Some(now),
+                count_push: verdict.push,
+            };
+            let moved = self
+                .store
+                .transition(campaign.id, &campaign.product, devices, &change)
+                .await?;
+            info!(campaign = campaign.id, devices = moved.len(), state = %verdict.state,
+                reason = verdict.reason.map(Reason::as_str), "devices released");
+            if verdict.push {
+                pushed.extend(moved);
             }
         }
-        let change = Transition {
-            from: &[UpgradeState::Pending],
-            to: UpgradeState::Pushed,
-            result_code: None,
-            result_msg: None,
-            released_at: None,
-            count_push: true,
-        };
-        self.store
-            .transition(campaign.id, &campaign.product, &pushed, &change)
-            .await?;
+        if pushed.is_empty() {
+            return Ok(());
+        }
+        let firmware = self.store.firmware(campaign.firmware_id).await?;
+        let ext = self.engine.offer_ext(&firmware).await?;
+        for device in &pushed {
+            let addr = otter_protocol::DeviceAddr::new(campaign.product.as_str(), device.as_str());
+            let offer = self.engine.offer(&firmware, device).await;
+            if let Err(e) = self.engine.send_push(dialect, &addr, &offer, &ext).await {
+                warn!(campaign = campaign.id, device = %device, error = format!("{e:#}"), "push failed; the device gets it at its next report")
+            }
+        }
         Ok(())
     }
 
@@ -396,7 +440,13 @@ impl Campaigns {
         let counts = self.store.campaign_counts(campaign.id).await?;
         info!(campaign = campaign.id, counts = ?counts.0, "campaign finished");
         if campaign.kind == CampaignKind::Verification {
-            let total: i64 = counts.0.values().sum();
+            // A test device skipped (already there, or newer) tells nothing about the image.
+            let total: i64 = counts
+                .0
+                .iter()
+                .filter(|(s, _)| *s != "skipped")
+                .map(|(_, n)| n)
+                .sum();
             let succeeded = counts.0.get("succeeded").copied().unwrap_or(0);
             let state = if succeeded == total {
                 FirmwareState::Verified
@@ -434,6 +484,7 @@ impl Campaigns {
             to: UpgradeState::Canceled,
             result_code: None,
             result_msg: Some(reason),
+            reason: Some(Reason::Canceled),
             released_at: None,
             count_push: false,
         };
@@ -522,4 +573,24 @@ fn wave_sizes(waves: &[u32]) -> Vec<usize> {
         sizes[w] += 1;
     }
     sizes
+}
+
+/// One verdict of a release, shared by every device it groups (one statement each).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Verdict {
+    state: UpgradeState,
+    reason: Option<Reason>,
+    text: Option<String>,
+    push: bool,
+}
+
+impl Verdict {
+    fn of(next: UpgradeStatus, push: bool) -> Self {
+        Self {
+            state: next.state,
+            reason: next.reason,
+            text: next.result_msg,
+            push,
+        }
+    }
 }

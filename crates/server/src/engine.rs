@@ -13,9 +13,9 @@ use crate::presence::Presence;
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use otter_broker::BrokerEvent;
-use otter_core::{DeviceName, Fact, Module, UpgradeStatus, Version, decide};
+use otter_core::{Decision, DeviceName, Fact, Module, Situation, Version, decide};
 use otter_protocol::{self as protocol, Answer, Offer, Outbound, Progress, UpMessage, Uplink};
-use otter_store::{CampaignMode, Firmware, Store, Upgrade, UpgradeUpdate, VersionReport};
+use otter_store::{Firmware, Store, Upgrade, UpgradeUpdate, VersionReport};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -259,42 +259,6 @@ impl Engine {
         Ok(ext)
     }
 
-    /// Anti-rollback on the server: a device running a newer version than the target is only
-    /// offered it when its campaign allows downgrades (targeting checked at creation; this
-    /// covers devices that moved ahead since).
-    async fn downgrade_refused(
-        &self,
-        upgrade: &Upgrade,
-        reported: Option<&Version>,
-    ) -> Result<bool> {
-        let current = match reported {
-            Some(v) => Some(v.clone()),
-            None => {
-                // The device's last report may still be queued.
-                self.presence.flush().await;
-                self.store
-                    .versions(&upgrade.product, &upgrade.device)
-                    .await?
-                    .into_iter()
-                    .find(|m| m.module == upgrade.module)
-                    .map(|m| m.version)
-            }
-        };
-        let Some(current) = current else {
-            return Ok(false);
-        };
-        if !otter_core::is_downgrade(current.as_str(), upgrade.status.target.as_str()) {
-            return Ok(false);
-        }
-        let campaign = self.store.campaign(upgrade.campaign_id).await?;
-        if campaign.allow_downgrade {
-            return Ok(false);
-        }
-        warn!(device = %format!("{}/{}", upgrade.product, upgrade.device), campaign = upgrade.campaign_id,
-            running = %current, target = %upgrade.status.target, "not offering a downgrade the campaign does not allow");
-        Ok(true)
-    }
-
     async fn on_progress(
         &self,
         from: &DeviceIdentity,
@@ -328,7 +292,8 @@ impl Engine {
         self.answer(uplink, answer).await
     }
 
-    /// Applies a fact to the device's live upgrade of `module`, storing any change.
+    /// Applies a fact to the device's live upgrade of `module`: `decide`'s verdict, stored as it
+    /// is (status and push count in one conditional write), and the offer when it says push.
     async fn apply(
         &self,
         from: &DeviceIdentity,
@@ -342,59 +307,85 @@ impl Engine {
         else {
             return Ok(Applied::default());
         };
-        let asked = matches!(fact, Fact::Requested);
-        let reported = match fact {
-            Fact::VersionReported(v) => Some(v.clone()),
+        let stored;
+        let running = match fact {
+            Fact::VersionReported(v) => Some(v),
+            // A request carries no version in every dialect: the last report decides.
+            Fact::Requested => {
+                stored = self.running_version(&upgrade).await?;
+                stored.as_ref()
+            }
             _ => None,
         };
-        let mut decision = decide(&upgrade.status, fact);
-        // In a device-requested campaign only the device's own request brings the offer.
-        decision.push &= asked || upgrade.mode == CampaignMode::Push;
-        if decision.push && self.downgrade_refused(&upgrade, reported.as_ref()).await? {
-            decision = Default::default();
-        }
-        if let Some(next) = &decision.next {
-            self.record(&upgrade, next).await?;
-        }
-        let offer = match decision.push {
-            true => Some(self.offer_for(&upgrade).await?),
-            false => None,
+        let ctx = Situation {
+            mode: upgrade.mode,
+            allow_downgrade: upgrade.allow_downgrade,
+            scheme: upgrade.version_scheme,
+            running,
+            online: true,
         };
-        Ok(Applied { found: true, offer })
+        let decision = decide(&upgrade.status, fact, &ctx);
+        if !self.record(&upgrade, &decision).await? || !decision.push {
+            return Ok(Applied {
+                found: true,
+                offer: None,
+            });
+        }
+        let firmware = self
+            .store
+            .firmware_by_version(&upgrade.product, &upgrade.module, &upgrade.status.target)
+            .await
+            .context("firmware of a live upgrade")?;
+        Ok(Applied {
+            found: true,
+            offer: Some(Pushable {
+                offer: self.offer(&firmware, &upgrade.device).await,
+                ext: self.offer_ext(&firmware).await?,
+            }),
+        })
     }
 
-    async fn record(&self, upgrade: &Upgrade, next: &UpgradeStatus) -> Result<()> {
+    /// The device's running version of the upgrade's module, as last reported.
+    async fn running_version(&self, upgrade: &Upgrade) -> Result<Option<Version>> {
+        // The device's last report may still be queued.
+        self.presence.flush().await;
+        Ok(self
+            .store
+            .versions(&upgrade.product, &upgrade.device)
+            .await?
+            .into_iter()
+            .find(|m| m.module == upgrade.module)
+            .map(|m| m.version))
+    }
+
+    /// Stores a decision: one conditional write of the new status and the push together.
+    /// Whether it was written (false: nothing to write, or the upgrade moved meanwhile and
+    /// this verdict is stale, so nothing is sent).
+    async fn record(&self, upgrade: &Upgrade, decision: &Decision) -> Result<bool> {
+        if decision.next.is_none() && !decision.push {
+            return Ok(false);
+        }
+        let next = decision.outcome(&upgrade.status);
         let written = self
             .changes
             .write(UpgradeUpdate {
                 campaign_id: upgrade.campaign_id,
                 product: upgrade.product.clone(),
                 device: upgrade.device.clone(),
+                from: upgrade.status.state,
                 status: next.clone(),
+                changed: decision.next.is_some(),
+                push: decision.push,
             })
             .await?;
         if written && next.state != upgrade.status.state {
             metrics::counter!("otter_upgrade_transitions_total", "state" => next.state.as_str())
                 .increment(1);
             info!(device = %format!("{}/{}", upgrade.product, upgrade.device), campaign = upgrade.campaign_id,
-                from = %upgrade.status.state, to = %next.state, code = ?next.result_code, "upgrade state changed");
+                from = %upgrade.status.state, to = %next.state, code = ?next.result_code,
+                reason = next.reason.map(|r| r.as_str()), detail = next.result_msg.as_deref(), "upgrade state changed");
         }
-        Ok(())
-    }
-
-    async fn offer_for(&self, upgrade: &Upgrade) -> Result<Pushable> {
-        let firmware = self
-            .store
-            .firmware_by_version(&upgrade.product, &upgrade.module, &upgrade.status.target)
-            .await
-            .context("firmware of a live upgrade")?;
-        self.store
-            .count_push(upgrade.campaign_id, &upgrade.product, &upgrade.device)
-            .await?;
-        Ok(Pushable {
-            offer: self.offer(&firmware, &upgrade.device).await,
-            ext: self.offer_ext(&firmware).await?,
-        })
+        Ok(written)
     }
 
     /// The offer of `firmware` to one device, with a freshly signed download URL.

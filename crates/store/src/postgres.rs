@@ -28,14 +28,15 @@ macro_rules! report_rows {
     };
 }
 
-/// `<rows> AS x` with columns c (campaign), p, d, s (state), pc (percent), rc, rm (result
-/// code, message), t: upgrade changes bound at $n as a JSON array of objects.
+/// `<rows> AS x` with columns c (campaign), p, d, f (from state), s (state), pc (percent), rc,
+/// rm (result code, message), r (reason), n (pushes to add), t: upgrade changes bound at $n as
+/// a JSON array of objects.
 macro_rules! upgrade_rows {
     ($param:literal) => {
         concat!(
             "json_to_recordset(CAST(",
             $param,
-            " AS json)) AS x(c BIGINT, p TEXT, d TEXT, s TEXT, pc BIGINT, rc BIGINT, rm TEXT, t BIGINT)"
+            " AS json)) AS x(c BIGINT, p TEXT, d TEXT, f TEXT, s TEXT, pc BIGINT, rc BIGINT, rm TEXT, r TEXT, n BIGINT, t BIGINT)"
         )
     };
 }

@@ -1,7 +1,10 @@
 //! What the store hands out: typed records, validated on the way out of the database.
 
+pub use otter_core::CampaignMode;
 use otter_core::campaign::{CampaignState, Strategy};
-use otter_core::{DeviceName, Module, ProductId, UpgradeState, UpgradeStatus, Version};
+use otter_core::{
+    DeviceName, Module, ProductId, Reason, UpgradeState, UpgradeStatus, Version, VersionScheme,
+};
 use serde::Serialize;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -10,6 +13,8 @@ pub struct Product {
     /// The wire dialect (`tencent`, `aliyun`, `enos`); parsed by the protocol layer.
     pub dialect: String,
     pub name: String,
+    /// How this product's versions are ordered for anti-rollback.
+    pub version_scheme: VersionScheme,
     pub created_at: i64,
 }
 
@@ -31,13 +36,21 @@ pub struct ModuleVersion {
     pub reported_at: i64,
 }
 
-/// A device-driven status change of one upgrade.
+/// A device-driven change of one upgrade: its new status, a push, or both.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpgradeUpdate {
     pub campaign_id: i64,
     pub product: ProductId,
     pub device: DeviceName,
+    /// The state the change was decided on: it is written only while the upgrade is still in
+    /// it (a conditional update is the claim, as for `Transition`).
+    pub from: UpgradeState,
+    /// The status to store (the current one when only a push is counted).
     pub status: UpgradeStatus,
+    /// The status differs from the stored one: the history gets a row.
+    pub changed: bool,
+    /// The offer goes out with this change: the push is counted in the same statement.
+    pub push: bool,
 }
 
 /// A device connected (`online`) or disconnected, at `at` (milliseconds since the epoch).
@@ -143,28 +156,6 @@ impl CampaignKind {
     }
 }
 
-/// Push: offers are pushed. Requested: offers only answer a device's own request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CampaignMode {
-    Push,
-    Requested,
-}
-
-impl CampaignMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Push => "push",
-            Self::Requested => "requested",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Self> {
-        [Self::Push, Self::Requested]
-            .into_iter()
-            .find(|m| m.as_str() == s)
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Campaign {
     pub id: i64,
@@ -188,6 +179,8 @@ pub struct NewSlot {
     pub device: DeviceName,
     pub wave: u32,
     pub from_version: Option<Version>,
+    /// Joins already `skipped`, for this reason and text (targeting's verdict).
+    pub skipped: Option<(Reason, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -215,6 +208,7 @@ pub struct UpgradeEvent {
     pub percent: Option<u8>,
     pub result_code: Option<i32>,
     pub result_msg: Option<String>,
+    pub reason: Option<Reason>,
 }
 
 /// One device in one campaign.
@@ -235,6 +229,9 @@ pub struct Upgrade {
     pub released_at: Option<i64>,
     pub from_version: Option<Version>,
     pub mode: CampaignMode,
+    /// The campaign's and product's rules that `decide` needs (joined in by the store).
+    pub allow_downgrade: bool,
+    pub version_scheme: VersionScheme,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -243,6 +240,14 @@ pub struct Upgrade {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct StateCounts(pub std::collections::BTreeMap<String, i64>);
 
+/// How many devices of a campaign are in `state` for `reason` (the verdicts, counted).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReasonCount {
+    pub state: UpgradeState,
+    pub reason: Reason,
+    pub devices: i64,
+}
+
 /// A planner- or operator-driven change of several upgrades (see `Store::transition`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transition<'a> {
@@ -250,6 +255,7 @@ pub struct Transition<'a> {
     pub to: UpgradeState,
     pub result_code: Option<i32>,
     pub result_msg: Option<&'a str>,
+    pub reason: Option<Reason>,
     /// Set for a release: the planner clock's now.
     pub released_at: Option<i64>,
     /// The offer was sent with this change (counts a push).

@@ -25,15 +25,18 @@ macro_rules! report_rows {
     };
 }
 
-/// `<rows> AS x` with columns c (campaign), p, d, s (state), pc (percent), rc, rm (result
-/// code, message), t: upgrade changes bound at $n as a JSON array of objects.
+/// `<rows> AS x` with columns c (campaign), p, d, f (from state), s (state), pc (percent), rc,
+/// rm (result code, message), r (reason), n (pushes to add), t: upgrade changes bound at $n as
+/// a JSON array of objects.
 macro_rules! upgrade_rows {
     ($param:literal) => {
         concat!(
             "(SELECT json_extract(value, '$.c') AS c, json_extract(value, '$.p') AS p,
-              json_extract(value, '$.d') AS d, json_extract(value, '$.s') AS s,
+              json_extract(value, '$.d') AS d, json_extract(value, '$.f') AS f,
+              json_extract(value, '$.s') AS s,
               json_extract(value, '$.pc') AS pc, json_extract(value, '$.rc') AS rc,
-              json_extract(value, '$.rm') AS rm, json_extract(value, '$.t') AS t
+              json_extract(value, '$.rm') AS rm, json_extract(value, '$.r') AS r,
+              json_extract(value, '$.n') AS n, json_extract(value, '$.t') AS t
               FROM json_each(",
             $param,
             ")) AS x"

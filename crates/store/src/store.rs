@@ -3,7 +3,7 @@
 
 use crate::*;
 use otter_core::campaign::{CampaignState, Strategy};
-use otter_core::{DeviceName, Module, ProductId, UpgradeState, Version};
+use otter_core::{DeviceName, Module, ProductId, UpgradeState, Version, VersionScheme};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use std::str::FromStr;
@@ -187,7 +187,8 @@ macro_rules! forward {
 
 forward! {
     // ---- products, devices, firmware, tags
-    pub async fn create_product(&self, id: &ProductId, dialect: &str, name: &str) -> Result<Product>;
+    pub async fn create_product(&self, id: &ProductId, dialect: &str, name: &str, version_scheme: VersionScheme) -> Result<Product>;
+    pub async fn set_version_scheme(&self, id: &ProductId, scheme: VersionScheme) -> Result<Product>;
     pub async fn product(&self, id: &ProductId) -> Result<Product>;
     pub async fn products(&self) -> Result<Vec<Product>>;
     pub async fn create_device(&self, product: &ProductId, name: &DeviceName, secret: &str) -> Result<Device>;
@@ -211,6 +212,8 @@ forward! {
     /// Every device of a product with its version of `module` and its tags: the input of
     /// campaign targeting, which is pure logic in the caller.
     pub async fn fleet(&self, product: &ProductId, module: &Module) -> Result<Vec<FleetDevice>>;
+    /// The named devices' online flag and running version of `module` (no tags).
+    pub async fn fleet_members(&self, product: &ProductId, module: &Module, names: &[DeviceName]) -> Result<Vec<FleetDevice>>;
     // ---- campaigns
     pub async fn campaign(&self, id: i64) -> Result<Campaign>;
     pub async fn campaigns(&self, product: Option<&ProductId>) -> Result<Vec<Campaign>>;
@@ -224,14 +227,15 @@ forward! {
     pub async fn campaign_upgrades(&self, id: i64, state: Option<UpgradeState>, limit: i64, offset: i64) -> Result<Vec<Upgrade>>;
     /// The device's most recent upgrade, live or not, for `device show`.
     pub async fn latest_upgrade(&self, product: &ProductId, device: &DeviceName) -> Result<Option<Upgrade>>;
-    /// Device-driven status changes in one transaction (the engine's group commit), each written
-    /// only while its upgrade is live (a late report never revives a finished or canceled
-    /// upgrade); per change, whether it was written. At most one change per upgrade in a batch.
+    /// Device-driven changes in one transaction (the engine's group commit), each written only
+    /// while its upgrade is still in the state it was decided on (a late report never revives a
+    /// finished or canceled upgrade), with its push counted in the same statement; per change,
+    /// whether it was written. At most one change per upgrade in a batch.
     pub async fn update_upgrades(&self, updates: &[UpgradeUpdate]) -> Result<Vec<bool>>;
     /// The names of the product's devices that are online now.
     pub async fn online_devices(&self, product: &ProductId) -> Result<std::collections::HashSet<DeviceName>>;
-    /// Counts one more push of the offer to the device.
-    pub async fn count_push(&self, campaign_id: i64, product: &ProductId, device: &DeviceName) -> Result<()>;
+    /// How many devices of the campaign are in each state for each reason Otter gave.
+    pub async fn campaign_reasons(&self, id: i64) -> Result<Vec<ReasonCount>>;
     /// The device's upgrade history, newest first.
     pub async fn device_events(&self, product: &ProductId, device: &DeviceName, limit: i64) -> Result<Vec<UpgradeEvent>>;
     // ---- audit

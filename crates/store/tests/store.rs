@@ -7,7 +7,9 @@ mod engines;
 use engines::{TestDb, databases};
 
 use otter_core::campaign::{CampaignState, Strategy};
-use otter_core::{DeviceName, Module, ProductId, UpgradeState, UpgradeStatus, Version};
+use otter_core::{
+    DeviceName, Module, ProductId, UpgradeState, UpgradeStatus, Version, VersionScheme,
+};
 use otter_store::{
     CampaignKind, CampaignMode, Firmware, FirmwareSignature, NewCampaign, NewFirmware, NewSlot,
     OnlineChange, Store, StoreError, Transition, UpgradeUpdate, VersionReport,
@@ -39,6 +41,7 @@ fn new_campaign(fw: &Firmware, devices: &[DeviceName], supersede: bool) -> NewCa
                 device: d.clone(),
                 wave: 0,
                 from_version: None,
+                skipped: None,
             })
             .collect(),
         supersede,
@@ -51,7 +54,10 @@ fn update(campaign: i64, device: &str, status: &UpgradeStatus) -> UpgradeUpdate 
         campaign_id: campaign,
         product: p("P1"),
         device: d(device),
+        from: UpgradeState::Queued,
         status: status.clone(),
+        changed: true,
+        push: false,
     }
 }
 
@@ -79,7 +85,7 @@ fn v(s: &str) -> Version {
 async fn store_with_firmware(db: &TestDb) -> (Store, otter_store::Firmware) {
     let store = db.open().await;
     store
-        .create_product(&p("P1"), "tencent", "P1")
+        .create_product(&p("P1"), "tencent", "P1", VersionScheme::Semver)
         .await
         .unwrap();
     for name in ["a", "b"] {
@@ -107,7 +113,9 @@ async fn duplicates_are_conflicts_and_unknowns_not_found() {
     for db in databases().await {
         let (store, fw) = store_with_firmware(&db).await;
         assert!(matches!(
-            store.create_product(&p("P1"), "tencent", "again").await,
+            store
+                .create_product(&p("P1"), "tencent", "again", VersionScheme::Semver)
+                .await,
             Err(StoreError::Conflict(_))
         ));
         assert!(matches!(
@@ -216,6 +224,7 @@ async fn transitions_move_only_from_the_given_states_and_leave_history() {
             to: UpgradeState::Pending,
             result_code: None,
             result_msg: None,
+            reason: None,
             released_at: Some(42),
             count_push: false,
         };
@@ -446,6 +455,7 @@ async fn concurrent_claims_move_each_device_once() {
             to: UpgradeState::Pending,
             result_code: None,
             result_msg: None,
+            reason: None,
             released_at: Some(1),
             count_push: false,
         };
@@ -484,7 +494,10 @@ async fn keys_and_signatures_round_trip() {
     for db in databases().await {
         let store = db.open().await;
         let p = ProductId::parse("P1").unwrap();
-        store.create_product(&p, "tencent", "P1").await.unwrap();
+        store
+            .create_product(&p, "tencent", "P1", VersionScheme::Semver)
+            .await
+            .unwrap();
         store.add_product_key(&p, "k1", "AAAA", None).await.unwrap();
         store
             .add_product_key(&p, "k2", "BBBB", Some(("k1", "c2ln")))
@@ -559,7 +572,7 @@ async fn api_tokens_and_stored_secrets() {
         assert_eq!(store.api_tokens().await.unwrap().len(), 1);
 
         store
-            .create_product(&p("P1"), "aliyun", "P1")
+            .create_product(&p("P1"), "aliyun", "P1", VersionScheme::Semver)
             .await
             .unwrap();
         store
@@ -690,11 +703,14 @@ async fn device_changes_of_many_upgrades_commit_together() {
             campaign_id: c.id,
             product: p("P1"),
             device: d(device),
+            from: UpgradeState::Queued,
             status: UpgradeStatus {
                 state,
                 percent,
                 ..UpgradeStatus::pending(v("2.0"))
             },
+            changed: true,
+            push: false,
         };
         // b finishes first: a later change of b is no longer written.
         assert_eq!(
@@ -738,6 +754,43 @@ async fn device_changes_of_many_upgrades_commit_together() {
             "no event for b's late change"
         );
         assert!(store.update_upgrades(&[]).await.unwrap().is_empty());
+
+        // A push is counted in the same statement as the change it goes with; a push alone
+        // (the status unchanged) leaves no history row; a change decided on a state the
+        // upgrade has left is not written.
+        let push = |from, state, changed| UpgradeUpdate {
+            from,
+            changed,
+            push: true,
+            ..change("a", state, None)
+        };
+        let before = events("a").await.len();
+        let w = store
+            .update_upgrades(&[push(UpgradeState::Downloading, UpgradeState::Pushed, true)])
+            .await
+            .unwrap();
+        assert_eq!(w, [true]);
+        let w = store
+            .update_upgrades(&[push(UpgradeState::Pushed, UpgradeState::Pushed, false)])
+            .await
+            .unwrap();
+        assert_eq!(w, [true]);
+        let w = store
+            .update_upgrades(&[push(UpgradeState::Downloading, UpgradeState::Pushed, true)])
+            .await
+            .unwrap();
+        assert_eq!(w, [false], "stale: a is no longer downloading");
+        let a = store
+            .latest_upgrade(&p("P1"), &d("a"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((a.status.state, a.pushes), (UpgradeState::Pushed, 2));
+        assert_eq!(
+            events("a").await.len(),
+            before + 1,
+            "one row for one change"
+        );
         db.drop().await;
     }
 }

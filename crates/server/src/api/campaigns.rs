@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use otter_core::{ProductId, UpgradeState};
-use otter_store::{Campaign, CampaignKind, Firmware, StateCounts, Upgrade};
+use otter_store::{Campaign, CampaignKind, Firmware, ReasonCount, StateCounts, Upgrade};
 use serde::{Deserialize, Serialize};
 
 pub fn routes() -> Router<ApiState> {
@@ -61,6 +61,8 @@ pub struct CampaignView {
     campaign: Campaign,
     firmware: Firmware,
     counts: StateCounts,
+    /// Devices per state and the reason Otter gave (skipped, failed, waiting, …).
+    reasons: Vec<ReasonCount>,
     total: i64,
 }
 
@@ -227,10 +229,12 @@ pub async fn view(s: &ApiState, id: i64) -> Result<CampaignView, ApiError> {
     let firmware = s.store.firmware(campaign.firmware_id).await?;
     let counts = s.store.campaign_counts(id).await?;
     let total = counts.0.values().sum();
+    let reasons = s.store.campaign_reasons(id).await?;
     Ok(CampaignView {
         campaign,
         firmware,
         counts,
+        reasons,
         total,
     })
 }

@@ -17,6 +17,7 @@ use utoipa::OpenApi;
         products::create,
         products::list,
         products::show,
+        products::update,
         devices::create,
         devices::list,
         devices::show,
@@ -34,6 +35,7 @@ use utoipa::OpenApi;
     ),
     components(schemas(
         products::NewProduct,
+        products::ProductChange,
         devices::NewDevice,
         campaigns::NewCampaign,
         tokens::NewToken,

@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use otter_core::ProductId;
+use otter_core::{ProductId, VersionScheme};
 use otter_protocol::Dialect;
 use otter_store::{Product, ProductKey};
 use serde::Deserialize;
@@ -15,7 +15,7 @@ use serde::Deserialize;
 pub fn routes() -> Router<ApiState> {
     Router::new()
         .route("/products", get(list).post(create))
-        .route("/products/{product}", get(show))
+        .route("/products/{product}", get(show).patch(update))
         .route("/products/{product}/keys", get(list_keys).post(add_key))
 }
 
@@ -97,6 +97,43 @@ pub struct NewProduct {
     /// `tencent`, `aliyun` or `enos`.
     pub dialect: String,
     pub name: Option<String>,
+    /// How versions are ordered for anti-rollback: `semver` (default; a version that is not
+    /// semver-like has no order), `numeric` or `opaque` (no order: never a downgrade).
+    pub version_scheme: Option<String>,
+}
+
+fn parse_scheme(s: Option<&str>) -> Result<VersionScheme, ApiError> {
+    s.map(str::parse)
+        .transpose()
+        .map(Option::unwrap_or_default)
+        .map_err(ApiError::BadRequest)
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct ProductChange {
+    /// `semver`, `numeric` or `opaque`; live campaigns judge by the new scheme from now on.
+    pub version_scheme: String,
+}
+
+#[utoipa::path(patch, path = "/api/v1/products/{product}", request_body = ProductChange,
+    responses((status = 200), (status = 400), (status = 404)))]
+pub async fn update(
+    State(s): State<ApiState>,
+    Path(product): Path<String>,
+    Json(change): Json<ProductChange>,
+) -> Result<Json<Product>, ApiError> {
+    let id = ProductId::parse(product)?;
+    let scheme = parse_scheme(Some(&change.version_scheme))?;
+    let product = s.store.set_version_scheme(&id, scheme).await?;
+    tracing::info!(product = %id, %scheme, "product version scheme changed");
+    super::audit::record(
+        &s,
+        "product.update",
+        id.as_str(),
+        serde_json::json!({ "version_scheme": scheme.as_str() }),
+    )
+    .await;
+    Ok(Json(product))
 }
 
 #[utoipa::path(post, path = "/api/v1/products", request_body = NewProduct,
@@ -113,13 +150,17 @@ pub async fn create(
         ))
     })?;
     let name = p.name.unwrap_or_else(|| id.to_string());
-    let product = s.store.create_product(&id, dialect.as_str(), &name).await?;
+    let scheme = parse_scheme(p.version_scheme.as_deref())?;
+    let product = s
+        .store
+        .create_product(&id, dialect.as_str(), &name, scheme)
+        .await?;
     tracing::info!(product = %id, %dialect, "product created");
     super::audit::record(
         &s,
         "product.create",
         id.as_str(),
-        serde_json::json!({ "dialect": dialect.as_str() }),
+        serde_json::json!({ "dialect": dialect.as_str(), "version_scheme": scheme.as_str() }),
     )
     .await;
     Ok((StatusCode::CREATED, Json(product)))

@@ -19,7 +19,7 @@ use serde::Deserialize;
 /// Device rows per page of a campaign's table.
 const ROWS: i64 = 50;
 /// Upgrade states that count as finished for the progress bar.
-const DONE: [&str; 4] = ["succeeded", "failed", "timed_out", "canceled"];
+const DONE: [&str; 5] = ["succeeded", "failed", "timed_out", "canceled", "skipped"];
 
 pub fn routes() -> Router<ApiState> {
     Router::new()
@@ -224,6 +224,7 @@ async fn detail(
     let c = s.store.campaign(id).await?;
     let fw = s.store.firmware(c.firmware_id).await?;
     let counts = s.store.campaign_counts(id).await?;
+    let reasons = s.store.campaign_reasons(id).await?;
     let total: i64 = counts.0.values().sum();
     let state = q.state()?;
     let table = device_table(&s, &c, &counts, state, q.offset.unwrap_or(0).max(0)).await?;
@@ -260,6 +261,16 @@ async fn detail(
                         div class={ "c-" (st.as_str()) } { dt { (st.as_str().replace('_', " ")) } dd data-count=(st.as_str()) { (count(&counts, st.as_str())) } }
                     }
                 }
+                @if !reasons.is_empty() {
+                    h3 { "Why" }
+                    ul #reasons {
+                        @for r in &reasons {
+                            li data-reason=(r.reason.as_str()) data-state=(r.state.as_str()) {
+                                (r.state.as_str().replace('_', " ")) ": " (page::reason(r.reason)) " (" (r.devices) ")"
+                            }
+                        }
+                    }
+                }
             }
             section {
                 h2 #devices-heading { "Devices" }
@@ -293,6 +304,7 @@ fn progress(counts: &StateCounts, total: i64) -> Markup {
         "failed",
         "timed_out",
         "canceled",
+        "skipped",
         "burning",
         "downloading",
         "pushed",
@@ -352,6 +364,7 @@ async fn device_table(
                             td { (badge(u.status.state.as_str())) }
                             td.num { @if let Some(p) = u.status.percent { (p) } }
                             td {
+                                @if let Some(r) = u.status.reason { span.reason data-reason=(r.as_str()) { (page::reason(r)) } " " }
                                 @if let Some(code) = u.status.result_code {
                                     code { (code) } " "
                                     @if let Some(d) = dialect { span.explain { (otter_protocol::explain(d, code)) } }

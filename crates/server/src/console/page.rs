@@ -179,6 +179,11 @@ pub fn bytes(n: u64) -> String {
 }
 
 /// A state word as a colored badge (CSS classes per state name).
+/// Why an upgrade is where it is, in words.
+pub fn reason(reason: otter_core::Reason) -> &'static str {
+    reason.describe()
+}
+
 pub fn badge(state: &str) -> Markup {
     html! { span class={ "badge s-" (state) } { (state.replace('_', " ")) } }
 }

@@ -463,6 +463,12 @@ async fn three_hundred_devices_through_every_target_kind_and_strategy() {
                 );
             }
             "canceled" => {}
+            // Newer than the target: joined skipped, with the reason, never pushed.
+            "skipped" => {
+                assert_eq!(s.version, "2.0.0", "{name}");
+                assert_eq!(row["reason"], "newer_than_target", "{name}");
+                assert_eq!(asking.pushes(name), 0, "{name} was skipped, never pushed");
+            }
             other => panic!("{name} ended {other}"),
         }
     }

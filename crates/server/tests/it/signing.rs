@@ -114,10 +114,20 @@ async fn a_device_that_moved_ahead_is_not_offered_a_downgrade() {
     dev.send(&format!("$ota/report/{P}/ahead"), &report("2.0.0"))
         .await;
     assert_eq!(dev.next_on(&topic).await["type"], "report_version_rsp");
-    dev.nothing_for(Duration::from_millis(500)).await;
-    // Still behind: pushed again as before.
+    // Not a silent refusal: the upgrade ends skipped, with the reason, and is never pushed.
+    let shown = server
+        .wait_show(P, "ahead", |v| v["upgrade"]["state"] == "skipped")
+        .await;
+    assert_eq!(shown["upgrade"]["reason"], "newer_than_target");
+    assert!(
+        shown["upgrade"]["result_msg"]
+            .as_str()
+            .unwrap()
+            .starts_with("runs 2.0.0, newer than the target 1.1.0"),
+        "{shown}"
+    );
     dev.send(&format!("$ota/report/{P}/ahead"), &report("1.0.0"))
         .await;
     assert_eq!(dev.next_on(&topic).await["type"], "report_version_rsp");
-    assert_eq!(dev.next_on(&topic).await["type"], "update_firmware");
+    dev.nothing_for(Duration::from_millis(500)).await;
 }

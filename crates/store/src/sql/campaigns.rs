@@ -1,10 +1,28 @@
 //! Campaigns, device upgrades and their history. Every state change of an upgrade writes an
 //! event in the same transaction, so the history never disagrees with the current state.
 
-use super::{Db, Engine, conflict_or, convert, corrupt};
+use super::{Db, Engine, conflict_or, convert, corrupt, parse_scheme};
 use crate::*;
 use otter_core::campaign::{CampaignState, Strategy};
-use otter_core::{DeviceName, Module, ProductId, UpgradeState, UpgradeStatus, Version};
+use otter_core::{DeviceName, Module, ProductId, Reason, UpgradeState, UpgradeStatus, Version};
+
+/// Upgrade rows with what `decide` needs from their campaign and product, then `$rest`.
+macro_rules! upgrade_select {
+    ($rest:expr) => {
+        concat!(
+            "SELECT u.*, c.mode, c.allow_downgrade, p.version_scheme FROM upgrades u
+             JOIN campaigns c ON c.id = u.campaign_id JOIN products p ON p.id = u.product_id",
+            $rest
+        )
+    };
+}
+
+/// The history row of an upgrade's current state (columns in the order `log_event` inserts).
+macro_rules! event_columns {
+    () => {
+        "campaign_id, product_id, device_name, at, state, percent, result_code, result_msg, reason"
+    };
+}
 use sqlx::{FromRow, Row, Transaction};
 
 #[derive(FromRow)]
@@ -18,6 +36,7 @@ struct UpgradeRow {
     percent: Option<i64>,
     result_code: Option<i64>,
     result_msg: Option<String>,
+    reason: Option<String>,
     pushes: i64,
     ordinal: i64,
     wave: i64,
@@ -25,8 +44,15 @@ struct UpgradeRow {
     released_at: Option<i64>,
     from_version: Option<String>,
     mode: String,
+    allow_downgrade: bool,
+    version_scheme: String,
     created_at: i64,
     updated_at: i64,
+}
+
+pub(crate) fn parse_reason(r: Option<String>) -> Result<Option<Reason>> {
+    r.map(|r| Reason::parse(&r).ok_or_else(|| corrupt(format!("upgrade reason {r:?}"))))
+        .transpose()
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<T> {
@@ -49,6 +75,7 @@ impl TryFrom<UpgradeRow> for Upgrade {
                 percent: r.percent.map(|p| p.clamp(0, 100) as u8),
                 result_code: r.result_code.map(|c| c as i32),
                 result_msg: r.result_msg,
+                reason: parse_reason(r.reason)?,
             },
             pushes: r.pushes,
             ordinal: r.ordinal,
@@ -62,6 +89,8 @@ impl TryFrom<UpgradeRow> for Upgrade {
                 .map_err(corrupt)?,
             mode: CampaignMode::parse(&r.mode)
                 .ok_or_else(|| corrupt(format!("campaign mode {:?}", r.mode)))?,
+            allow_downgrade: r.allow_downgrade,
+            version_scheme: parse_scheme(&r.version_scheme)?,
             created_at: r.created_at,
             updated_at: r.updated_at,
         })
@@ -116,16 +145,18 @@ async fn log_event(
     product: &ProductId,
     device: &DeviceName,
 ) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO upgrade_events (campaign_id, product_id, device_name, at, state, percent, result_code, result_msg)
-         SELECT campaign_id, product_id, device_name, updated_at, state, percent, result_code, result_msg
-         FROM upgrades WHERE campaign_id = $1 AND product_id = $2 AND device_name = $3",
-    )
-    .bind(campaign_id)
-    .bind(product.as_str())
-    .bind(device.as_str())
-    .execute(&mut **tx)
-    .await?;
+    const SQL: &str = concat!(
+        "INSERT INTO upgrade_events (",
+        event_columns!(),
+        ") SELECT campaign_id, product_id, device_name, updated_at, state, percent, result_code, result_msg, reason
+         FROM upgrades WHERE campaign_id = $1 AND product_id = $2 AND device_name = $3"
+    );
+    sqlx::query(SQL)
+        .bind(campaign_id)
+        .bind(product.as_str())
+        .bind(device.as_str())
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
@@ -155,21 +186,33 @@ impl Engine {
         .fetch_one(&mut *tx)
         .await?;
         for (ordinal, slot) in c.slots.iter().enumerate() {
-            if c.supersede {
+            // A skipped device is never offered anything: it leaves its other campaigns alone.
+            if c.supersede && slot.skipped.is_none() {
                 supersede(&mut tx, id, &fw.product, &slot.device, &fw.module).await?;
             }
+            let (state, reason, text) = match &slot.skipped {
+                Some((reason, text)) => (
+                    UpgradeState::Skipped,
+                    Some(reason.as_str()),
+                    Some(text.as_str()),
+                ),
+                None => (UpgradeState::Queued, None, None),
+            };
             sqlx::query(
-                "INSERT INTO upgrades (campaign_id, product_id, device_name, module, target, state, ordinal, wave, from_version, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $9)",
+                "INSERT INTO upgrades (campaign_id, product_id, device_name, module, target, state, ordinal, wave, from_version, reason, result_msg, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
             )
             .bind(id)
             .bind(fw.product.as_str())
             .bind(slot.device.as_str())
             .bind(fw.module.as_str())
             .bind(fw.version.as_str())
+            .bind(state.as_str())
             .bind(ordinal as i64)
             .bind(i64::from(slot.wave))
             .bind(slot.from_version.as_ref().map(Version::as_str))
+            .bind(reason)
+            .bind(text)
             .bind(now)
             .execute(&mut *tx)
             .await
@@ -260,6 +303,27 @@ impl Engine {
         Ok(counts)
     }
 
+    pub async fn campaign_reasons(&self, id: i64) -> Result<Vec<ReasonCount>> {
+        let rows = sqlx::query(
+            "SELECT state, reason, COUNT(*) AS n FROM upgrades WHERE campaign_id = $1 AND reason IS NOT NULL
+             GROUP BY state, reason ORDER BY state, reason",
+        )
+        .bind(id)
+        .fetch_all(&self.reads)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                let state: String = r.try_get("state")?;
+                Ok(ReasonCount {
+                    state: UpgradeState::parse(&state)
+                        .ok_or_else(|| corrupt(format!("upgrade state {state:?}")))?,
+                    reason: parse_reason(r.try_get("reason")?)?.ok_or_else(|| corrupt("reason"))?,
+                    devices: r.try_get("n")?,
+                })
+            })
+            .collect()
+    }
+
     /// A campaign's device upgrades in rollout order, optionally only those in `state`.
     pub async fn campaign_upgrades(
         &self,
@@ -268,8 +332,9 @@ impl Engine {
         limit: i64,
         offset: i64,
     ) -> Result<Vec<Upgrade>> {
-        const SQL: &str = "SELECT u.*, c.mode FROM upgrades u JOIN campaigns c ON c.id = u.campaign_id
-             WHERE u.campaign_id = $1 AND ($2 IS NULL OR u.state = $2) ORDER BY u.ordinal LIMIT $3 OFFSET $4";
+        const SQL: &str = upgrade_select!(
+            " WHERE u.campaign_id = $1 AND ($2 IS NULL OR u.state = $2) ORDER BY u.ordinal LIMIT $3 OFFSET $4"
+        );
         convert(
             sqlx::query_as::<_, UpgradeRow>(SQL)
                 .bind(id)
@@ -288,10 +353,9 @@ impl Engine {
         device: &DeviceName,
         module: &Module,
     ) -> Result<Option<Upgrade>> {
-        const SQL: &str = live_states!(
-            "SELECT u.*, c.mode FROM upgrades u JOIN campaigns c ON c.id = u.campaign_id
-             WHERE u.product_id = $1 AND u.device_name = $2 AND u.module = $3 AND u.state IN "
-        );
+        const SQL: &str = upgrade_select!(live_states!(
+            " WHERE u.product_id = $1 AND u.device_name = $2 AND u.module = $3 AND u.state IN "
+        ));
         let row: Option<UpgradeRow> = sqlx::query_as(SQL)
             .bind(product.as_str())
             .bind(device.as_str())
@@ -307,14 +371,14 @@ impl Engine {
         product: &ProductId,
         device: &DeviceName,
     ) -> Result<Option<Upgrade>> {
-        let row: Option<UpgradeRow> = sqlx::query_as(
-            "SELECT u.*, c.mode FROM upgrades u JOIN campaigns c ON c.id = u.campaign_id
-             WHERE u.product_id = $1 AND u.device_name = $2 ORDER BY u.updated_at DESC, u.campaign_id DESC LIMIT 1",
-        )
-        .bind(product.as_str())
-        .bind(device.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
+        const SQL: &str = upgrade_select!(
+            " WHERE u.product_id = $1 AND u.device_name = $2 ORDER BY u.updated_at DESC, u.campaign_id DESC LIMIT 1"
+        );
+        let row: Option<UpgradeRow> = sqlx::query_as(SQL)
+            .bind(product.as_str())
+            .bind(device.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(Upgrade::try_from).transpose()
     }
 
@@ -331,25 +395,29 @@ impl Engine {
             .iter()
             .map(|u| {
                 serde_json::json!({ "c": u.campaign_id, "p": u.product.as_str(),
-                    "d": u.device.as_str(), "s": u.status.state.as_str(),
+                    "d": u.device.as_str(), "f": u.from.as_str(), "s": u.status.state.as_str(),
                     "pc": u.status.percent, "rc": u.status.result_code,
-                    "rm": u.status.result_msg, "t": now })
+                    "rm": u.status.result_msg, "r": u.status.reason.map(Reason::as_str),
+                    "n": i64::from(u.push), "t": now })
             })
             .collect();
         let rows = serde_json::Value::Array(rows).to_string();
+        // Written only from the state it was decided on, which is live (a `from` of a finished
+        // state never matches: `decide` ignores finished upgrades).
         const MOVE: &str = concat!(
             "UPDATE upgrades SET state = x.s, percent = x.pc, result_code = x.rc,
-                    result_msg = x.rm, updated_at = x.t
+                    result_msg = x.rm, reason = x.r, pushes = upgrades.pushes + x.n, updated_at = x.t
              FROM ",
             upgrade_rows!("$1"),
             " WHERE upgrades.campaign_id = x.c AND upgrades.product_id = x.p
-               AND upgrades.device_name = x.d AND upgrades.state IN ",
+               AND upgrades.device_name = x.d AND upgrades.state = x.f AND upgrades.state IN ",
             live_states!(""),
             " RETURNING upgrades.campaign_id, upgrades.product_id, upgrades.device_name"
         );
         const LOG: &str = concat!(
-            "INSERT INTO upgrade_events (campaign_id, product_id, device_name, at, state, percent, result_code, result_msg)
-             SELECT u.campaign_id, u.product_id, u.device_name, u.updated_at, u.state, u.percent, u.result_code, u.result_msg
+            "INSERT INTO upgrade_events (",
+            event_columns!(),
+            ") SELECT u.campaign_id, u.product_id, u.device_name, u.updated_at, u.state, u.percent, u.result_code, u.result_msg, u.reason
              FROM upgrades u JOIN ",
             upgrade_rows!("$1"),
             " ON u.campaign_id = x.c AND u.product_id = x.p AND u.device_name = x.d"
@@ -374,17 +442,17 @@ impl Engine {
                 written[i] = true;
             }
         }
-        // Events only for the rows that moved: the same JSON, filtered to them.
-        let moved_rows: Vec<serde_json::Value> = updates
+        // History rows only for the changes that moved a status: a push alone is no event.
+        let logged: Vec<serde_json::Value> = updates
             .iter()
             .zip(&written)
-            .filter(|(_, w)| **w)
+            .filter(|(u, w)| **w && u.changed)
             .map(|(u, _)| serde_json::json!({ "c": u.campaign_id, "p": u.product.as_str(), "d": u.device.as_str() }))
             .collect();
-        if !moved_rows.is_empty() {
-            let moved_rows = serde_json::Value::Array(moved_rows).to_string();
+        if !logged.is_empty() {
+            let logged = serde_json::Value::Array(logged).to_string();
             sqlx::query(LOG)
-                .bind(moved_rows.as_str())
+                .bind(logged.as_str())
                 .execute(&mut *tx)
                 .await?;
         }
@@ -419,7 +487,7 @@ impl Engine {
                     percent = CASE WHEN $5 IS NULL THEN percent ELSE NULL END,
                     released_at = COALESCE($5, released_at),
                     attempts = attempts + CASE WHEN $5 IS NULL THEN 0 ELSE 1 END,
-                    pushes = pushes + $10
+                    pushes = pushes + $10, reason = $11
              WHERE campaign_id = $6 AND product_id = $7
                AND device_name IN ",
             text_array!("$8"),
@@ -438,12 +506,14 @@ impl Engine {
             .bind(&names)
             .bind(&from)
             .bind(i64::from(change.count_push))
+            .bind(change.reason.map(Reason::as_str))
             .fetch_all(&mut *tx)
             .await?;
         let moved_json = serde_json::to_string(&moved).map_err(corrupt)?;
         const LOG: &str = concat!(
-            "INSERT INTO upgrade_events (campaign_id, product_id, device_name, at, state, percent, result_code, result_msg)
-             SELECT campaign_id, product_id, device_name, updated_at, state, percent, result_code, result_msg
+            "INSERT INTO upgrade_events (",
+            event_columns!(),
+            ") SELECT campaign_id, product_id, device_name, updated_at, state, percent, result_code, result_msg, reason
              FROM upgrades WHERE campaign_id = $1 AND product_id = $2 AND device_name IN ",
             text_array!("$3")
         );
@@ -476,22 +546,6 @@ impl Engine {
             .collect()
     }
 
-    /// Counts one more push of the offer to the device.
-    pub async fn count_push(
-        &self,
-        campaign_id: i64,
-        product: &ProductId,
-        device: &DeviceName,
-    ) -> Result<()> {
-        sqlx::query("UPDATE upgrades SET pushes = pushes + 1 WHERE campaign_id = $1 AND product_id = $2 AND device_name = $3")
-            .bind(campaign_id)
-            .bind(product.as_str())
-            .bind(device.as_str())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
     /// The device's upgrade history, newest first.
     pub async fn device_events(
         &self,
@@ -500,7 +554,7 @@ impl Engine {
         limit: i64,
     ) -> Result<Vec<UpgradeEvent>> {
         let rows = sqlx::query(
-            "SELECT campaign_id, device_name, at, state, percent, result_code, result_msg FROM upgrade_events
+            "SELECT campaign_id, device_name, at, state, percent, result_code, result_msg, reason FROM upgrade_events
              WHERE product_id = $1 AND device_name = $2 ORDER BY id DESC LIMIT $3",
         )
         .bind(product.as_str())
@@ -525,6 +579,7 @@ impl Engine {
                         .try_get::<Option<i64>, _>("result_code")?
                         .map(|c| c as i32),
                     result_msg: r.try_get("result_msg")?,
+                    reason: parse_reason(r.try_get("reason")?)?,
                 })
             })
             .collect()
@@ -550,7 +605,7 @@ async fn supersede(
         .fetch_optional(&mut **tx)
         .await?;
     if let Some(other) = other {
-        sqlx::query("UPDATE upgrades SET state = 'canceled', result_msg = $1, updated_at = $2 WHERE campaign_id = $3 AND product_id = $4 AND device_name = $5")
+        sqlx::query("UPDATE upgrades SET state = 'canceled', reason = 'canceled', result_msg = $1, updated_at = $2 WHERE campaign_id = $3 AND product_id = $4 AND device_name = $5")
             .bind(format!("superseded by campaign #{campaign_id}"))
             .bind(now_ms())
             .bind(other)

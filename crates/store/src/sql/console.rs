@@ -121,7 +121,7 @@ impl Engine {
     /// Every product with its device, online, firmware and live-campaign counts.
     pub async fn product_summaries(&self) -> Result<Vec<ProductSummary>> {
         let rows = sqlx::query(
-            "SELECT p.id, p.dialect, p.name, p.created_at,
+            "SELECT p.id, p.dialect, p.name, p.version_scheme, p.created_at,
                 (SELECT COUNT(*) FROM devices d WHERE d.product_id = p.id) AS devices,
                 (SELECT COUNT(*) FROM devices d WHERE d.product_id = p.id AND d.online) AS online,
                 (SELECT COUNT(*) FROM firmware f WHERE f.product_id = p.id) AS firmware,
@@ -137,6 +137,7 @@ impl Engine {
                         id: ProductId::parse(r.try_get::<String, _>("id")?).map_err(corrupt)?,
                         dialect: r.try_get("dialect")?,
                         name: r.try_get("name")?,
+                        version_scheme: super::parse_scheme(r.try_get("version_scheme")?)?,
                         created_at: r.try_get("created_at")?,
                     },
                     devices: r.try_get("devices")?,
