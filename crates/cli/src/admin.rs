@@ -115,6 +115,28 @@ pub enum ProductCmd {
         dialect: String,
         #[arg(long)]
         name: Option<String>,
+        /// How its versions are ordered for anti-rollback: semver (a version that is not
+        /// semver-like has no order), numeric (dot-separated numbers) or opaque (no order:
+        /// nothing is ever a downgrade). docs/campaigns.md "Version schemes".
+        #[arg(long, default_value = "semver", value_parser = ["semver", "numeric", "opaque"])]
+        version_scheme: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Show a product: dialect, name, version scheme.
+    Show {
+        #[arg(long)]
+        id: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Change a product's version scheme (live campaigns judge by it from then on).
+    Set {
+        #[arg(long)]
+        id: String,
+        /// semver, numeric or opaque.
+        #[arg(long, value_parser = ["semver", "numeric", "opaque"])]
+        version_scheme: String,
         #[command(flatten)]
         conn: Conn,
     },
@@ -200,25 +222,55 @@ pub async fn product(cmd: ProductCmd) -> Result<()> {
             id,
             dialect,
             name,
+            version_scheme,
             conn,
         } => {
-            let v = conn
-                .call(
-                    Method::POST,
-                    "/products",
-                    Some(json!({ "id": id, "dialect": dialect, "name": name })),
-                )
-                .await?;
+            let body = json!({ "id": id, "dialect": dialect, "name": name, "version_scheme": version_scheme });
+            let v = conn.call(Method::POST, "/products", Some(body)).await?;
             conn.print(&v, |v| {
-                format!("created product {} ({})", s(v, "id"), s(v, "dialect"))
+                format!(
+                    "created product {} ({}, {} versions)",
+                    s(v, "id"),
+                    s(v, "dialect"),
+                    s(v, "version_scheme")
+                )
             });
+        }
+        ProductCmd::Show { id, conn } => {
+            let v = conn
+                .call(Method::GET, &format!("/products/{id}"), None)
+                .await?;
+            conn.print(&v, product_text);
+        }
+        ProductCmd::Set {
+            id,
+            version_scheme,
+            conn,
+        } => {
+            let body = json!({ "version_scheme": version_scheme });
+            let v = conn
+                .call(Method::PATCH, &format!("/products/{id}"), Some(body))
+                .await?;
+            conn.print(&v, product_text);
         }
         ProductCmd::List { conn } => {
             let v = conn.call(Method::GET, "/products", None).await?;
-            conn.print(&v, |v| table(v, &["id", "dialect", "name"]));
+            conn.print(&v, |v| {
+                table(v, &["id", "dialect", "version_scheme", "name"])
+            });
         }
     }
     Ok(())
+}
+
+fn product_text(v: &Value) -> String {
+    format!(
+        "product {}\n  dialect         {}\n  name            {}\n  version scheme  {}",
+        s(v, "id"),
+        s(v, "dialect"),
+        s(v, "name"),
+        s(v, "version_scheme")
+    )
 }
 
 #[derive(Subcommand, Debug)]
@@ -417,16 +469,21 @@ fn show_device(v: &Value) -> String {
         field(v, "last_seen")
     );
     match v.get("upgrade").filter(|u| !u.is_null()) {
-        Some(u) => out.push_str(&format!(
-            "upgrade   campaign #{} to {}: {} {}%\nresult    {} {} {}",
-            field(u, "campaign_id"),
-            field(u, "target"),
-            field(u, "state"),
-            field(u, "percent"),
-            field(u, "result_code"),
-            field(u, "result_msg"),
-            field(u, "result_explained"),
-        )),
+        Some(u) => {
+            out.push_str(&format!(
+                "upgrade   campaign #{} to {}: {} {}%\nresult    {} {} {}",
+                field(u, "campaign_id"),
+                field(u, "target"),
+                field(u, "state"),
+                field(u, "percent"),
+                field(u, "result_code"),
+                field(u, "result_msg"),
+                field(u, "result_explained"),
+            ));
+            if let Some(r) = u["reason"].as_str().and_then(otter_core::Reason::parse) {
+                out.push_str(&format!("\nwhy       {} ({r})", r.describe()));
+            }
+        }
         None => out.push_str("upgrade   none"),
     }
     out
@@ -787,12 +844,19 @@ pub async fn upgrade(a: UpgradeArgs) -> Result<()> {
     });
     let v = a.conn.call(Method::POST, "/campaigns", Some(body)).await?;
     a.conn.print(&v, |v| {
-        let state = v
-            .pointer("/upgrades/0/state")
-            .and_then(Value::as_str)
-            .unwrap_or("-");
+        let upgrade = &v["upgrades"][0];
+        let state = upgrade["state"].as_str().unwrap_or("-");
+        // Say at once when the device will not simply be pushed now, and why.
+        let why = upgrade["reason"]
+            .as_str()
+            .and_then(otter_core::Reason::parse)
+            .map(|r| match upgrade["result_msg"].as_str() {
+                Some(detail) => format!(": {detail}"),
+                None => format!(": {}", r.describe()),
+            })
+            .unwrap_or_default();
         format!(
-            "campaign #{}: {} → {} ({state})",
+            "campaign #{}: {} → {} ({state}{why})",
             field(v, "id"),
             a.device,
             a.version

@@ -176,6 +176,7 @@ pub async fn run(cmd: CampaignCmd) -> Result<()> {
                             "state",
                             "percent",
                             "attempts",
+                            "reason",
                             "result_code",
                             "result_msg"
                         ]
@@ -216,7 +217,7 @@ fn summary(v: &Value) -> String {
         .map(|r| format!(" ({r})"))
         .unwrap_or_default();
     format!(
-        "campaign #{} {} → {}: {}{reason}\ndevices {}: {}",
+        "campaign #{} {} → {}: {}{reason}\ndevices {}: {}{}",
         field(v, "id"),
         s(v, "product"),
         v.pointer("/firmware/version")
@@ -224,8 +225,27 @@ fn summary(v: &Value) -> String {
             .unwrap_or("-"),
         s(v, "state"),
         field(v, "total"),
-        counts.join(", ")
+        counts.join(", "),
+        reasons(v)
     )
+}
+
+/// The campaign's verdicts counted per state and reason, one line each ("" when none).
+fn reasons(v: &Value) -> String {
+    v["reasons"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            let code = r["reason"].as_str().unwrap_or("-");
+            let words = otter_core::Reason::parse(code).map_or("", otter_core::Reason::describe);
+            format!(
+                "\n  {} {}: {words} ({code})",
+                field(r, "devices"),
+                s(r, "state")
+            )
+        })
+        .collect()
 }
 
 async fn create(a: CreateArgs) -> Result<()> {
@@ -373,24 +393,28 @@ async fn watch(id: i64, every: Duration, conn: Conn) -> Result<()> {
         let v = conn
             .call(Method::GET, &format!("/campaigns/{id}"), None)
             .await?;
-        let event = json!({ "id": id, "state": v["state"], "reason": v["reason"], "total": v["total"], "counts": v["counts"] });
+        let event = json!({ "id": id, "state": v["state"], "reason": v["reason"], "total": v["total"], "counts": v["counts"], "reasons": v["reasons"] });
         if event != last {
             if conn.json {
                 println!("{event}");
             } else {
                 let count = |k: &str| v["counts"][k].as_u64().unwrap_or(0);
                 let total = v["total"].as_u64().unwrap_or(0);
-                let finished =
-                    count("succeeded") + count("failed") + count("timed_out") + count("canceled");
+                let finished = count("succeeded")
+                    + count("failed")
+                    + count("timed_out")
+                    + count("canceled")
+                    + count("skipped");
                 done_bar.set_length(total);
                 done_bar.set_position(finished);
                 ok_bar.set_length(total);
                 ok_bar.set_position(count("succeeded"));
                 done_bar.set_message(v["state"].as_str().unwrap_or("-").to_owned());
                 ok_bar.set_message(format!(
-                    "failed {} timed out {} in flight {}",
+                    "failed {} timed out {} skipped {} in flight {}",
                     count("failed"),
                     count("timed_out"),
+                    count("skipped"),
                     count("pending") + count("pushed") + count("downloading") + count("burning")
                 ));
             }

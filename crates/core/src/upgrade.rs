@@ -100,6 +100,8 @@ pub enum Reason {
     DeviceOffline,
     /// Pending: a device-requested campaign waits for the device to ask.
     AwaitingRequest,
+    /// Burning: the device said the install is done; it must come back on the target.
+    InstallReported,
     /// Failed: the device said it installed, then came back on another version.
     InstallNotTaken,
     /// Failed: the device reported a failure.
@@ -111,11 +113,12 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 8] = [
+    pub const ALL: [Reason; 9] = [
         Self::AlreadyAtTarget,
         Self::NewerThanTarget,
         Self::DeviceOffline,
         Self::AwaitingRequest,
+        Self::InstallReported,
         Self::InstallNotTaken,
         Self::DeviceFailed,
         Self::TimedOut,
@@ -128,6 +131,7 @@ impl Reason {
             Self::NewerThanTarget => "newer_than_target",
             Self::DeviceOffline => "device_offline",
             Self::AwaitingRequest => "awaiting_request",
+            Self::InstallReported => "install_reported",
             Self::InstallNotTaken => "install_not_taken",
             Self::DeviceFailed => "device_failed",
             Self::TimedOut => "timed_out",
@@ -146,6 +150,7 @@ impl Reason {
             Self::NewerThanTarget => "runs a newer version than the target",
             Self::DeviceOffline => "waiting for the device to come online",
             Self::AwaitingRequest => "waiting for the device to ask",
+            Self::InstallReported => "installed; waiting for the device to come back on the target",
             Self::InstallNotTaken => "install did not take",
             Self::DeviceFailed => "the device reported a failure",
             Self::TimedOut => "timed out",
@@ -331,11 +336,14 @@ fn judge(status: &UpgradeStatus, fact: Fact<'_>, ctx: &Situation<'_>) -> Decisio
         _ if status.state == Queued => Decision::ignore(),
         // It said it installed and came back on another version: a silent flash failure or a
         // bootloader rollback. Pushing again would loop forever; the retry policy decides.
-        Fact::VersionReported(v) if status.state == Burning => Decision::to(status.because(
-            Failed,
-            Reason::InstallNotTaken,
-            Some(format!("install did not take: came back on {v}")),
-        )),
+        // (Still burning, without that claim, it may just have reconnected mid-install.)
+        Fact::VersionReported(v) if status.reason == Some(Reason::InstallReported) => {
+            Decision::to(status.because(
+                Failed,
+                Reason::InstallNotTaken,
+                Some(format!("install did not take: came back on {v}")),
+            ))
+        }
         // Any other version while live: push again, every time. Re-pushing the same file is how a
         // Tencent device resumes its download, and a push that raced its report was dropped.
         Fact::VersionReported(v) => offer(
@@ -367,7 +375,13 @@ fn judge(status: &UpgradeStatus, fact: Fact<'_>, ctx: &Situation<'_>) -> Decisio
         Fact::Downloading { percent, .. } => {
             Decision::to(status.moved(Downloading, Some(percent.min(100))))
         }
-        Fact::Burning { .. } | Fact::Done { .. } => Decision::to(status.moved(Burning, Some(100))),
+        // A late or repeated `burning` never takes back a claim of `done`.
+        Fact::Burning { .. } if status.state == Burning => Decision::ignore(),
+        Fact::Burning { .. } => Decision::to(status.moved(Burning, Some(100))),
+        Fact::Done { .. } => Decision::to(UpgradeStatus {
+            percent: Some(100),
+            ..status.because(Burning, Reason::InstallReported, None)
+        }),
         Fact::Failed { code, message, .. } => Decision::to(UpgradeStatus {
             result_code: Some(code),
             ..status.because(Failed, Reason::DeviceFailed, Some(message.to_owned()))
@@ -641,6 +655,23 @@ mod tests {
     }
 
     #[test]
+    fn a_report_while_still_burning_is_a_reconnect_not_a_failure() {
+        let burning = decide(
+            &at(UpgradeState::Downloading),
+            Fact::Burning { version: None },
+            &ctx(),
+        )
+        .next
+        .unwrap();
+        let d = decide(&burning, Fact::VersionReported(&v("1.0.0")), &ctx());
+        assert_eq!(d.next, None);
+        assert!(
+            d.push,
+            "pushed again, as any report of another version in flight"
+        );
+    }
+
+    #[test]
     fn device_requested_campaign_waits_for_the_request() {
         let requested = Situation {
             mode: CampaignMode::Requested,
@@ -682,8 +713,20 @@ mod tests {
             .next
             .unwrap();
         assert_eq!(
-            decide(&burning, Fact::Done { version: None }, &ctx()),
+            decide(&burning, Fact::Burning { version: None }, &ctx()),
             Decision::default()
+        );
+        let done = decide(&burning, Fact::Done { version: None }, &ctx())
+            .next
+            .unwrap();
+        assert_eq!(
+            decide(&done, Fact::Done { version: None }, &ctx()),
+            Decision::default()
+        );
+        assert_eq!(
+            decide(&done, Fact::Burning { version: None }, &ctx()),
+            Decision::default(),
+            "a late burning does not take back the claim"
         );
     }
 

@@ -68,8 +68,10 @@ impl Script {
         if let Plan::Fail(kind) = self.plan {
             return self.fail(kind).await;
         }
-        self.step(Progress::Done).await;
+        // Switched before `done` is said: a device that reconnects after saying it (a server
+        // restart, say) comes back on the new image, as a real one does after its reboot.
         let from = self.cell.set_version(&version);
+        self.step(Progress::Done).await;
         self.reporter.version(&version).await;
         Outcome::Upgraded { from, to: version }
     }

@@ -175,6 +175,22 @@ impl TestServer {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+
+    /// Polls `GET /campaigns/{id}` until `check` holds.
+    pub async fn wait_campaign(&self, id: i64, check: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let v = self.get(&format!("/campaigns/{id}")).await;
+            if check(&v) {
+                return v;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "campaign never reached the expected state: {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 /// A raw MQTT device: publishes exactly the bytes given; collects what the broker delivers.

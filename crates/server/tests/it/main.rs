@@ -5,6 +5,7 @@ mod campaign_fleet;
 mod campaign_semantics;
 mod common;
 mod console;
+mod decisions;
 mod hostile_devices;
 mod mosquitto_plugin;
 mod s3_blobs;
