@@ -1,7 +1,7 @@
 //! The `otter` binary driven as a user would: `otter serve`, the admin commands with `--json`, and
 //! `otter agent` upgrading 1.0.0 → 1.1.0 for each dialect, checked with `otter device show`.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -36,6 +36,12 @@ fn otter(http: &str, data_dir: &Path, args: &[&str]) -> Value {
 }
 
 fn upgrade_with_agent(dialect: &str, product: &str) {
+    upgrade_with_agent_from(dialect, product, "1.0.0", "1.1.0");
+}
+
+/// `otter agent` on `from` upgrades to `to` (versions are opaque strings to the server unless
+/// the product's scheme orders them).
+fn upgrade_with_agent_from(dialect: &str, product: &str, from: &str, to: &str) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let (_server, mqtt, http) = serve(&data);
@@ -68,14 +74,14 @@ fn upgrade_with_agent(dialect: &str, product: &str) {
             "--product",
             product,
             "--version",
-            "1.1.0",
+            to,
             image.to_str().unwrap(),
         ],
     );
     assert_eq!(fw["size"], 150_000);
     assert_eq!(fw["sha256"].as_str().unwrap().len(), 64);
     let listed = otter(&http, &data, &["firmware", "list", "--product", product]);
-    assert_eq!(listed[0]["version"], "1.1.0");
+    assert_eq!(listed[0]["version"], to);
 
     let installed = dir.path().join("installed.bin");
     let _agent = Running(
@@ -91,7 +97,7 @@ fn upgrade_with_agent(dialect: &str, product: &str) {
                 "--device",
                 "dev1",
                 "--current-version",
-                "1.0.0",
+                from,
             ])
             .arg("--secret")
             .arg(&secret)
@@ -107,7 +113,7 @@ fn upgrade_with_agent(dialect: &str, product: &str) {
             .unwrap(),
     );
     wait_for(&http, &data, product, |v| {
-        v["version"] == "1.0.0" && v["online"] == true
+        v["version"] == from && v["online"] == true
     });
     let campaign = otter(
         &http,
@@ -119,14 +125,14 @@ fn upgrade_with_agent(dialect: &str, product: &str) {
             "--device",
             "dev1",
             "--version",
-            "1.1.0",
+            to,
         ],
     );
     assert_eq!(campaign["upgrades"][0]["device"], "dev1");
     let shown = wait_for(&http, &data, product, |v| {
         v["upgrade"]["state"] == "succeeded"
     });
-    assert_eq!(shown["version"], "1.1.0");
+    assert_eq!(shown["version"], to);
     assert_eq!(
         std::fs::read(&installed).unwrap(),
         vec![7u8; 150_000],
@@ -163,6 +169,18 @@ fn aliyun_agent_upgrades_through_the_cli() {
 #[test]
 fn enos_agent_upgrades_through_the_cli() {
     upgrade_with_agent("enos", "enosPK1");
+}
+
+/// The Alibaba seed's own example: a device on `1-45-345a` upgrades to `res-1.2.5`.
+#[test]
+fn aliyun_seed_versions_upgrade_through_the_cli() {
+    upgrade_with_agent_from("aliyun", "a1SeedAli01", "1-45-345a", "res-1.2.5");
+}
+
+/// The EnOS seed's own example: a device reporting `initVersion` upgrades to `2.1.2`.
+#[test]
+fn enos_seed_versions_upgrade_through_the_cli() {
+    upgrade_with_agent_from("enos", "enosSeedPK", "initVersion", "2.1.2");
 }
 
 #[test]
@@ -337,4 +355,179 @@ fn campaign_commands_drive_a_rollout() {
         &["device", "history", "--product", "CLIPROD", "--name", "b"],
     );
     assert_eq!(history[0]["state"], "canceled");
+}
+
+/// `otter agent` on `version`, reporting only (its install command never runs here).
+fn idle_agent(
+    mqtt: &str,
+    product: &str,
+    device: &str,
+    secret: &str,
+    version: &str,
+    state: &Path,
+) -> Running {
+    Running(
+        Command::new(OTTER)
+            .args(["agent", "--broker", mqtt, "--dialect", "tencent"])
+            .args([
+                "--product",
+                product,
+                "--device",
+                device,
+                "--current-version",
+                version,
+            ])
+            .arg("--secret")
+            .arg(secret)
+            .arg("--state-dir")
+            .arg(state)
+            .args(["--install-command", "false"])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// A semver device on 2.0.0 in a campaign to 1.1.0 without --allow-downgrade is skipped, and
+/// the reason shows in the dry run, `otter upgrade`, `campaign show --json` and `device show --json`.
+#[test]
+fn a_newer_device_is_skipped_with_its_reason_everywhere() {
+    const P: &str = "TCSKIP0001";
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (_server, mqtt, http) = serve(&data);
+    let shown = otter(
+        &http,
+        &data,
+        &["product", "create", "--id", P, "--dialect", "tencent"],
+    );
+    assert_eq!(shown["version_scheme"], "semver");
+    let image = dir.path().join("fw.bin");
+    std::fs::write(&image, vec![3u8; 10_000]).unwrap();
+    otter(
+        &http,
+        &data,
+        &[
+            "firmware",
+            "upload",
+            "--product",
+            P,
+            "--version",
+            "1.1.0",
+            image.to_str().unwrap(),
+        ],
+    );
+    let mut agents = Vec::new();
+    for (name, version) in [("dev1", "1.0.0"), ("dev2", "2.0.0")] {
+        let device = otter(
+            &http,
+            &data,
+            &["device", "create", "--product", P, "--name", name],
+        );
+        let secret = device["secret"].as_str().unwrap().to_owned();
+        agents.push(idle_agent(
+            &mqtt,
+            P,
+            name,
+            &secret,
+            version,
+            &dir.path().join(name),
+        ));
+    }
+    for (name, version) in [("dev1", "1.0.0"), ("dev2", "2.0.0")] {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while otter(
+            &http,
+            &data,
+            &["device", "show", "--product", P, "--name", name],
+        )["version"]
+            != version
+        {
+            assert!(Instant::now() < deadline, "{name} never reported {version}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    let create = [
+        "campaign",
+        "create",
+        "--product",
+        P,
+        "--version",
+        "1.1.0",
+        "--device",
+        "dev1",
+        "--device",
+        "dev2",
+        "--skip-verification",
+    ];
+
+    let dry = otter(&http, &data, &[&create[..], &["--dry-run"]].concat());
+    let skipped = &dry["targeting"]["skipped"][0];
+    assert_eq!(
+        (&skipped["device"], &skipped["code"]),
+        (&json!("dev2"), &json!("newer_than_target")),
+        "{dry}"
+    );
+    assert!(
+        skipped["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("runs 2.0.0, newer than the target 1.1.0")
+    );
+
+    // `otter upgrade` of that device says at once that it will not be pushed, and why.
+    let out = Command::new(OTTER)
+        .args([
+            "upgrade",
+            "--product",
+            P,
+            "--device",
+            "dev2",
+            "--version",
+            "1.1.0",
+        ])
+        .env("OTTER_SERVER", &http)
+        .env("OTTER_DATA_DIR", &data)
+        .env_remove("OTTER_TOKEN")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("dev2: runs 2.0.0, newer than the target 1.1.0"),
+        "{stderr}"
+    );
+
+    let created = otter(&http, &data, &create);
+    let id = created["id"].to_string();
+    let shown = otter(&http, &data, &["campaign", "show", &id]);
+    let skipped: Vec<&Value> = shown["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["state"] == "skipped")
+        .collect();
+    assert_eq!(
+        skipped,
+        [&json!({ "state": "skipped", "reason": "newer_than_target", "devices": 1 })],
+        "{shown}"
+    );
+    assert_eq!(shown["counts"]["skipped"], 1);
+    let device = otter(
+        &http,
+        &data,
+        &["device", "show", "--product", P, "--name", "dev2"],
+    );
+    assert_eq!(
+        (&device["upgrade"]["state"], &device["upgrade"]["reason"]),
+        (&json!("skipped"), &json!("newer_than_target")),
+        "{device}"
+    );
+    assert!(
+        device["upgrade"]["result_msg"]
+            .as_str()
+            .unwrap()
+            .starts_with("runs 2.0.0")
+    );
+    drop(agents);
 }
