@@ -7,6 +7,7 @@
 //! with actions.
 
 pub mod campaign;
+pub mod health;
 pub mod names;
 pub mod targeting;
 pub mod upgrade;
