@@ -115,6 +115,9 @@ pub async fn create(
     let name = p.name.unwrap_or_else(|| id.to_string());
     let product = s.store.create_product(&id, dialect.as_str(), &name).await?;
     tracing::info!(product = %id, %dialect, "product created");
+    if let Some(problem) = s.public_url.port_problem([dialect]) {
+        tracing::warn!(product = %id, %dialect, public_url = %s.public_url, "{problem}");
+    }
     super::audit::record(
         &s,
         "product.create",
