@@ -15,7 +15,9 @@ export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4
 cargo build --release --locked --target "$triple"
 for t in "${targets[@]}"; do
   mkdir -p "corpus/$t" artifacts
+  # seeds/<target>: the SDKs' exact messages (committed), read alongside the working corpus.
+  seeds=(); [ -d "seeds/$t" ] && seeds=("seeds/$t")
   echo "fuzzing $t for ${secs}s"
   "$CARGO_TARGET_DIR/$triple/release/$t" -max_total_time="$secs" -max_len=4096 \
-    -artifact_prefix=artifacts/ "corpus/$t" 2>&1 | tail -n 2
+    -artifact_prefix=artifacts/ "corpus/$t" "${seeds[@]}" 2>&1 | tail -n 2
 done

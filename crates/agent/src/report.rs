@@ -162,6 +162,7 @@ impl Reporter {
             device: self.device.clone(),
             request_id,
             message,
+            via: None,
         };
         match try_encode_uplink(&uplink) {
             Ok(out) => Some(out),

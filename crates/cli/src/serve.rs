@@ -31,7 +31,7 @@ pub struct ServeArgs {
     /// HTTP listen address for the API, console, metrics and downloads [default: 127.0.0.1:8080].
     #[arg(long, env = "OTTER_HTTP_LISTEN")]
     http_listen: Option<SocketAddr>,
-    /// Base URL devices download firmware from (for a proxy, CDN or port 80) [default: http://<http-listen>].
+    /// Base URL devices download firmware from (for a proxy, CDN or port 80); the scheme's default port is never written into links. Tencent and Alibaba devices need links on 80/443: a warning says when they are not [default: http://<http-listen>].
     #[arg(long, env = "OTTER_PUBLIC_URL")]
     public_url: Option<String>,
     /// Lifetime of download links, in seconds [default: 86400].

@@ -85,7 +85,9 @@ pub fn encode_push(d: Dialect, dev: &DeviceAddr, offer: &Offer, id: u64) -> Outb
 }
 
 /// The reply to an accepted upstream message, or `None` where the dialect has no reply
-/// (Tencent progress, Aliyun inform/progress, EnOS upgrade_reply).
+/// (Tencent progress, Aliyun inform/progress, EnOS upgrade_reply). A firmware request on
+/// Alibaba's `/ota/device/request` ([`Uplink::via`]) is answered on that same topic in the
+/// push's shape (`data` `{}` when there is no job, which Alibaba's C SDK ignores).
 ///
 /// Tencent: every version report gets `report_version_rsp` with `result_code` 0 whatever the
 /// answer; re-pushing the live upgrade is a separate [`encode_push`]. EnOS: `TaskNotFound` /
@@ -95,7 +97,7 @@ pub fn answer(u: &Uplink, a: Answer) -> Option<Outbound> {
     let id = u.request_id.clone().unwrap_or(Value::Null);
     let payload = match u.dialect {
         Dialect::Tencent => tencent::answer(&u.message)?,
-        Dialect::Aliyun => aliyun::answer(&u.message, id, a)?,
+        Dialect::Aliyun => aliyun::answer(u.kind(), &u.message, id, a)?,
         Dialect::Enos => enos::answer(&u.message, id, a)?,
     };
     let topic = topic::down_topic(u.dialect, DownKind::Reply(u.kind()), &u.device)?;
@@ -104,8 +106,9 @@ pub fn answer(u: &Uplink, a: Answer) -> Option<Outbound> {
 
 /// The dialect's error reply to a rejected message, where it has one: EnOS `*_reply` with an
 /// error code and message; Tencent `report_version_rsp` with a non-zero `result_code` for a
-/// `report_version`; Aliyun `get_reply` with an error code. `None` otherwise (unknown topic,
-/// messages without a reply topic).
+/// `report_version`; Aliyun `get_reply` (or the request topic's answer) with an error code.
+/// `None` otherwise (unknown topic, messages without a reply topic, an answer heard on the
+/// request topic).
 pub fn error_reply(r: &Rejected) -> Option<Outbound> {
     let (d, kind, dev) = r.topic.as_ref()?;
     let id = r.request_id.clone().unwrap_or(Value::Null);

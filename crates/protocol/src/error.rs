@@ -42,6 +42,13 @@ pub enum ProtocolError {
     /// A request whose `method` does not belong on its topic.
     #[error("method {method:?} does not belong on the {topic} topic")]
     UnknownMethod { method: String, topic: &'static str },
+    /// A cloud → device answer on a topic that carries both ways (Alibaba's
+    /// `/ota/device/request`): it has `data`, `message` or `code` and no `params`. Otter's own
+    /// answer heard back through a broker, or a device echoing one; never answered.
+    #[error(
+        "payload is an answer (\"data\"/\"message\"/\"code\" without \"params\"), not a device request, on the {topic} topic"
+    )]
+    AnswerNotRequest { topic: &'static str },
     /// The dialect has no way to express this message.
     #[error("the {dialect} dialect has no {what}")]
     Unsupported {

@@ -400,10 +400,10 @@ pub fn add_ext_to_offer_value(offer: &mut Value, ext: &OfferExt) {
 }
 
 /// Adds the extension to the offer of an encoded firmware-request reply ([`crate::answer`]
-/// with an offer): Aliyun's `data` object, every item of EnOS's `data` list. Other replies
-/// are left as they are.
+/// with an offer): Aliyun's `data` object (`get_reply` and the request topic's answer), every
+/// item of EnOS's `data` list. Other replies are left as they are.
 pub fn add_ext_to_reply(out: &mut Outbound, ext: &OfferExt) {
-    let Some((d, DownKind::Reply(crate::UpKind::FirmwareRequest), _)) =
+    let Some((d, DownKind::Reply(crate::UpKind::FirmwareRequest | crate::UpKind::ImageRequest), _)) =
         topic::parse_down_topic(&out.topic)
     else {
         return;
@@ -661,7 +661,12 @@ mod tests {
     fn firmware_request_replies_carry_the_extension() {
         use crate::{Answer, answer, parse_uplink, try_encode_uplink};
         let dev = DeviceAddr::new("P1", "d1");
-        for d in [Dialect::Aliyun, Dialect::Enos] {
+        let via_request = Some(crate::UpKind::ImageRequest);
+        for (d, via) in [
+            (Dialect::Aliyun, None),
+            (Dialect::Aliyun, via_request),
+            (Dialect::Enos, None),
+        ] {
             let uplink = crate::Uplink {
                 dialect: d,
                 device: dev.clone(),
@@ -669,6 +674,7 @@ mod tests {
                 message: crate::UpMessage::FirmwareRequest {
                     module: "default".into(),
                 },
+                via,
             };
             let req = try_encode_uplink(&uplink).unwrap();
             let uplink = parse_uplink(&req.topic, &req.payload).unwrap();

@@ -37,10 +37,11 @@ pub use ext::{
 };
 pub use topic::{
     DownKind, UpKind, down_topic, downstream_topics, filter_matches, may_publish, may_receive,
-    parse_down_topic, parse_up_topic, up_topic, upstream_topics,
+    parse_down_topic, parse_up_topic, two_way, up_topic, upstream_topics,
 };
 pub use uplink::{
-    Progress, Rejected, UpMessage, Uplink, encode_uplink, parse_uplink, try_encode_uplink,
+    Progress, Rejected, UpMessage, Uplink, encode_uplink, is_own_answer, parse_uplink,
+    try_encode_uplink,
 };
 
 /// Largest payload Otter parses; anything bigger is rejected before JSON parsing.
@@ -72,6 +73,15 @@ impl Dialect {
             Dialect::Aliyun => "aliyun",
             Dialect::Enos => "enos",
         }
+    }
+
+    /// Whether every device SDK of the dialect dials the port written in a download link.
+    /// Tencent's C SDK ignores it and always dials 80 (443 with TLS); Alibaba's C SDK takes
+    /// everything between `://` and the first `/` as the host name, so `http://host:8080/…`
+    /// fails its DNS lookup (PROTOCOL.md §4). EnOS's SDK hands the URL to the application.
+    /// Links never carry the scheme's default port, so only a non-default one is at stake.
+    pub fn sdks_dial_link_ports(self) -> bool {
+        matches!(self, Dialect::Enos)
     }
 }
 

@@ -1,11 +1,17 @@
 //! Which MQTT topics belong to which device and in which direction. The broker's ACL is built on
 //! these functions: a device publishes only its own upstream topics and receives only its own
 //! downstream topics, whatever it subscribed.
+//!
+//! One topic goes both ways: Alibaba's `/ota/device/request/{pk}/{dn}` carries the device's
+//! request ([`UpKind::ImageRequest`]) and Otter's answer on the very same topic, so it is both an
+//! upstream and a downstream topic of its device (see [`two_way`]).
+
+use serde::{Deserialize, Serialize};
 
 use crate::{DeviceAddr, Dialect};
 
 /// What an upstream (device → cloud) topic carries.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum UpKind {
     /// Current firmware version (Aliyun/EnOS `inform`; a Tencent `report_version`).
     VersionReport,
@@ -15,6 +21,11 @@ pub enum UpKind {
     FirmwareRequest,
     /// EnOS `upgrade_reply`: the device's answer to a push (informational).
     UpgradeReply,
+    /// Alibaba's `/ota/device/request` (iotkit-embedded 3.x, `iotx_req_image` in
+    /// `src/ota/iotx_ota.c`): the device asks for its job and is answered on the same topic, in
+    /// the push's shape. The message is a [`crate::UpMessage::FirmwareRequest`] travelling
+    /// [`crate::Uplink::via`] this kind.
+    ImageRequest,
     /// Tencent's single `$ota/report` topic, which carries both versions and progress; the
     /// payload's `type` decides. [`parse_up_topic`] returns this for every Tencent topic.
     Report,
@@ -62,6 +73,7 @@ pub fn parse_up_topic(topic: &str) -> Option<(Dialect, UpKind, DeviceAddr)> {
         let kind = match what {
             "inform" => UpKind::VersionReport,
             "progress" => UpKind::Progress,
+            "request" => UpKind::ImageRequest,
             _ => return None,
         };
         return Some((Dialect::Aliyun, kind, addr(pk, dn)?));
@@ -81,8 +93,13 @@ pub fn parse_down_topic(topic: &str) -> Option<(Dialect, DownKind, DeviceAddr)> 
     if let Some(["$ota", "update", pk, dn]) = segments::<4>(topic) {
         return Some((Dialect::Tencent, DownKind::Push, addr(pk, dn)?));
     }
-    if let Some(["", "ota", "device", "upgrade", pk, dn]) = segments::<6>(topic) {
-        return Some((Dialect::Aliyun, DownKind::Push, addr(pk, dn)?));
+    if let Some(["", "ota", "device", what, pk, dn]) = segments::<6>(topic) {
+        let kind = match what {
+            "upgrade" => DownKind::Push,
+            "request" => DownKind::Reply(UpKind::ImageRequest),
+            _ => return None,
+        };
+        return Some((Dialect::Aliyun, kind, addr(pk, dn)?));
     }
     if let Some(["", "sys", pk, dn, "thing", "ota", "firmware", "get_reply"]) = segments::<8>(topic)
     {
@@ -114,6 +131,7 @@ pub fn up_topic(d: Dialect, kind: UpKind, dev: &DeviceAddr) -> Option<String> {
         }
         (Dialect::Aliyun, UpKind::VersionReport) => Some(format!("/ota/device/inform/{pk}/{dn}")),
         (Dialect::Aliyun, UpKind::Progress) => Some(format!("/ota/device/progress/{pk}/{dn}")),
+        (Dialect::Aliyun, UpKind::ImageRequest) => Some(format!("/ota/device/request/{pk}/{dn}")),
         (Dialect::Aliyun, UpKind::FirmwareRequest) => {
             Some(format!("/sys/{pk}/{dn}/thing/ota/firmware/get"))
         }
@@ -137,6 +155,10 @@ pub fn down_topic(d: Dialect, kind: DownKind, dev: &DeviceAddr) -> Option<String
         (Dialect::Aliyun, DownKind::Reply(UpKind::FirmwareRequest)) => {
             Some(format!("/sys/{pk}/{dn}/thing/ota/firmware/get_reply"))
         }
+        // The request topic is answered on itself.
+        (Dialect::Aliyun, DownKind::Reply(UpKind::ImageRequest)) => {
+            up_topic(d, UpKind::ImageRequest, dev)
+        }
         (Dialect::Enos, DownKind::Push) => Some(format!("/sys/{pk}/{dn}/ota/device/upgrade")),
         (Dialect::Enos, DownKind::Reply(UpKind::UpgradeReply | UpKind::Report)) => None,
         (Dialect::Enos, DownKind::Reply(up)) => {
@@ -154,6 +176,7 @@ pub fn upstream_topics(d: Dialect, dev: &DeviceAddr) -> Vec<String> {
             UpKind::VersionReport,
             UpKind::Progress,
             UpKind::FirmwareRequest,
+            UpKind::ImageRequest,
         ],
         Dialect::Enos => &[
             UpKind::VersionReport,
@@ -169,7 +192,11 @@ pub fn upstream_topics(d: Dialect, dev: &DeviceAddr) -> Vec<String> {
 pub fn downstream_topics(d: Dialect, dev: &DeviceAddr) -> Vec<String> {
     let kinds: &[DownKind] = match d {
         Dialect::Tencent => &[DownKind::Push],
-        Dialect::Aliyun => &[DownKind::Push, DownKind::Reply(UpKind::FirmwareRequest)],
+        Dialect::Aliyun => &[
+            DownKind::Push,
+            DownKind::Reply(UpKind::FirmwareRequest),
+            DownKind::Reply(UpKind::ImageRequest),
+        ],
         Dialect::Enos => &[
             DownKind::Push,
             DownKind::Reply(UpKind::VersionReport),
@@ -181,6 +208,14 @@ pub fn downstream_topics(d: Dialect, dev: &DeviceAddr) -> Vec<String> {
         .iter()
         .filter_map(|k| down_topic(d, *k, dev))
         .collect()
+}
+
+/// Whether `topic` carries messages both ways: the device's request and Otter's answer
+/// (Alibaba's `/ota/device/request`). A client subscribed to it hears both; Otter's embedded
+/// broker delivers only Otter's answers to the device, and a node on an external broker drops its
+/// own answers coming back ([`crate::is_own_answer`]).
+pub fn two_way(topic: &str) -> bool {
+    matches!(parse_up_topic(topic), Some((_, UpKind::ImageRequest, _)))
 }
 
 /// Whether `dev` may publish on `topic`: only its own upstream topics of its own dialect.
@@ -231,7 +266,7 @@ mod tests {
                 let (pd, _, pa) = parse_up_topic(&t).expect(&t);
                 assert_eq!((pd, pa), (d, dev()), "{t}");
                 assert!(may_publish(d, &dev(), &t));
-                assert!(!may_receive(d, &dev(), &t), "{t} is upstream");
+                assert_eq!(may_receive(d, &dev(), &t), two_way(&t), "{t} is upstream");
             }
         }
     }
@@ -243,7 +278,7 @@ mod tests {
                 let (pd, _, pa) = parse_down_topic(&t).expect(&t);
                 assert_eq!((pd, pa), (d, dev()), "{t}");
                 assert!(may_receive(d, &dev(), &t));
-                assert!(!may_publish(d, &dev(), &t), "{t} is downstream");
+                assert_eq!(may_publish(d, &dev(), &t), two_way(&t), "{t} is downstream");
             }
         }
     }
@@ -264,14 +299,16 @@ mod tests {
             [
                 "/ota/device/inform/pk1/dn1",
                 "/ota/device/progress/pk1/dn1",
-                "/sys/pk1/dn1/thing/ota/firmware/get"
+                "/sys/pk1/dn1/thing/ota/firmware/get",
+                "/ota/device/request/pk1/dn1"
             ]
         );
         assert_eq!(
             downstream_topics(Dialect::Aliyun, &d),
             [
                 "/ota/device/upgrade/pk1/dn1",
-                "/sys/pk1/dn1/thing/ota/firmware/get_reply"
+                "/sys/pk1/dn1/thing/ota/firmware/get_reply",
+                "/ota/device/request/pk1/dn1"
             ]
         );
         assert_eq!(
@@ -359,6 +396,40 @@ mod tests {
             parse_down_topic("/sys/pk1/dn1/ota/device/upgrade_reply"),
             None
         );
+    }
+
+    #[test]
+    fn the_request_topic_goes_both_ways_for_its_own_device_only() {
+        let t = "/ota/device/request/pk1/dn1";
+        assert_eq!(
+            parse_up_topic(t),
+            Some((Dialect::Aliyun, UpKind::ImageRequest, dev()))
+        );
+        assert_eq!(
+            parse_down_topic(t),
+            Some((
+                Dialect::Aliyun,
+                DownKind::Reply(UpKind::ImageRequest),
+                dev()
+            ))
+        );
+        assert!(two_way(t));
+        assert!(may_publish(Dialect::Aliyun, &dev(), t));
+        assert!(may_receive(Dialect::Aliyun, &dev(), t));
+        let other = DeviceAddr::new("pk1", "dn2");
+        assert!(!may_publish(Dialect::Aliyun, &other, t));
+        assert!(!may_receive(Dialect::Aliyun, &other, t));
+        assert!(!may_publish(Dialect::Enos, &dev(), t));
+        assert!(filter_matches("/ota/device/request/+/+", t));
+        for t in [
+            "/ota/device/inform/pk1/dn1",
+            "/ota/device/upgrade/pk1/dn1",
+            "/ota/device/request/pk1",
+            "/ota/device/request/pk1/dn1/x",
+            "/ota/device/request/+/dn1",
+        ] {
+            assert!(!two_way(t), "{t}");
+        }
     }
 
     #[test]

@@ -17,12 +17,18 @@ pub struct Uplink {
     /// The request's `id` exactly as sent (string or number), echoed in replies. Tencent: none.
     pub request_id: Option<Value>,
     pub message: UpMessage,
+    /// The kind of topic the message travels on when it is not the message's own
+    /// ([`UpMessage::kind`]): `Some(UpKind::ImageRequest)` for a firmware request on Alibaba's
+    /// `/ota/device/request`, which [`crate::answer`] answers on that topic in the push's shape.
+    /// `None` for every other message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<UpKind>,
 }
 
 impl Uplink {
-    /// The kind of topic this message travels on.
+    /// The kind of topic this message travels on (and is answered for).
     pub fn kind(&self) -> UpKind {
-        self.message.kind()
+        self.via.unwrap_or_else(|| self.message.kind())
     }
 }
 
@@ -37,7 +43,8 @@ pub enum UpMessage {
         version: Option<String>,
         progress: Progress,
     },
-    /// The device asks for its job (Aliyun `firmware/get`, EnOS `getversion`).
+    /// The device asks for its job (Aliyun `firmware/get` and `/ota/device/request`, EnOS
+    /// `getversion`).
     FirmwareRequest { module: String },
     /// EnOS `upgrade_reply`: informational only.
     UpgradeReply { code: Option<i64> },
@@ -114,12 +121,15 @@ pub fn parse_uplink(topic: &str, payload: &[u8]) -> Result<Uplink, Rejected> {
         Dialect::Aliyun => (kind, aliyun::parse_up(kind, &obj)),
         Dialect::Enos => (kind, enos::parse_up(kind, &obj)),
     };
+    // A message on a topic that is not its kind's own remembers the topic it came on.
+    let via = (kind == UpKind::ImageRequest).then_some(kind);
     match parsed {
         Ok(message) => Ok(Uplink {
             dialect,
             device,
             request_id,
             message,
+            via,
         }),
         Err(error) => Err(Rejected {
             topic: Some((dialect, kind, device)),
@@ -133,10 +143,16 @@ pub fn parse_uplink(topic: &str, payload: &[u8]) -> Result<Uplink, Rejected> {
 /// Fails for messages the dialect cannot express (e.g. a Tencent firmware request, an Aliyun
 /// `Done`, a non-negative failure step).
 pub fn try_encode_uplink(u: &Uplink) -> Result<Outbound, ProtocolError> {
-    let payload = match u.dialect {
-        Dialect::Tencent => tencent::encode_up(&u.message)?,
-        Dialect::Aliyun => aliyun::encode_up(u.request_id.as_ref(), &u.message)?,
-        Dialect::Enos => enos::encode_up(u.request_id.as_ref(), &u.message)?,
+    let payload = match (u.dialect, u.via) {
+        (Dialect::Aliyun, via) => aliyun::encode_up(via, u.request_id.as_ref(), &u.message)?,
+        (_, Some(_)) => {
+            return Err(ProtocolError::Unsupported {
+                dialect: u.dialect,
+                what: "other topic for this message",
+            });
+        }
+        (Dialect::Tencent, None) => tencent::encode_up(&u.message)?,
+        (Dialect::Enos, None) => enos::encode_up(u.request_id.as_ref(), &u.message)?,
     };
     let topic =
         topic::up_topic(u.dialect, u.kind(), &u.device).ok_or(ProtocolError::Unsupported {
@@ -144,6 +160,22 @@ pub fn try_encode_uplink(u: &Uplink) -> Result<Outbound, ProtocolError> {
             what: "topic for this message",
         })?;
     Ok(Outbound::new(topic, &payload))
+}
+
+/// Whether a publish on an upstream topic is Otter's own answer heard back rather than a device
+/// message: Alibaba's `/ota/device/request` carries the device's request and Otter's answer on
+/// one topic, so a node subscribed to it on an external broker receives its own answers too.
+/// Such a payload is never answered ([`crate::error_reply`] gives `None` for it); callers that
+/// subscribe to upstream topics drop it quietly.
+pub fn is_own_answer(topic: &str, payload: &[u8]) -> bool {
+    topic::two_way(topic)
+        && matches!(
+            parse_uplink(topic, payload),
+            Err(Rejected {
+                error: ProtocolError::AnswerNotRequest { .. },
+                ..
+            })
+        )
 }
 
 /// Like [`try_encode_uplink`], for callers that only build valid messages (the agent, tests).

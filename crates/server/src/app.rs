@@ -21,12 +21,13 @@ use otter_broker::external::{ExternalBroker, ExternalConfig};
 use otter_broker::{Broker, BrokerEvent};
 use otter_core::{DeviceName, ProductId};
 use otter_download::{DownloadState, UrlSigner};
+use otter_protocol::Dialect;
 use otter_store::Store;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::mpsc;
-use tracing::info;
+use tracing::{info, warn};
 
 pub struct Application {
     http: HttpListeners,
@@ -58,11 +59,14 @@ impl Application {
 
         let http = HttpListeners::bind(&config).await?;
         let http_addr = http.primary_addr();
-        let public_url = config
-            .public_url
-            .clone()
-            .unwrap_or_else(|| http.default_public_url());
-        let signer = Arc::new(download_signer(dir, &public_url)?);
+        // Links never carry the scheme's default port (Alibaba's C SDK cannot dial `host:80`).
+        let public_url = match config.public_url.as_deref().map(str::trim) {
+            Some(url) if !url.is_empty() => url.to_owned(),
+            _ => http.default_public_url(),
+        };
+        let public_url = Arc::new(crate::links::PublicBase::parse(&public_url)?);
+        warn_of_link_port(&store, &public_url).await?;
+        let signer = Arc::new(download_signer(dir, public_url.as_str())?);
         let links =
             crate::links::Links::new(Arc::clone(&signer), blobs.clone(), config.download_mode)
                 .map_err(anyhow::Error::msg)?;
@@ -107,6 +111,7 @@ impl Application {
             admin_token: admin_token.clone().into(),
             secrets,
             max_firmware_size: config.max_firmware_size,
+            public_url: Arc::clone(&public_url),
             signing_key_dir: config.signing_key_dir.clone(),
             broker_hooks: config
                 .broker_secret
@@ -252,6 +257,30 @@ async fn connect_external(
 /// `otter-node-<8 hex>`: the MQTT client id and membership name of this process.
 fn random_node_id() -> String {
     format!("otter-node-{:08x}", rand::random::<u32>())
+}
+
+/// Warns (once, at start) when download links carry a port that the device SDKs of some of the
+/// products cannot dial (Tencent's and Alibaba's C SDKs): those devices would be pushed and
+/// never download. Products created later are warned about when they are created.
+async fn warn_of_link_port(store: &Store, public_url: &crate::links::PublicBase) -> Result<()> {
+    let Some(port) = public_url.port() else {
+        return Ok(());
+    };
+    let products = store.products().await?;
+    let dialects = crate::links::dialects_of(products.iter().map(|p| p.dialect.as_str()));
+    if let Some(problem) = public_url.port_problem(dialects.iter().copied()) {
+        let products: Vec<&str> = products
+            .iter()
+            .filter(|p| {
+                p.dialect
+                    .parse()
+                    .is_ok_and(|d: Dialect| !d.sdks_dial_link_ports())
+            })
+            .map(|p| p.id.as_str())
+            .collect();
+        warn!(%public_url, port, ?products, "{problem}");
+    }
+    Ok(())
 }
 
 /// The admin token kept in `<data_dir>/admin-token` (mode 0600), made on first start.

@@ -19,7 +19,8 @@ pub struct ServeConfig {
     pub mqtt_listen: SocketAddr,
     /// HTTP (API, downloads, metrics) listen address.
     pub http_listen: SocketAddr,
-    /// Base URL put in download links sent to devices; defaults to `http://{http_listen}`.
+    /// Base URL put in download links sent to devices; defaults to `http://{http_listen}`. Parsed
+    /// at start (`links::PublicBase`): http or https, the scheme's default port dropped.
     pub public_url: Option<String>,
     /// Admin bearer token; generated into `<data_dir>/admin-token` when absent.
     pub admin_token: Option<String>,

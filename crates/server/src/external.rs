@@ -119,6 +119,11 @@ pub(crate) fn spawn_router(
                 debug!(topic = %msg.topic, "message on a topic that is no device's");
                 continue;
             };
+            // Alibaba's request topic carries answers too: this node hears Otter's own.
+            if protocol::is_own_answer(&msg.topic, &msg.payload) {
+                debug!(topic = %msg.topic, "Otter's own answer heard back, dropped");
+                continue;
+            }
             if msg.topic.starts_with('$') && !membership.owns(&addr) {
                 continue;
             }
@@ -203,6 +208,42 @@ mod tests {
         assert_eq!(*m.live.read().unwrap(), ["other", "solo"]);
     }
 
+    /// On Alibaba's two-way request topic this node hears its own answers: they never reach
+    /// the engine; the device's request does.
+    #[tokio::test]
+    async fn own_answers_on_the_request_topic_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(&dir.path().join("otter.db"))
+            .await
+            .unwrap();
+        let product = ProductId::parse("a1Echo00001").unwrap();
+        store
+            .create_product(&product, "aliyun", "echo", otter_core::VersionScheme::Semver)
+            .await
+            .unwrap();
+        let (received, rx) = mpsc::channel(8);
+        let (tx, mut events) = mpsc::channel(8);
+        let _router = spawn_router(store, Membership::new("solo".into()), rx, tx);
+        let topic = "/ota/device/request/a1Echo00001/dev1";
+        let answer = r#"{"code":"1000","data":{},"id":"0","message":"success"}"#;
+        let request = r#"{"id":"0","params":{"version":"1.0.0"}}"#;
+        for payload in [answer, request] {
+            let msg = Received {
+                topic: topic.into(),
+                payload: bytes::Bytes::from(payload),
+            };
+            received.send(msg).await.unwrap();
+        }
+        assert!(matches!(
+            events.recv().await,
+            Some(BrokerEvent::Connected(_))
+        ));
+        match events.recv().await {
+            Some(BrokerEvent::Message { payload, .. }) => assert_eq!(payload, request.as_bytes()),
+            other => panic!("expected the request, got {other:?}"),
+        }
+    }
+
     #[test]
     fn filters_cover_every_dialect_and_dollar_topics_are_not_shared() {
         let subs = subscriptions(true);
@@ -215,5 +256,9 @@ mod tests {
                 .any(|s| s.filter.starts_with("/ota/device/") && s.shared)
         );
         assert!(subs.iter().all(|s| s.filter.contains('+')));
+        assert!(
+            subs.iter()
+                .any(|s| s.filter == "/ota/device/request/+/+" && s.shared)
+        );
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use otter_blobs::Blobs;
 use otter_download::UrlSigner;
+use otter_protocol::Dialect;
 
 use crate::config::ServeConfig;
 
@@ -117,6 +118,112 @@ impl Links {
     }
 }
 
+/// The base of Otter's download links: `--public-url`, or `http(s)://<listen address>`, parsed
+/// and written back without the scheme's default port. Alibaba's C SDK takes everything between
+/// `://` and the first `/` as the host name, so even `http://host:80/…` fails its DNS lookup:
+/// `http://…:80` and `https://…:443` become `http://…` and `https://…`, whichever way they
+/// were spelled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicBase {
+    /// Scheme, host, non-default port and path prefix, without a trailing `/`.
+    base: String,
+    /// The port links carry: `None` when it is the scheme's default (and so not written).
+    port: Option<u16>,
+}
+
+/// Why a `--public-url` cannot be the base of download links.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublicUrlError {
+    #[error("--public-url {url:?} is not a URL: {reason}")]
+    NotAUrl { url: String, reason: String },
+    #[error("--public-url {url:?}: devices download over http or https, not {scheme}")]
+    Scheme { url: String, scheme: String },
+    #[error("--public-url {url:?} has no host name")]
+    NoHost { url: String },
+    #[error(
+        "--public-url {url:?} has a query, fragment or credentials: links append a path to it (e.g. https://ota.example.com or https://cdn.example.com/otter)"
+    )]
+    Extra { url: String },
+}
+
+impl PublicBase {
+    /// Parses a public URL. `raw` may end in `/` and name a path prefix (a proxy's location).
+    pub fn parse(raw: &str) -> Result<Self, PublicUrlError> {
+        let shown = || raw.chars().take(200).collect::<String>();
+        let url = url::Url::parse(raw.trim()).map_err(|e| PublicUrlError::NotAUrl {
+            url: shown(),
+            reason: e.to_string(),
+        })?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(PublicUrlError::Scheme {
+                url: shown(),
+                scheme: url.scheme().to_owned(),
+            });
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(PublicUrlError::NoHost { url: shown() });
+        }
+        if url.query().is_some()
+            || url.fragment().is_some()
+            || !url.username().is_empty()
+            || url.password().is_some()
+        {
+            return Err(PublicUrlError::Extra { url: shown() });
+        }
+        // `Url` drops a port equal to the scheme's default when it parses: `port()` is `None`
+        // for `http://h:80` and the serialization has no `:80`.
+        Ok(Self {
+            base: url.as_str().trim_end_matches('/').to_owned(),
+            port: url.port(),
+        })
+    }
+
+    /// The base as links start with it.
+    pub fn as_str(&self) -> &str {
+        &self.base
+    }
+
+    /// The port links carry, `None` when it is the scheme's default.
+    pub fn port(&self) -> Option<u16> {
+        self.port
+    }
+
+    /// The explanation to give when links carry a port that some of `dialects`' device SDKs
+    /// cannot dial; `None` when they can all use the links.
+    pub fn port_problem(&self, dialects: impl IntoIterator<Item = Dialect>) -> Option<String> {
+        let port = self.port?;
+        let mut stuck: Vec<&str> = dialects
+            .into_iter()
+            .filter(|d| !d.sdks_dial_link_ports())
+            .map(|d| match d {
+                Dialect::Tencent => "Tencent's C SDK always dials port 80 (443 with TLS)",
+                _ => "Alibaba's C SDK reads \"host:port\" as a host name and cannot resolve it",
+            })
+            .collect();
+        stuck.sort_unstable();
+        stuck.dedup();
+        if stuck.is_empty() {
+            return None;
+        }
+        Some(format!(
+            "download links ({}/dl/…) carry port {port}: {}. Serve downloads on the scheme's default port (80 for http, 443 for https) or put a proxy there, and set --public-url to it",
+            self.base,
+            stuck.join("; ")
+        ))
+    }
+}
+
+impl std::fmt::Display for PublicBase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.base)
+    }
+}
+
+/// The dialects named by products' dialect strings (unknown names are left out).
+pub fn dialects_of<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<Dialect> {
+    names.into_iter().filter_map(|n| n.parse().ok()).collect()
+}
+
 /// Opens the blob store of `config`: `--blobs`, or the folder `<data_dir>/blobs`.
 pub(crate) fn open_blobs(config: &ServeConfig) -> anyhow::Result<Blobs> {
     let spec = match &config.blobs {
@@ -184,6 +291,100 @@ mod tests {
         assert!(matches!(choose(Ok(Some(just_over))), Choice::Otter(_)));
         assert!(matches!(choose(Ok(None)), Choice::Otter(_)));
         assert!(matches!(choose(Err("boom".into())), Choice::Otter(r) if r.contains("boom")));
+    }
+
+    fn base(raw: &str) -> PublicBase {
+        PublicBase::parse(raw).unwrap_or_else(|e| panic!("{raw}: {e}"))
+    }
+
+    #[test]
+    fn default_ports_are_never_written() {
+        for (raw, want) in [
+            ("http://127.0.0.1:80", "http://127.0.0.1"),
+            ("http://127.0.0.1:80/", "http://127.0.0.1"),
+            ("https://ota.example.com:443", "https://ota.example.com"),
+            (
+                "HTTPS://OTA.Example.com:443/otter/",
+                "https://ota.example.com/otter",
+            ),
+            ("http://[::1]:80", "http://[::1]"),
+            ("http://ota.example.com", "http://ota.example.com"),
+            (" http://ota.example.com/ ", "http://ota.example.com"),
+        ] {
+            let b = base(raw);
+            assert_eq!((b.as_str(), b.port()), (want, None), "{raw}");
+        }
+        // A port that is not the scheme's default stays: it is where Otter listens.
+        for (raw, want, port) in [
+            ("http://127.0.0.1:8080", "http://127.0.0.1:8080", 8080),
+            (
+                "https://ota.example.com:80",
+                "https://ota.example.com:80",
+                80,
+            ),
+            (
+                "http://ota.example.com:443/",
+                "http://ota.example.com:443",
+                443,
+            ),
+            ("https://[::1]:8443", "https://[::1]:8443", 8443),
+        ] {
+            let b = base(raw);
+            assert_eq!((b.as_str(), b.port()), (want, Some(port)), "{raw}");
+        }
+    }
+
+    #[test]
+    fn bad_public_urls_are_refused_with_the_reason() {
+        assert!(matches!(
+            PublicBase::parse("127.0.0.1:8080"),
+            Err(PublicUrlError::Scheme { .. } | PublicUrlError::NotAUrl { .. })
+        ));
+        assert!(matches!(
+            PublicBase::parse("ftp://h"),
+            Err(PublicUrlError::Scheme { .. })
+        ));
+        assert!(matches!(
+            PublicBase::parse("not a url"),
+            Err(PublicUrlError::NotAUrl { .. })
+        ));
+        assert!(matches!(
+            PublicBase::parse("http://h:99999"),
+            Err(PublicUrlError::NotAUrl { .. })
+        ));
+        for raw in ["http://h/?x=1", "http://h/#f", "http://u:p@h/"] {
+            assert!(
+                matches!(PublicBase::parse(raw), Err(PublicUrlError::Extra { .. })),
+                "{raw}"
+            );
+        }
+        let e = PublicBase::parse("ftp://h").unwrap_err().to_string();
+        assert!(e.contains("--public-url") && e.contains("ftp"), "{e}");
+    }
+
+    #[test]
+    fn the_port_problem_names_the_sdks_that_cannot_dial_it() {
+        let all = Dialect::ALL;
+        assert_eq!(base("http://h").port_problem(all), None);
+        assert_eq!(base("https://h:443").port_problem(all), None);
+        let b = base("http://h:8080");
+        assert_eq!(b.port_problem([Dialect::Enos]), None);
+        assert_eq!(b.port_problem([]), None);
+        let aliyun = b.port_problem([Dialect::Aliyun, Dialect::Aliyun]).unwrap();
+        assert!(
+            aliyun.contains("port 8080") && aliyun.contains("Alibaba"),
+            "{aliyun}"
+        );
+        assert!(!aliyun.contains("Tencent"), "{aliyun}");
+        let both = b.port_problem(all).unwrap();
+        assert!(
+            both.contains("Alibaba") && both.contains("Tencent"),
+            "{both}"
+        );
+        assert_eq!(
+            dialects_of(["aliyun", "nope", "enos"]),
+            [Dialect::Aliyun, Dialect::Enos]
+        );
     }
 
     #[test]

@@ -21,6 +21,13 @@ impl Drop for Running {
 /// `otter serve` over `data` with `extra` flags (MQTT and HTTP on free loopback ports unless
 /// `extra` names them); returns it, its MQTT address and its HTTP base URL.
 pub fn serve(data: &Path, extra: &[&str]) -> (Running, String, String) {
+    let (child, mqtt, http, _) = serve_logged(data, extra);
+    (child, mqtt, http)
+}
+
+/// [`serve`], also returning what the server logged before it announced its addresses (its
+/// start-up log: configuration, warnings).
+pub fn serve_logged(data: &Path, extra: &[&str]) -> (Running, String, String, Vec<String>) {
     let mut cmd = Command::new(OTTER);
     cmd.arg("serve");
     for flag in ["--mqtt-listen", "--http-listen"] {
@@ -38,6 +45,7 @@ pub fn serve(data: &Path, extra: &[&str]) -> (Running, String, String) {
             .unwrap(),
     );
     let mut lines = BufReader::new(child.0.stderr.take().unwrap()).lines();
+    let mut log = Vec::new();
     for line in lines.by_ref() {
         let line = line.unwrap();
         if let Some(rest) = line.strip_prefix("otter: MQTT on ") {
@@ -46,8 +54,12 @@ pub fn serve(data: &Path, extra: &[&str]) -> (Running, String, String) {
             let mqtt = mqtt.to_owned();
             // Keep draining the server's log so it never writes into a closed pipe.
             std::thread::spawn(move || lines.for_each(drop));
-            return (child, mqtt, http);
+            return (child, mqtt, http, log);
         }
+        log.push(line);
     }
-    panic!("otter serve exited without announcing its addresses");
+    panic!(
+        "otter serve exited without announcing its addresses:\n{}",
+        log.join("\n")
+    );
 }

@@ -3,6 +3,7 @@
 //! One test binary for the rest: one link instead of one per file (faster CI, less disk).
 
 mod agent_resume;
+mod aliyun_request;
 #[path = "../common/mod.rs"]
 mod common;
 mod crash_restart;

@@ -1,5 +1,14 @@
 //! Alibaba Cloud IoT payloads (`PROTOCOL.md` §2): `inform` / `progress` / `firmware/get` up,
-//! `/ota/device/upgrade` pushes and `firmware/get_reply` down.
+//! `/ota/device/upgrade` pushes and `firmware/get_reply` down, and `/ota/device/request` both
+//! ways (the device's request up, Otter's answer down on the same topic).
+//!
+//! What Alibaba's C SDK (iotkit-embedded 3.x) does on the request topic, read from its source:
+//! `iotx_req_image` (`src/ota/iotx_ota.c`) publishes `{"id":<n>,"params":{"version":"<running>"}}`
+//! (`otalib_GenInfoMsg`); `otamqtt_UpgrageCb` (`src/ota/ota_mqtt.c`) hands a message on that
+//! topic to the OTA handler only when the text `url` occurs in it, and `ota_callback` then reads
+//! it exactly as a push (`"message":"success"`, then `data` through `otalib_GetParams`: `url`,
+//! `version`, `md5`, `size`). A message without `url` — the device's own request heard back,
+//! or Otter's answer when there is no job — is dropped without a word.
 
 use serde_json::{Value, json};
 
@@ -16,7 +25,16 @@ pub const CODE_BAD_REQUEST: i64 = 400;
 /// Alink "request parameter error": readable, but a field was wrong.
 pub const CODE_BAD_PARAMS: i64 = 460;
 
+/// `code` of a push and of an answer on the request topic (a JSON string, as Alibaba sends it).
+pub const PUSH_CODE: &str = "1000";
+
 const GET_METHODS: &[&str] = &["thing.ota.firmware.get"];
+
+/// The request topic, as named in errors.
+const REQUEST_TOPIC: &str = "/ota/device/request";
+
+/// Fields of a cloud → device answer; a payload with one of them and no `params` is an answer.
+const ANSWER_FIELDS: [&str; 3] = ["data", "message", "code"];
 
 pub(crate) fn parse_up(kind: UpKind, obj: &Object) -> Result<UpMessage, ProtocolError> {
     match kind {
@@ -34,6 +52,22 @@ pub(crate) fn parse_up(kind: UpKind, obj: &Object) -> Result<UpMessage, Protocol
                 module: json::module(json::opt_obj(obj, "params")?)?,
             })
         }
+        UpKind::ImageRequest => {
+            let Some(params) = json::opt_obj(obj, "params")? else {
+                if ANSWER_FIELDS.iter().any(|f| json::get(obj, f).is_some()) {
+                    return Err(ProtocolError::AnswerNotRequest {
+                        topic: REQUEST_TOPIC,
+                    });
+                }
+                return Err(ProtocolError::MissingField("params".into()));
+            };
+            // The version the device runs: checked, not used. The SDK reports it on `inform`
+            // as well (on every connect), and versions are taken from there only.
+            json::opt_text(params, "version")?;
+            Ok(UpMessage::FirmwareRequest {
+                module: json::module(Some(params))?,
+            })
+        }
         UpKind::UpgradeReply | UpKind::Report => Err(unsupported("such upstream topic")),
     }
 }
@@ -45,8 +79,23 @@ fn unsupported(what: &'static str) -> ProtocolError {
     }
 }
 
-/// Encodes as Alibaba's SDKs do (`step` a number, `module` only when not the default).
-pub(crate) fn encode_up(id: Option<&Value>, m: &UpMessage) -> Result<Value, ProtocolError> {
+/// Encodes as Alibaba's SDKs do (`step` a number, `module` only when not the default). `via`
+/// is [`crate::Uplink::via`]: only a firmware request travels another topic, the request topic.
+pub(crate) fn encode_up(
+    via: Option<UpKind>,
+    id: Option<&Value>,
+    m: &UpMessage,
+) -> Result<Value, ProtocolError> {
+    match (via, m) {
+        (None, _) => {}
+        (Some(UpKind::ImageRequest), UpMessage::FirmwareRequest { module }) => {
+            // The C SDK's `{"id":…,"params":{"version":…}}`, less the version, which the
+            // message does not carry (and Otter does not use).
+            let params = object([("module", non_default_module(module))]);
+            return Ok(object([("id", id.cloned()), ("params", Some(params))]));
+        }
+        (Some(_), _) => return Err(unsupported("other topic for this message")),
+    }
     let params = match m {
         UpMessage::VersionReport { module, version } => object([
             ("version", Some(Value::from(version.as_str()))),
@@ -95,34 +144,59 @@ fn offer_data(offer: &Offer) -> Value {
 
 /// `/ota/device/upgrade`: `code` the string `"1000"`, `id` a JSON number.
 pub(crate) fn encode_push(offer: &Offer, id: u64) -> Value {
+    push_shaped(Some(offer), Value::from(id))
+}
+
+/// The push's shape: `{"code":"1000","data":{…},"id":…,"message":"success"}`; `data` is `{}`
+/// without an offer.
+fn push_shaped(offer: Option<&Offer>, id: Value) -> Value {
     json!({
-        "code": "1000",
-        "data": offer_data(offer),
+        "code": PUSH_CODE,
+        "data": offer.map_or_else(|| json!({}), offer_data),
         "id": id,
         "message": "success",
     })
 }
 
-/// Only `firmware/get` has a reply: the job, or `data: {}` when there is none.
-pub(crate) fn answer(m: &UpMessage, id: Value, a: Answer) -> Option<Value> {
+/// Firmware requests have a reply, nothing else: the job, or `data: {}` when there is none.
+///
+/// `firmware/get` is answered on `get_reply` with `code` 200. A request on
+/// `/ota/device/request` is answered on that topic in the push's shape, with the request's
+/// `id`. Without a job, `data` is `{}` and nothing in the payload reads `url` (the SDK's ids
+/// are numbers): Alibaba's C SDK passes a message on that topic to its OTA handler only when
+/// `url` occurs in it (`otamqtt_UpgrageCb`, `src/ota/ota_mqtt.c`), so it ignores this answer
+/// and goes on running its firmware until it asks again or a push comes (were it handed over,
+/// `otalib_GetParams` would find no `version` in the empty `data` and `ota_callback` would
+/// leave the device's state as it was). Other clients read `data: {}` as "no job"
+/// ([`crate::reply_offers`]).
+pub(crate) fn answer(kind: UpKind, m: &UpMessage, id: Value, a: Answer) -> Option<Value> {
     let UpMessage::FirmwareRequest { .. } = m else {
         return None;
     };
-    let data = match a {
-        Answer::Offer(Some(offer)) => offer_data(&offer),
-        _ => json!({}),
+    let offer = match a {
+        Answer::Offer(Some(offer)) => Some(offer),
+        _ => None,
     };
+    if kind == UpKind::ImageRequest {
+        return Some(push_shaped(offer.as_ref(), id));
+    }
+    let data = offer.as_ref().map_or_else(|| json!({}), offer_data);
     Some(json!({"code": CODE_OK, "data": data, "id": id, "message": "success"}))
 }
 
-/// A `get_reply` with an Alink error code, for refused `firmware/get` requests only.
+/// An error reply with an Alink error code, for refused firmware requests only: a `get_reply`
+/// (`code` a number), or the request topic's answer shape (`code` a string, like the push's).
+/// An answer heard on the request topic is never answered.
 pub(crate) fn error_reply(kind: UpKind, id: Value, error: &ProtocolError) -> Option<Value> {
-    if kind != UpKind::FirmwareRequest {
-        return None;
-    }
     let code = match error {
+        ProtocolError::AnswerNotRequest { .. } => return None,
         ProtocolError::TooLarge { .. } | ProtocolError::InvalidJson(_) => CODE_BAD_REQUEST,
         _ => CODE_BAD_PARAMS,
+    };
+    let code = match kind {
+        UpKind::FirmwareRequest => Value::from(code),
+        UpKind::ImageRequest => Value::from(code.to_string()),
+        _ => return None,
     };
     Some(json!({"code": code, "data": {}, "id": id, "message": error.to_string()}))
 }

@@ -52,6 +52,10 @@ pub(crate) fn parse_up(kind: UpKind, obj: &Object) -> Result<UpMessage, Protocol
             dialect: Dialect::Enos,
             what: "report topic",
         }),
+        UpKind::ImageRequest => Err(ProtocolError::Unsupported {
+            dialect: Dialect::Enos,
+            what: "request topic",
+        }),
     }
 }
 
@@ -161,7 +165,7 @@ pub(crate) fn error_reply(kind: UpKind, id: Value, error: &ProtocolError) -> Opt
     let data = match kind {
         UpKind::VersionReport | UpKind::Progress => json!({}),
         UpKind::FirmwareRequest => json!([]),
-        UpKind::UpgradeReply | UpKind::Report => return None,
+        UpKind::UpgradeReply | UpKind::Report | UpKind::ImageRequest => return None,
     };
     Some(reply(id, CODE_BAD_REQUEST, data, Some(&error.to_string())))
 }

@@ -2,8 +2,9 @@
 //! (PROTOCOL.md §1–3), replies, error replies, and parsing the documents' own examples.
 
 use otter_protocol::{
-    Answer, DeviceAddr, Dialect, Downlink, Offer, Outbound, Rejected, answer, encode_push,
-    error_reply, parse_downlink, parse_uplink, reply_offers,
+    Answer, DeviceAddr, Dialect, Downlink, Offer, OfferExt, Outbound, Rejected, add_ext_to_reply,
+    answer, encode_push, error_reply, is_own_answer, parse_downlink, parse_uplink, reply_exts,
+    reply_offers,
 };
 use serde_json::{Value, json};
 
@@ -180,6 +181,104 @@ fn aliyun_answers() {
     );
     let bad_inform = rejected("/ota/device/inform/pk1/dn1", "{}");
     assert_eq!(error_reply(&bad_inform), None);
+}
+
+/// The request topic (iotkit-embedded 3.x): the SDK's exact request, answered on the same topic
+/// in the push's shape with the request's id.
+#[test]
+fn aliyun_request_topic_is_answered_on_itself_in_the_push_shape() {
+    let t = "/ota/device/request/pk1/dn1";
+    let req = up(t, r#"{"id":"0","params":{"version":"1.0.0"}}"#);
+    let some = answer(&req, Answer::Offer(Some(offer()))).unwrap();
+    assert_eq!(some.topic, t);
+    assert_eq!(some.qos, 1);
+    let push = body(&encode_push(Dialect::Aliyun, &dev(), &offer(), 1));
+    assert_eq!(
+        body(&some),
+        json!({
+            "code": "1000",
+            "data": {
+                "size": 175436,
+                "version": "1.3.0",
+                "url": "http://fw.example/f/abc?t=1",
+                "signMethod": "Md5",
+                "sign": "5a1a416f357f17bfa89823d2fd49ef8b",
+                "md5": "5a1a416f357f17bfa89823d2fd49ef8b"
+            },
+            "id": "0",
+            "message": "success"
+        })
+    );
+    assert_eq!(body(&some)["data"], push["data"], "same fields as the push");
+    assert!(body(&some)["size"].is_null() && body(&some)["data"]["size"].is_u64());
+
+    // No job: the push's shape with empty data and nothing reading "url", which the C SDK
+    // (otamqtt_UpgrageCb) drops without handing it to its OTA handler.
+    for a in [Answer::Offer(None), Answer::Ack] {
+        let none = answer(&req, a).unwrap();
+        assert_eq!(none.topic, t);
+        assert_eq!(
+            body(&none),
+            json!({"code":"1000","data":{},"id":"0","message":"success"})
+        );
+        assert!(
+            !String::from_utf8(none.payload.clone())
+                .unwrap()
+                .contains("url")
+        );
+    }
+    let numeric = up(t, r#"{"id":1,"params":{"version":"1.0.1"}}"#);
+    assert_eq!(
+        body(&answer(&numeric, Answer::Offer(None)).unwrap())["id"],
+        json!(1)
+    );
+
+    // Agents read the answer back like a get_reply.
+    let (d, a, down) = parse_downlink(t, &some.payload).unwrap();
+    assert_eq!((d, a), (Dialect::Aliyun, dev()));
+    let Downlink::Reply { id, code, data } = down else {
+        panic!("not a reply")
+    };
+    assert_eq!((id, code), (json!("0"), 1000));
+    let mut carried = offer();
+    carried.md5 = carried.md5.to_ascii_lowercase();
+    carried.sha256 = String::new();
+    assert_eq!(reply_offers(Dialect::Aliyun, &data).unwrap(), vec![carried]);
+
+    // The otter extension rides in data, as in the push.
+    let ext = OfferExt {
+        sha256: Some("ab".repeat(32)),
+        ..Default::default()
+    };
+    let mut with_ext = some.clone();
+    add_ext_to_reply(&mut with_ext, &ext);
+    let Downlink::Reply { data, .. } = parse_downlink(t, &with_ext.payload).unwrap().2 else {
+        panic!("not a reply")
+    };
+    assert_eq!(reply_exts(Dialect::Aliyun, &data).unwrap(), vec![Some(ext)]);
+
+    // Malformed requests get the answer shape with an Alink code; answers are never answered.
+    let bad = rejected(t, r#"{"id":"3","params":[]}"#);
+    let e = body(&error_reply(&bad).unwrap());
+    assert_eq!((&e["id"], &e["code"]), (&json!("3"), &json!("460")));
+    assert_eq!(e["data"], json!({}));
+    assert_eq!(error_reply(&bad).unwrap().topic, t);
+    let garbage = rejected(t, "not json");
+    assert_eq!(body(&error_reply(&garbage).unwrap())["code"], json!("400"));
+    for out in [&some, &with_ext, &error_reply(&bad).unwrap()] {
+        assert!(is_own_answer(t, &out.payload));
+        let heard = rejected(t, std::str::from_utf8(&out.payload).unwrap());
+        assert_eq!(error_reply(&heard), None, "never answer an answer");
+    }
+    assert!(!is_own_answer(
+        t,
+        br#"{"id":"0","params":{"version":"1.0.0"}}"#
+    ));
+    assert!(!is_own_answer(t, b"not json"));
+    assert!(!is_own_answer(
+        "/sys/pk1/dn1/thing/ota/firmware/get",
+        br#"{"code":200,"data":{},"id":"2","message":"success"}"#
+    ));
 }
 
 #[test]

@@ -1,9 +1,9 @@
 //! Property tests: encoders and parsers agree, and no input makes a parser panic.
 
 use otter_protocol::{
-    Answer, Credentials, DeviceAddr, Dialect, Downlink, Offer, Progress, UpMessage, Uplink, answer,
-    downstream_topics, encode_push, encode_uplink, error_reply, parse_downlink, parse_login,
-    parse_uplink, try_encode_uplink, upstream_topics, verify,
+    Answer, Credentials, DeviceAddr, Dialect, Downlink, Offer, Progress, UpKind, UpMessage, Uplink,
+    answer, downstream_topics, encode_push, encode_uplink, error_reply, is_own_answer,
+    parse_downlink, parse_login, parse_uplink, try_encode_uplink, two_way, upstream_topics, verify,
 };
 use proptest::prelude::*;
 use serde_json::Value;
@@ -91,12 +91,22 @@ fn uplink() -> impl Strategy<Value = Uplink> {
         } else {
             request_id().boxed()
         };
-        (device(), id, message(d)).prop_map(move |(device, request_id, message)| Uplink {
-            dialect: d,
-            device,
-            request_id,
-            message,
-        })
+        // Aliyun firmware requests travel `firmware/get` or the request topic.
+        (device(), id, message(d), any::<bool>()).prop_map(
+            move |(device, request_id, message, request_topic)| {
+                let via = (d == Dialect::Aliyun
+                    && request_topic
+                    && matches!(message, UpMessage::FirmwareRequest { .. }))
+                .then_some(UpKind::ImageRequest);
+                Uplink {
+                    dialect: d,
+                    device,
+                    request_id,
+                    message,
+                    via,
+                }
+            },
+        )
     })
 }
 
@@ -171,6 +181,7 @@ fn json_value() -> impl Strategy<Value = Value> {
             "id",
             "method",
             "code",
+            "message",
             "data",
             "url",
             "md5sum",
@@ -235,6 +246,28 @@ proptest! {
                     prop_assert_eq!(Some(id), u.request_id.clone().or(Some(Value::Null)));
                 }
             }
+        }
+    }
+
+    /// On a two-way topic, what Otter sends is recognised as its own answer and never answered,
+    /// and what a device sends is never taken for an answer. Without a job, the request topic's
+    /// answer holds no "url" (Alibaba's C SDK then ignores it) unless the device's id did.
+    #[test]
+    fn two_way_topics_never_loop(u in uplink(), o in proptest::option::of(offer())) {
+        let req = try_encode_uplink(&u).expect("expressible message");
+        prop_assert!(!is_own_answer(&req.topic, &req.payload));
+        let no_job = o.is_none();
+        let Some(out) = answer(&u, Answer::Offer(o)) else { return Ok(()) };
+        if !two_way(&out.topic) {
+            return Ok(());
+        }
+        prop_assert_eq!(&out.topic, &req.topic);
+        prop_assert!(is_own_answer(&out.topic, &out.payload));
+        let heard = parse_uplink(&out.topic, &out.payload).unwrap_err();
+        prop_assert_eq!(error_reply(&heard), None);
+        let id_has_url = u.request_id.as_ref().is_some_and(|id| id.to_string().contains("url"));
+        if no_job && !id_has_url {
+            prop_assert!(!String::from_utf8_lossy(&out.payload).contains("url"));
         }
     }
 

@@ -268,6 +268,83 @@ fn aliyun_firmware_get() {
     assert!(matches!(r.error, ProtocolError::UnknownMethod { .. }));
 }
 
+const AL_REQUEST: &str = "/ota/device/request/a1B2c3D4e5F/device01";
+
+/// Alibaba's C SDK (iotkit-embedded 3.x, `iotx_req_image`) asks for its job on the request
+/// topic; Alibaba's document writes the id as a number.
+#[test]
+fn aliyun_request_topic() {
+    let u = ok(AL_REQUEST, r#"{"id":"0","params":{"version":"1.0.0"}}"#);
+    assert_eq!(u.dialect, Dialect::Aliyun);
+    assert_eq!(u.device, DeviceAddr::new("a1B2c3D4e5F", "device01"));
+    assert_eq!(u.request_id, Some(json!("0")));
+    assert_eq!(
+        u.message,
+        UpMessage::FirmwareRequest {
+            module: "default".into()
+        }
+    );
+    assert_eq!(u.via, Some(UpKind::ImageRequest));
+    assert_eq!(u.kind(), UpKind::ImageRequest);
+    let u = ok(AL_REQUEST, r#"{"id":1,"params":{"version":"1.0.1"}}"#);
+    assert_eq!(u.request_id, Some(json!(1)));
+    let u = ok(
+        AL_REQUEST,
+        r#"{ "params" : { "module":"mcu", "version": 2 }, "id":7 }"#,
+    );
+    assert_eq!(
+        u.message,
+        UpMessage::FirmwareRequest {
+            module: "mcu".into()
+        }
+    );
+    // Other topics' messages keep their own kind.
+    assert_eq!(
+        ok(AL_GET, r#"{"id":"2","params":{}}"#).via,
+        None,
+        "firmware/get is not the request topic"
+    );
+}
+
+#[test]
+fn aliyun_request_topic_errors_are_precise() {
+    assert_eq!(
+        err(AL_REQUEST, r#"{"id":"0"}"#),
+        ProtocolError::MissingField("params".into())
+    );
+    assert!(matches!(
+        err(AL_REQUEST, r#"{"id":"0","params":"1.0.0"}"#),
+        ProtocolError::NotAnObject { .. }
+    ));
+    assert!(matches!(
+        err(AL_REQUEST, r#"{"id":"0","params":{"version":{}}}"#),
+        ProtocolError::WrongType { .. }
+    ));
+    // An answer on the same topic (Otter's own, heard back through a broker) is no request.
+    for answer in [
+        r#"{"code":"1000","data":{},"id":"0","message":"success"}"#,
+        r#"{"code":"460","data":{},"id":"0","message":"missing field"}"#,
+        r#"{"message":"success"}"#,
+    ] {
+        let r = parse_uplink(AL_REQUEST, answer.as_bytes()).unwrap_err();
+        assert_eq!(
+            r.error,
+            ProtocolError::AnswerNotRequest {
+                topic: "/ota/device/request"
+            },
+            "{answer}"
+        );
+        assert_eq!(
+            r.topic,
+            Some((
+                Dialect::Aliyun,
+                UpKind::ImageRequest,
+                DeviceAddr::new("a1B2c3D4e5F", "device01")
+            ))
+        );
+    }
+}
+
 const EN: &str = "/sys/pk9/dk9/ota/device";
 
 fn en(what: &str) -> String {

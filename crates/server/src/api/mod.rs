@@ -34,6 +34,9 @@ pub struct ApiState {
     pub secrets: Arc<crate::secrets::SecretBox>,
     /// Largest firmware upload accepted, in bytes.
     pub max_firmware_size: u64,
+    /// The base of download links, to tell operators when its port is one some device SDKs
+    /// cannot dial (product creation, the console's product page).
+    pub public_url: Arc<crate::links::PublicBase>,
     /// Per-product firmware signing keys for server-side signing (docs/signing.md).
     pub signing_key_dir: Option<std::path::PathBuf>,
     /// The external broker's device auth hooks; `None` (no broker secret): they are off.

@@ -156,6 +156,9 @@ pub async fn create(
         .create_product(&id, dialect.as_str(), &name, scheme)
         .await?;
     tracing::info!(product = %id, %dialect, "product created");
+    if let Some(problem) = s.public_url.port_problem([dialect]) {
+        tracing::warn!(product = %id, %dialect, public_url = %s.public_url, "{problem}");
+    }
     super::audit::record(
         &s,
         "product.create",

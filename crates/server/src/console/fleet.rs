@@ -103,9 +103,18 @@ async fn overview(State(s): State<ApiState>, Path(product): Path<String>) -> Pag
         .into_iter()
         .take(10)
         .collect();
+    // Devices of this dialect pushed a link with a port their SDK cannot dial never download.
+    let link_problem = product
+        .dialect
+        .parse::<Dialect>()
+        .ok()
+        .and_then(|d| s.public_url.port_problem([d]));
     let body = html! {
         main {
             (product_header(&product, "Overview"))
+            @if let Some(problem) = &link_problem {
+                p.warning #link-port role="note" { "Devices of this product cannot download: " (problem) "." }
+            }
             @if let Some(p) = &summary {
                 dl.stats {
                     div { dt { "Devices" } dd #device-total { (p.devices) } }

@@ -405,3 +405,30 @@ async fn operator_actions_are_in_the_audit_log() {
     assert_eq!(upload["detail"]["size"], 5);
     assert_eq!(upload["actor"], "admin");
 }
+
+/// The product page says when its devices cannot download: links carry a port (the test server's
+/// own) that Alibaba's and Tencent's C SDKs cannot dial. EnOS devices can; no port, no warning.
+#[tokio::test]
+async fn product_page_warns_when_links_carry_a_port_its_sdks_cannot_dial() {
+    let server = start().await;
+    server.device(Dialect::Aliyun, "AliProd", "dev1").await;
+    server.device(Dialect::Tencent, "TcProd", "dev1").await;
+    server.device(Dialect::Enos, "EnProd", "dev1").await;
+    let cookie = sign_in(&server).await;
+    let port = format!("carry port {}", server.http.port());
+    let (_, html) = page(&server, &cookie, "/products/AliProd").await;
+    assert!(html.contains(r#"id="link-port""#), "{html}");
+    assert!(html.contains(&port) && html.contains("Alibaba"), "{html}");
+    let (_, html) = page(&server, &cookie, "/products/TcProd").await;
+    assert!(html.contains(&port) && html.contains("Tencent"), "{html}");
+    let (_, html) = page(&server, &cookie, "/products/EnProd").await;
+    assert!(!html.contains("link-port"), "{html}");
+
+    let server =
+        crate::common::start_with(|c| c.public_url = Some("http://127.0.0.1:80/".into())).await;
+    server.device(Dialect::Aliyun, "AliProd", "dev1").await;
+    let cookie = sign_in(&server).await;
+    let (status, html) = page(&server, &cookie, "/products/AliProd").await;
+    assert_eq!(status, 200);
+    assert!(!html.contains("link-port"), "{html}");
+}
