@@ -261,7 +261,7 @@ pub fn evaluate(policy: &HealthPolicy, evidence: &Evidence) -> Evaluation {
     let tripped: Vec<String> = signals
         .iter()
         .filter(|s| s.tripped)
-        .map(|s| describe(s))
+        .map(describe)
         .collect();
     let (verdict, summary) = if judged < policy.min_devices {
         (
