@@ -118,6 +118,21 @@ pub struct CreateArgs {
     /// …after at least this many devices finished.
     #[arg(long, default_value_t = 10)]
     abort_min: u32,
+    /// Health gate: after each wave, bake this long (e.g. 30m, 2h, 90s) and judge the wave by
+    /// --health before the next one (and before the campaign ends).
+    #[arg(long, value_parser = parse_duration, requires = "health")]
+    bake: Option<u64>,
+    /// Health rules, all must hold: came_back>=P%, churn<=Nx, offline<=Nx, <counter><=N/h
+    /// (e.g. 'came_back>=99%,churn<=2x,offline<=1.5x,crashes<=0.5/h'; docs/campaigns.md).
+    #[arg(long, requires = "bake")]
+    health: Option<String>,
+    /// What an unhealthy verdict does: pause (default) or rollback (abort, and offer every
+    /// device that took the release its previous version).
+    #[arg(long, default_value = "pause", value_parser = ["pause", "rollback"])]
+    on_unhealthy: String,
+    /// Fewer judged devices than this: a health gate neither passes nor trips (it pauses).
+    #[arg(long, default_value_t = 5)]
+    health_min_devices: u32,
     /// Replace the devices' upgrades in other live campaigns instead of refusing.
     #[arg(long)]
     supersede: bool,
@@ -226,8 +241,34 @@ fn summary(v: &Value) -> String {
         s(v, "state"),
         field(v, "total"),
         counts.join(", "),
-        reasons(v)
-    )
+        reasons(v),
+    ) + &gates(v)
+}
+
+/// The health gates' timeline: one line per bake ("" when the campaign has none).
+fn gates(v: &Value) -> String {
+    v["bakes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|b| {
+            let wave = b["wave"].as_u64().unwrap_or(0) + 1;
+            match b["evaluation"]["evaluation"]["summary"].as_str() {
+                Some(summary) => format!(
+                    "\n  health gate after wave {wave}: {summary}{}",
+                    if b["accepted"] == true {
+                        " (accepted by the operator)"
+                    } else {
+                        ""
+                    }
+                ),
+                None => format!(
+                    "\n  health gate after wave {wave}: baking since {}",
+                    when(&b["started_at"])
+                ),
+            }
+        })
+        .collect()
 }
 
 /// The campaign's verdicts counted per state and reason, one line each ("" when none).
@@ -270,6 +311,15 @@ async fn create(a: CreateArgs) -> Result<()> {
         "timeout_secs": a.timeout,
         "retries": a.retries,
         "abort": a.abort_percent.map(|p| json!({ "failure_percent": p, "min_finished": a.abort_min })),
+        "health": match (&a.bake, &a.health) {
+            (Some(bake), Some(rules)) => Some(json!({
+                "bake_secs": bake,
+                "rules": otter_core::health::parse_rules(rules)?,
+                "min_devices": a.health_min_devices,
+                "on_unhealthy": a.on_unhealthy,
+            })),
+            _ => None,
+        },
     });
     let body = json!({
         "product": a.product,
@@ -351,6 +401,28 @@ fn parse_time(text: &str) -> Result<i64> {
     let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
         .with_context(|| format!("--start-at {text:?} is not RFC 3339"))?;
     Ok((t.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+/// `90s`, `30m`, `2h`, `1d` or plain seconds → seconds.
+fn parse_duration(text: &str) -> Result<u64, String> {
+    let (digits, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?}: expected a duration like 90s, 30m, 2h or 1d"))?;
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{text:?}: the unit must be s, m, h or d")),
+    };
+    match n.checked_mul(scale) {
+        Some(0) | None => Err(format!("{text:?}: must be at least 1 s")),
+        Some(secs) => Ok(secs),
+    }
 }
 
 fn parse_hhmm(text: &str) -> Result<u16> {

@@ -26,6 +26,7 @@
 //! Waves are numbered from 0. Same input, same output: the planner reads no clock and no randomness.
 
 use crate::UpgradeState;
+use crate::health::{HealthError, HealthPolicy, Verdict};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -106,7 +107,7 @@ pub struct AbortRule {
 }
 
 /// How a campaign rolls out; stored as JSON, missing fields take their defaults.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Strategy {
     /// Unix ms; None = start at once.
@@ -124,6 +125,8 @@ pub struct Strategy {
     /// Extra releases after a failure or timeout, 0..=10.
     pub retries: u8,
     pub abort: Option<AbortRule>,
+    /// Bake after each wave and judge it on the updated devices' health (crate::health).
+    pub health: Option<HealthPolicy>,
 }
 
 impl Default for Strategy {
@@ -137,6 +140,7 @@ impl Default for Strategy {
             timeout_secs: None,
             retries: 0,
             abort: None,
+            health: None,
         }
     }
 }
@@ -172,6 +176,8 @@ pub enum StrategyError {
     Retries(u8),
     #[error("abort failure_percent {0} must be 0..=100")]
     AbortPercent(u8),
+    #[error(transparent)]
+    Health(#[from] HealthError),
 }
 
 impl Strategy {
@@ -193,12 +199,15 @@ impl Strategy {
         if self.retries > 10 {
             return Err(StrategyError::Retries(self.retries));
         }
-        match self.abort {
-            Some(rule) if rule.failure_percent > 100 => {
-                Err(StrategyError::AbortPercent(rule.failure_percent))
-            }
-            _ => Ok(()),
+        if let Some(rule) = self.abort
+            && rule.failure_percent > 100
+        {
+            return Err(StrategyError::AbortPercent(rule.failure_percent));
         }
+        if let Some(health) = &self.health {
+            health.validate()?;
+        }
+        Ok(())
     }
 
     fn timeout_ms(&self) -> Option<i64> {
@@ -311,6 +320,24 @@ pub struct Slot {
     pub released_at: Option<i64>,
 }
 
+/// A health gate's bake after `wave` (and every wave before it), as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bake {
+    pub wave: u32,
+    /// Planner-clock ms the bake started.
+    pub started_ms: i64,
+    /// None while baking.
+    pub verdict: Option<Verdict>,
+    /// The operator resumed after an unhealthy or inconclusive verdict: the gate is passed.
+    pub accepted: bool,
+}
+
+impl Bake {
+    pub fn passed(&self) -> bool {
+        self.accepted || self.verdict == Some(Verdict::Healthy)
+    }
+}
+
 /// A snapshot of one campaign at `now_ms`.
 #[derive(Debug, Clone, Copy)]
 pub struct PlanInput<'a> {
@@ -318,6 +345,8 @@ pub struct PlanInput<'a> {
     pub state: CampaignState,
     pub strategy: &'a Strategy,
     pub slots: &'a [Slot],
+    /// The health gates' bakes so far (empty without a health policy).
+    pub bakes: &'a [Bake],
 }
 
 /// What the caller must do; slot indices refer to `PlanInput::slots`.
@@ -336,6 +365,10 @@ pub enum Action {
     Pause(String),
     /// → Aborted, for this reason; the caller cancels what is still queued or in progress.
     Abort(String),
+    /// Start the health gate's bake after this wave (and the waves before it) finished.
+    Bake(u32),
+    /// The bake after this wave is over: gather the evidence and judge it.
+    Judge(u32),
     /// → Finished.
     Finish,
 }
@@ -379,13 +412,42 @@ pub fn plan(input: &PlanInput) -> Vec<Action> {
         match release(input, &mut states) {
             Step::Release(picked) => push_indices(&mut actions, Action::Release, picked),
             Step::Pause(reason) => actions.push(Action::Pause(reason)),
+            Step::Bake(wave) => actions.push(Action::Bake(wave)),
+            Step::Judge(wave) => actions.push(Action::Judge(wave)),
             Step::Wait => {}
         }
     }
     if !states.iter().any(|s| s.is_live()) {
-        actions.push(Action::Finish);
+        // With a health gate the last wave bakes and is judged too before the campaign ends.
+        let last = input
+            .slots
+            .iter()
+            .filter(|s| s.attempts > 0)
+            .map(|s| s.wave)
+            .max();
+        match last.and_then(|wave| health_hold(input, wave)) {
+            None => actions.push(Action::Finish),
+            Some(Step::Bake(wave)) => actions.push(Action::Bake(wave)),
+            Some(Step::Judge(wave)) => actions.push(Action::Judge(wave)),
+            Some(_) => {}
+        }
     }
     actions
+}
+
+/// What the health gate after `wave` holds back, if anything: None when there is no gate or
+/// it passed; otherwise start the bake, judge it, or wait.
+fn health_hold(input: &PlanInput, wave: u32) -> Option<Step> {
+    let policy = input.strategy.health.as_ref()?;
+    match input.bakes.iter().find(|b| b.wave == wave) {
+        None => Some(Step::Bake(wave)),
+        Some(b) if b.passed() => None,
+        Some(b) if b.verdict.is_some() => Some(Step::Wait),
+        Some(b) if input.now_ms >= b.started_ms.saturating_add(policy.bake_ms()) => {
+            Some(Step::Judge(wave))
+        }
+        Some(_) => Some(Step::Wait),
+    }
 }
 
 fn push_indices(actions: &mut Vec<Action>, action: fn(Vec<usize>) -> Action, ix: Vec<usize>) {
@@ -449,6 +511,8 @@ fn abort_reason(input: &PlanInput, states: &[UpgradeState]) -> Option<String> {
 enum Step {
     Release(Vec<usize>),
     Pause(String),
+    Bake(u32),
+    Judge(u32),
     Wait,
 }
 
@@ -466,6 +530,22 @@ fn release(input: &PlanInput, states: &mut [UpgradeState]) -> Step {
     // The gate comes before the window so that a failing wave pauses the campaign at once,
     // not hours later when the window opens.
     if let Some(step) = gate(input, states, wave) {
+        return step;
+    }
+    // Health: the waves before this one, once all finished, bake and must be judged healthy.
+    let earlier = input
+        .slots
+        .iter()
+        .zip(states.iter())
+        .filter(|(slot, _)| slot.wave < wave);
+    let mut last_earlier = None;
+    for (slot, state) in earlier {
+        if state.is_live() {
+            return Step::Wait;
+        }
+        last_earlier = last_earlier.max(Some(slot.wave));
+    }
+    if let Some(step) = last_earlier.and_then(|w| health_hold(input, w)) {
         return step;
     }
     if strategy.window.is_some_and(|w| !in_window(now, &w)) {
@@ -566,6 +646,7 @@ pub fn project(strategy: &Strategy, devices: usize, now_ms: i64) -> Projection {
     let mut wave = 0;
     let mut left = sizes.first().copied().unwrap_or(0);
     let mut t = open(now_ms.max(strategy.start_at_ms.unwrap_or(now_ms)));
+    let bake = strategy.health.as_ref().map_or(0, HealthPolicy::bake_ms);
     while wave < sizes.len() && t <= horizon && t < i64::MAX {
         let mut budget = strategy
             .rate_per_minute
@@ -586,8 +667,15 @@ pub fn project(strategy: &Strategy, devices: usize, now_ms: i64) -> Projection {
             time.1 = Some(t);
             wave += 1;
             left = sizes.get(wave).copied().unwrap_or(0);
+            if bake > 0 && wave < sizes.len() {
+                break; // the next wave waits for this one's bake
+            }
         }
-        t = open(t.saturating_add(MINUTE_MS));
+        let finished_a_wave = wave > 0 && times[wave - 1].1 == Some(t);
+        t = match bake > 0 && finished_a_wave {
+            true => open(t.saturating_add(bake)),
+            false => open(t.saturating_add(MINUTE_MS)),
+        };
     }
     let waves = sizes
         .iter()
@@ -657,6 +745,7 @@ mod tests {
             state,
             strategy,
             slots,
+            bakes: &[],
         })
     }
 
@@ -667,6 +756,9 @@ mod tests {
         slots: Vec<Slot>,
         releases: Vec<(i64, usize)>,
         log: Vec<(i64, Action)>,
+        bakes: Vec<super::Bake>,
+        /// What the server's judgement of a bake says.
+        judged: Verdict,
     }
 
     impl Sim {
@@ -681,11 +773,19 @@ mod tests {
                 slots,
                 releases: Vec::new(),
                 log: Vec::new(),
+                bakes: Vec::new(),
+                judged: Verdict::Healthy,
             }
         }
 
         fn tick(&mut self, now: i64) -> Vec<Action> {
-            let actions = run_plan(now, self.state, &self.strategy, &self.slots);
+            let actions = plan(&PlanInput {
+                now_ms: now,
+                state: self.state,
+                strategy: &self.strategy,
+                slots: &self.slots,
+                bakes: &self.bakes,
+            });
             for action in &actions {
                 self.apply(now, action);
                 self.log.push((now, action.clone()));
@@ -715,6 +815,21 @@ mod tests {
                 Pause(_) => self.state = CampaignState::Paused,
                 Abort(_) => self.state = CampaignState::Aborted,
                 Finish => self.state = CampaignState::Finished,
+                Bake(wave) => self.bakes.push(super::Bake {
+                    wave: *wave,
+                    started_ms: now,
+                    verdict: None,
+                    accepted: false,
+                }),
+                Judge(wave) => {
+                    let verdict = self.judged;
+                    if let Some(b) = self.bakes.iter_mut().find(|b| b.wave == *wave) {
+                        b.verdict = Some(verdict);
+                    }
+                    if verdict != Verdict::Healthy {
+                        self.state = CampaignState::Paused;
+                    }
+                }
             }
         }
 
@@ -898,6 +1013,63 @@ mod tests {
         assert_eq!(next_window_open(-1, &window(0, 60, 0)), 0);
         let _ = next_window_open(i64::MAX, &window(0, 1, 840));
         let _ = next_window_open(i64::MIN, &window(0, 1, -720));
+    }
+
+    fn health_strategy() -> Strategy {
+        Strategy {
+            waves: vec![10, 100],
+            gate_percent: 0,
+            health: Some(HealthPolicy {
+                bake_secs: 1800,
+                rules: crate::health::parse_rules("churn<=2x").unwrap(),
+                ..HealthPolicy::default()
+            }),
+            ..Strategy::default()
+        }
+    }
+
+    #[test]
+    fn each_wave_bakes_and_is_judged_before_the_next_and_before_the_end() {
+        let bake = 1800 * SEC;
+        let mut sim = Sim::new(health_strategy(), 20);
+        assert_eq!(sim.tick(T0), [Start, Release(vec![0, 1])]);
+        sim.devices(T0 + SEC, 0, &|_, _| Some(U::Succeeded));
+        assert_eq!(sim.tick(T0 + SEC), [Bake(0)]);
+        assert_eq!(sim.tick(T0 + SEC + bake - 1), []);
+        assert_eq!(sim.tick(T0 + SEC + bake), [Judge(0)]);
+        let later = T0 + 2 * SEC + bake;
+        assert_eq!(sim.tick(later), [Release((2..20).collect())]);
+        sim.devices(later + SEC, 0, &|_, _| Some(U::Succeeded));
+        assert_eq!(sim.tick(later + SEC), [Bake(1)], "the last wave bakes too");
+        assert_eq!(sim.tick(later + SEC + bake), [Judge(1)]);
+        assert_eq!(sim.tick(later + 2 * SEC + bake), [Finish]);
+    }
+
+    #[test]
+    fn an_unhealthy_wave_holds_the_next_one() {
+        let bake = 1800 * SEC;
+        let mut sim = Sim::new(health_strategy(), 20);
+        sim.judged = Verdict::Unhealthy;
+        sim.tick(T0);
+        sim.devices(T0 + SEC, 0, &|_, _| Some(U::Succeeded));
+        sim.tick(T0 + SEC);
+        assert_eq!(sim.tick(T0 + SEC + bake), [Judge(0)]);
+        assert_eq!(sim.state, CampaignState::Paused);
+        // Resumed without accepting the verdict: still held.
+        sim.state = CampaignState::Running;
+        assert_eq!(sim.tick(T0 + 10 * bake), []);
+        assert_eq!(sim.count(U::Queued), 18, "wave 2 never released");
+        sim.bakes[0].accepted = true;
+        assert_eq!(sim.tick(T0 + 11 * bake), [Release((2..20).collect())]);
+    }
+
+    #[test]
+    fn the_dry_run_shows_each_bake() {
+        let p = project(&health_strategy(), 20, T0);
+        let bake = 1800 * SEC;
+        assert_eq!(p.waves[0].earliest_start_ms, T0);
+        assert_eq!(p.waves[1].earliest_start_ms, T0 + bake);
+        assert!(!p.beyond_horizon);
     }
 
     #[test]

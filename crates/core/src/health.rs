@@ -258,11 +258,7 @@ pub fn evaluate(policy: &HealthPolicy, evidence: &Evidence) -> Evaluation {
         .iter()
         .map(|rule| measure(rule, evidence))
         .collect();
-    let tripped: Vec<String> = signals
-        .iter()
-        .filter(|s| s.tripped)
-        .map(describe)
-        .collect();
+    let tripped: Vec<String> = signals.iter().filter(|s| s.tripped).map(describe).collect();
     let (verdict, summary) = if judged < policy.min_devices {
         (
             Verdict::Inconclusive,

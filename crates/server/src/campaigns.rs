@@ -6,7 +6,10 @@
 use crate::clock::Clock;
 use crate::engine::Engine;
 use anyhow::Result;
-use otter_core::campaign::{self, Action, CampaignState, PlanInput, Projection, Slot, Strategy};
+use otter_core::campaign::{
+    self, Action, Bake, CampaignState, PlanInput, Projection, Slot, Strategy,
+};
+use otter_core::health::{self, Evidence, OnUnhealthy, Verdict};
 use otter_core::targeting::{self, Candidate, Rules, Selection, Targeting};
 use otter_core::{
     DeviceName, Fact, Module, ProductId, Reason, Situation, UpgradeState, UpgradeStatus, Version,
@@ -65,6 +68,9 @@ pub struct CampaignRequest {
     pub allow_downgrade: bool,
     #[serde(default)]
     pub skip_verification: bool,
+    /// Set by the server for the rollback of an unhealthy campaign; never from a request.
+    #[serde(skip)]
+    pub rollback_of: Option<i64>,
 }
 
 fn push_mode() -> CampaignMode {
@@ -213,6 +219,7 @@ impl Campaigns {
                 skip_verification: req.skip_verification,
                 slots,
                 supersede: req.supersede,
+                rollback_of: req.rollback_of,
             })
             .await?;
         if kind == CampaignKind::Verification {
@@ -272,11 +279,27 @@ impl Campaigns {
             })
             .collect();
         let now = self.clock.now_ms();
+        let bakes: Vec<Bake> = match campaign.strategy.health {
+            None => Vec::new(),
+            Some(_) => self
+                .store
+                .campaign_bakes(id)
+                .await?
+                .into_iter()
+                .map(|b| Bake {
+                    wave: b.wave,
+                    started_ms: b.started_at,
+                    verdict: b.verdict,
+                    accepted: b.accepted,
+                })
+                .collect(),
+        };
         let actions = campaign::plan(&PlanInput {
             now_ms: now,
             state: campaign.state,
             strategy: &campaign.strategy,
             slots: &slots,
+            bakes: &bakes,
         });
         let devices = |idx: &[usize]| {
             idx.iter()
@@ -348,6 +371,8 @@ impl Campaigns {
                         .await?;
                 }
                 Action::Finish => self.finish(&campaign).await?,
+                Action::Bake(wave) => self.start_bake(&campaign, wave, now).await?,
+                Action::Judge(wave) => self.judge(&campaign, wave, now).await?,
             }
         }
         Ok(())
@@ -378,7 +403,7 @@ impl Campaigns {
             .into_iter()
             .map(|d| (d.name.clone(), d))
             .collect();
-        let mut verdicts: BTreeMap<Verdict, Vec<DeviceName>> = BTreeMap::new();
+        let mut verdicts: BTreeMap<ReleaseVerdict, Vec<DeviceName>> = BTreeMap::new();
         for upgrade in upgrades {
             let device = fleet.get(&upgrade.device);
             let ctx = Situation {
@@ -393,7 +418,7 @@ impl Campaigns {
             let decision = decide(&queued, Fact::Released, &ctx);
             let Some(next) = decision.next else { continue };
             verdicts
-                .entry(Verdict::of(next, decision.push))
+                .entry(ReleaseVerdict::of(next, decision.push))
                 .or_default()
                 .push(upgrade.device.clone());
         }
@@ -431,6 +456,139 @@ impl Campaigns {
             }
         }
         Ok(())
+    }
+
+    /// Starts the bake after `wave`: the counts it will be measured from are stored with it,
+    /// so a restarted server judges the same bake the same way.
+    async fn start_bake(&self, campaign: &Campaign, wave: u32, now: i64) -> Result<()> {
+        self.engine.presence.flush().await;
+        let baseline = self.store.health_facts(campaign.id, wave).await?;
+        if self
+            .store
+            .start_bake(campaign.id, wave, now, &baseline)
+            .await?
+        {
+            info!(campaign = campaign.id, wave, "health gate: bake started");
+        }
+        Ok(())
+    }
+
+    /// Judges the bake after `wave`: evidence since its start, the policy's verdict, recorded;
+    /// an unhealthy verdict pauses the campaign or rolls it back, an inconclusive one pauses.
+    async fn judge(&self, campaign: &Campaign, wave: u32, now: i64) -> Result<()> {
+        let Some(policy) = &campaign.strategy.health else {
+            return Ok(());
+        };
+        let Some(bake) = self
+            .store
+            .campaign_bakes(campaign.id)
+            .await?
+            .into_iter()
+            .find(|b| b.wave == wave)
+        else {
+            return Ok(());
+        };
+        self.engine.presence.flush().await;
+        let facts = self.store.health_facts(campaign.id, wave).await?;
+        let evidence = evidence(&bake.baseline, &facts, now - bake.started_at);
+        let evaluation = health::evaluate(policy, &evidence);
+        let record = serde_json::json!({ "evidence": evidence, "evaluation": evaluation });
+        if !self
+            .store
+            .judge_bake(campaign.id, wave, now, evaluation.verdict, &record)
+            .await?
+        {
+            return Ok(()); // judged already (another node, or before a restart)
+        }
+        metrics::counter!("otter_health_evaluations_total", "verdict" => evaluation.verdict.as_str())
+            .increment(1);
+        let reason = format!("wave {}: {}", wave + 1, evaluation.summary);
+        match evaluation.verdict {
+            Verdict::Healthy => info!(campaign = campaign.id, wave, %reason, "health gate passed"),
+            Verdict::Inconclusive => {
+                warn!(campaign = campaign.id, wave, %reason, "health gate inconclusive: paused");
+                self.store
+                    .set_campaign_state(campaign.id, CampaignState::Paused, Some(&reason))
+                    .await?;
+            }
+            Verdict::Unhealthy if policy.on_unhealthy == OnUnhealthy::Rollback => {
+                warn!(campaign = campaign.id, wave, %reason, "health gate tripped: rolling back");
+                let rollback = self.roll_back(campaign).await?;
+                let reason = format!("{reason}; {rollback}");
+                self.stop(campaign, CampaignState::Aborted, &reason).await?;
+            }
+            Verdict::Unhealthy => {
+                warn!(campaign = campaign.id, wave, %reason, "health gate tripped: paused");
+                self.store
+                    .set_campaign_state(campaign.id, CampaignState::Paused, Some(&reason))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Offers every device of `campaign` that took its release the version it came from, as
+    /// one campaign per previous version (downgrade allowed, recorded), linked to `campaign`.
+    /// Says what it did, for the campaign's reason.
+    async fn roll_back(&self, campaign: &Campaign) -> Result<String> {
+        let upgrades = self
+            .store
+            .campaign_upgrades(campaign.id, Some(UpgradeState::Succeeded), i64::MAX, 0)
+            .await?;
+        let mut by_version: BTreeMap<Version, Vec<String>> = BTreeMap::new();
+        let mut unknown = 0;
+        for u in upgrades {
+            match u.from_version {
+                Some(v) => by_version.entry(v).or_default().push(u.device.to_string()),
+                None => unknown += 1,
+            }
+        }
+        let mut done = Vec::new();
+        for (version, devices) in by_version {
+            let count = devices.len();
+            let req = CampaignRequest {
+                product: campaign.product.to_string(),
+                version: version.to_string(),
+                module: self
+                    .store
+                    .firmware(campaign.firmware_id)
+                    .await
+                    .ok()
+                    .map(|f| f.module.to_string()),
+                selection: Selection {
+                    devices,
+                    ..Selection::default()
+                },
+                device_file: None,
+                strategy: Strategy::default(),
+                mode: CampaignMode::Push,
+                dry_run: false,
+                supersede: true,
+                allow_downgrade: true,
+                skip_verification: true,
+                rollback_of: Some(campaign.id),
+            };
+            match Box::pin(self.create(req, CampaignKind::Rollout)).await {
+                Ok(created) => {
+                    let id = created.campaign.map_or(0, |c| c.id);
+                    info!(campaign = campaign.id, rollback = id, %version, devices = count, "rollback campaign created");
+                    done.push(format!(
+                        "rollback campaign #{id}: {count} devices to {version}"
+                    ));
+                }
+                Err(e) => {
+                    error!(campaign = campaign.id, %version, error = %e, "rollback campaign refused");
+                    done.push(format!("no rollback to {version} for {count} devices: {e}"));
+                }
+            }
+        }
+        if unknown > 0 {
+            done.push(format!("{unknown} devices had no known previous version"));
+        }
+        if done.is_empty() {
+            done.push("no device had taken the release".into());
+        }
+        Ok(done.join("; "))
     }
 
     async fn finish(&self, campaign: &Campaign) -> Result<()> {
@@ -521,6 +679,8 @@ impl Campaigns {
                 c.state.as_str()
             )));
         }
+        // Held by a health gate: resuming accepts its verdict (the operator looked at it).
+        self.store.accept_bakes(id).await?;
         if c.reason.as_deref() != Some(OPERATOR_PAUSE) {
             // Paused by the success gate: resuming accepts the failures so far, so the gate
             // would only pause it again. The operator's resume turns the gate off for the rest.
@@ -577,14 +737,14 @@ fn wave_sizes(waves: &[u32]) -> Vec<usize> {
 
 /// One verdict of a release, shared by every device it groups (one statement each).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct Verdict {
+struct ReleaseVerdict {
     state: UpgradeState,
     reason: Option<Reason>,
     text: Option<String>,
     push: bool,
 }
 
-impl Verdict {
+impl ReleaseVerdict {
     fn of(next: UpgradeStatus, push: bool) -> Self {
         Self {
             state: next.state,
@@ -592,5 +752,35 @@ impl Verdict {
             text: next.result_msg,
             push,
         }
+    }
+}
+
+/// What happened during a bake: today's counts minus the bake's baseline.
+fn evidence(
+    baseline: &otter_store::HealthFacts,
+    now: &otter_store::HealthFacts,
+    ms: i64,
+) -> Evidence {
+    let n = |v: i64| u32::try_from(v.max(0)).unwrap_or(u32::MAX);
+    let delta = |now: i64, then: i64| u64::try_from((now - then).max(0)).unwrap_or(0);
+    Evidence {
+        came_back: n(now.came_back),
+        not_back: n(now.not_back),
+        updated_offline: n(now.updated_offline),
+        updated_connects: delta(now.updated_connects, baseline.updated_connects),
+        control: n(now.control),
+        control_offline: n(now.control_offline),
+        control_connects: delta(now.control_connects, baseline.control_connects),
+        hours: ms.max(0) as f64 / 3_600_000.0,
+        counters: now
+            .counters
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    delta(*v, baseline.counters.get(k).copied().unwrap_or(0)),
+                )
+            })
+            .collect(),
     }
 }

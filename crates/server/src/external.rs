@@ -218,7 +218,12 @@ mod tests {
             .unwrap();
         let product = ProductId::parse("a1Echo00001").unwrap();
         store
-            .create_product(&product, "aliyun", "echo", otter_core::VersionScheme::Semver)
+            .create_product(
+                &product,
+                "aliyun",
+                "echo",
+                otter_core::VersionScheme::Semver,
+            )
             .await
             .unwrap();
         let (received, rx) = mpsc::channel(8);

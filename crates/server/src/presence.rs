@@ -82,18 +82,23 @@ impl Presence {
 
     /// Queues a connect (`online`) or disconnect; returns at once.
     pub fn online(&self, product: &ProductId, device: &DeviceName, online: bool) {
-        let change = OnlineChange {
-            product: product.clone(),
-            device: device.clone(),
-            online,
-            at: otter_store::now_ms(),
-        };
         {
             let mut pending = self.lock();
             pending.queued += 1;
-            pending
+            // The latest state wins, but every connect is counted (health gates' churn).
+            let change = pending
                 .online
-                .insert((product.clone(), device.clone()), change);
+                .entry((product.clone(), device.clone()))
+                .or_insert_with(|| OnlineChange {
+                    product: product.clone(),
+                    device: device.clone(),
+                    online,
+                    connects: 0,
+                    at: 0,
+                });
+            change.online = online;
+            change.connects += u32::from(online);
+            change.at = otter_store::now_ms();
         }
         self.wake.notify_one();
     }

@@ -41,14 +41,14 @@ macro_rules! upgrade_rows {
     };
 }
 
-/// `<rows> AS x` with columns p, d, o (online), t: connects and disconnects bound at $n as a
+/// `<rows> AS x` with columns p, d, o (online), n (connects to add), t: connects and disconnects bound at $n as a
 /// JSON array of objects.
 macro_rules! online_rows {
     ($param:literal) => {
         concat!(
             "json_to_recordset(CAST(",
             $param,
-            " AS json)) AS x(p TEXT, d TEXT, o BOOLEAN, t BIGINT)"
+            " AS json)) AS x(p TEXT, d TEXT, o BOOLEAN, n BIGINT, t BIGINT)"
         )
     };
 }

@@ -59,6 +59,8 @@ pub struct OnlineChange {
     pub product: ProductId,
     pub device: DeviceName,
     pub online: bool,
+    /// Connects since the last change written (several may coalesce into one change).
+    pub connects: u32,
     pub at: i64,
 }
 
@@ -169,6 +171,8 @@ pub struct Campaign {
     pub strategy: Strategy,
     pub allow_downgrade: bool,
     pub skip_verification: bool,
+    /// The campaign this one rolls back (health gate `on_unhealthy: rollback`).
+    pub rollback_of: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -196,6 +200,7 @@ pub struct NewCampaign {
     pub slots: Vec<NewSlot>,
     /// Cancel the devices' live upgrades in other campaigns instead of refusing.
     pub supersede: bool,
+    pub rollback_of: Option<i64>,
 }
 
 /// One entry of a device's upgrade history.
@@ -346,4 +351,34 @@ pub struct ApiToken {
     pub created_at: i64,
     pub last_used: Option<i64>,
     pub revoked_at: Option<i64>,
+}
+
+/// What the store counts for a health gate after `wave` of a campaign (crate otter-core
+/// `health`): the judged devices (waves up to `wave`) and the control group (later waves, not
+/// yet released). Connects and counters are cumulative: a bake measures the difference
+/// between its start and its judgement.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct HealthFacts {
+    pub came_back: i64,
+    pub not_back: i64,
+    pub updated_offline: i64,
+    pub updated_connects: i64,
+    pub control: i64,
+    pub control_offline: i64,
+    pub control_connects: i64,
+    pub counters: std::collections::BTreeMap<String, i64>,
+}
+
+/// A health gate's bake, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BakeRecord {
+    pub campaign_id: i64,
+    pub wave: u32,
+    /// Planner-clock ms.
+    pub started_at: i64,
+    pub baseline: HealthFacts,
+    pub judged_at: Option<i64>,
+    pub verdict: Option<otter_core::health::Verdict>,
+    pub evaluation: Option<serde_json::Value>,
+    pub accepted: bool,
 }

@@ -44,13 +44,14 @@ macro_rules! upgrade_rows {
     };
 }
 
-/// `<rows> AS x` with columns p, d, o (online), t: connects and disconnects bound at $n as a
+/// `<rows> AS x` with columns p, d, o (online), n (connects to add), t: connects and disconnects bound at $n as a
 /// JSON array of objects.
 macro_rules! online_rows {
     ($param:literal) => {
         concat!(
             "(SELECT json_extract(value, '$.p') AS p, json_extract(value, '$.d') AS d,
-              json_extract(value, '$.o') AS o, json_extract(value, '$.t') AS t
+              json_extract(value, '$.o') AS o, json_extract(value, '$.n') AS n,
+              json_extract(value, '$.t') AS t
               FROM json_each(",
             $param,
             ")) AS x"

@@ -236,6 +236,18 @@ forward! {
     pub async fn online_devices(&self, product: &ProductId) -> Result<std::collections::HashSet<DeviceName>>;
     /// How many devices of the campaign are in each state for each reason Otter gave.
     pub async fn campaign_reasons(&self, id: i64) -> Result<Vec<ReasonCount>>;
+    // ---- health gates
+    /// Adds a device's reported health counters to its totals.
+    pub async fn add_device_counters(&self, product: &ProductId, device: &DeviceName, counters: &std::collections::BTreeMap<String, u64>) -> Result<()>;
+    /// What a health gate after `wave` is judged on (cumulative counts).
+    pub async fn health_facts(&self, campaign_id: i64, wave: u32) -> Result<HealthFacts>;
+    /// Starts the bake after `wave` once; whether this call did.
+    pub async fn start_bake(&self, campaign_id: i64, wave: u32, at: i64, baseline: &HealthFacts) -> Result<bool>;
+    /// Judges the bake after `wave` once; whether this call did.
+    pub async fn judge_bake(&self, campaign_id: i64, wave: u32, at: i64, verdict: otter_core::health::Verdict, evaluation: &serde_json::Value) -> Result<bool>;
+    /// Accepts the verdicts that held a campaign (the operator resumed it).
+    pub async fn accept_bakes(&self, campaign_id: i64) -> Result<()>;
+    pub async fn campaign_bakes(&self, campaign_id: i64) -> Result<Vec<BakeRecord>>;
     /// The device's upgrade history, newest first.
     pub async fn device_events(&self, product: &ProductId, device: &DeviceName, limit: i64) -> Result<Vec<UpgradeEvent>>;
     // ---- audit

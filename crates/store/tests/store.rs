@@ -45,6 +45,7 @@ fn new_campaign(fw: &Firmware, devices: &[DeviceName], supersede: bool) -> NewCa
             })
             .collect(),
         supersede,
+        rollback_of: None,
     }
 }
 
@@ -325,6 +326,7 @@ async fn tags_fleet_console_and_audit_queries_agree_across_engines() {
                 product: p("P1"),
                 device: d("b"),
                 online: true,
+                connects: 1,
                 at: otter_store::now_ms(),
             }])
             .await
@@ -803,6 +805,7 @@ async fn connects_and_disconnects_are_stored_in_batches() {
             product: p("P1"),
             device: d(device),
             online,
+            connects: u32::from(online),
             at,
         };
         store

@@ -7,7 +7,9 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use otter_core::{ProductId, UpgradeState};
-use otter_store::{Campaign, CampaignKind, Firmware, ReasonCount, StateCounts, Upgrade};
+use otter_store::{
+    BakeRecord, Campaign, CampaignKind, Firmware, ReasonCount, StateCounts, Upgrade,
+};
 use serde::{Deserialize, Serialize};
 
 pub fn routes() -> Router<ApiState> {
@@ -63,6 +65,8 @@ pub struct CampaignView {
     counts: StateCounts,
     /// Devices per state and the reason Otter gave (skipped, failed, waiting, …).
     reasons: Vec<ReasonCount>,
+    /// The health gates' bakes and their evaluations, by wave (the gate timeline).
+    bakes: Vec<BakeRecord>,
     total: i64,
 }
 
@@ -230,11 +234,13 @@ pub async fn view(s: &ApiState, id: i64) -> Result<CampaignView, ApiError> {
     let counts = s.store.campaign_counts(id).await?;
     let total = counts.0.values().sum();
     let reasons = s.store.campaign_reasons(id).await?;
+    let bakes = s.store.campaign_bakes(id).await?;
     Ok(CampaignView {
         campaign,
         firmware,
         counts,
         reasons,
+        bakes,
         total,
     })
 }

@@ -81,6 +81,7 @@ pub async fn verify(
         supersede: false,
         allow_downgrade: true,
         skip_verification: true,
+        rollback_of: None,
     };
     let created = s
         .campaigns

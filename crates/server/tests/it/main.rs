@@ -6,6 +6,7 @@ mod campaign_semantics;
 mod common;
 mod console;
 mod decisions;
+mod health_gates;
 mod hostile_devices;
 mod mosquitto_plugin;
 mod s3_blobs;

@@ -110,6 +110,7 @@ struct CampaignRow {
     strategy: String,
     allow_downgrade: bool,
     skip_verification: bool,
+    rollback_of: Option<i64>,
     created_at: i64,
     updated_at: i64,
 }
@@ -132,6 +133,7 @@ impl TryFrom<CampaignRow> for Campaign {
             strategy: parse_json::<Strategy>("campaign strategy", &r.strategy)?,
             allow_downgrade: r.allow_downgrade,
             skip_verification: r.skip_verification,
+            rollback_of: r.rollback_of,
             created_at: r.created_at,
             updated_at: r.updated_at,
         })
@@ -170,8 +172,8 @@ impl Engine {
         let strategy = serde_json::to_string(&c.strategy).map_err(corrupt)?;
         let mut tx = self.pool.begin().await?;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO campaigns (product_id, firmware_id, kind, state, mode, selection, strategy, allow_downgrade, skip_verification, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING id",
+            "INSERT INTO campaigns (product_id, firmware_id, kind, state, mode, selection, strategy, allow_downgrade, skip_verification, rollback_of, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $11, $10, $10) RETURNING id",
         )
         .bind(fw.product.as_str())
         .bind(fw.id)
@@ -183,6 +185,7 @@ impl Engine {
         .bind(c.allow_downgrade)
         .bind(c.skip_verification)
         .bind(now)
+        .bind(c.rollback_of)
         .fetch_one(&mut *tx)
         .await?;
         for (ordinal, slot) in c.slots.iter().enumerate() {

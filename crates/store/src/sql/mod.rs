@@ -21,6 +21,7 @@ macro_rules! live_states {
 pub(crate) mod audit;
 mod campaigns;
 pub(crate) mod console;
+mod health;
 mod nodes;
 mod secrets;
 mod signing;
@@ -263,11 +264,11 @@ impl Engine {
         }
         let rows: Vec<serde_json::Value> = changes
             .iter()
-            .map(|c| serde_json::json!({ "p": c.product.as_str(), "d": c.device.as_str(), "o": c.online, "t": c.at }))
+            .map(|c| serde_json::json!({ "p": c.product.as_str(), "d": c.device.as_str(), "o": c.online, "n": c.connects, "t": c.at }))
             .collect();
         let rows = serde_json::Value::Array(rows).to_string();
         const SQL: &str = concat!(
-            "UPDATE devices SET online = x.o,
+            "UPDATE devices SET online = x.o, connects = devices.connects + x.n,
                     last_seen = CASE WHEN devices.last_seen > x.t THEN devices.last_seen ELSE x.t END
              FROM ",
             online_rows!("$1"),
