@@ -10,6 +10,7 @@ pub mod dialect;
 pub mod downlink;
 mod error;
 pub mod ext;
+pub mod health;
 mod json;
 pub mod topic;
 pub mod uplink;

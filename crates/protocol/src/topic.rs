@@ -29,6 +29,9 @@ pub enum UpKind {
     /// Tencent's single `$ota/report` topic, which carries both versions and progress; the
     /// payload's `type` decides. [`parse_up_topic`] returns this for every Tencent topic.
     Report,
+    /// Otter's health report (crate::health): Alibaba `/ota/device/otter_health`, EnOS
+    /// `ota/device/otter_health`; Tencent's arrive on `$ota/report` with their own `type`.
+    Health,
 }
 
 /// What a downstream (cloud → device) topic carries.
@@ -57,11 +60,12 @@ fn segments<const N: usize>(topic: &str) -> Option<[&str; N]> {
 }
 
 /// EnOS upstream request names (the `ota/device/{name}` suffix) and their kinds.
-const ENOS_UP: [(&str, UpKind); 4] = [
+const ENOS_UP: [(&str, UpKind); 5] = [
     ("inform", UpKind::VersionReport),
     ("progress", UpKind::Progress),
     ("getversion", UpKind::FirmwareRequest),
     ("upgrade_reply", UpKind::UpgradeReply),
+    ("otter_health", UpKind::Health),
 ];
 
 /// Recognises an upstream OTA topic of any dialect.
@@ -74,6 +78,7 @@ pub fn parse_up_topic(topic: &str) -> Option<(Dialect, UpKind, DeviceAddr)> {
             "inform" => UpKind::VersionReport,
             "progress" => UpKind::Progress,
             "request" => UpKind::ImageRequest,
+            "otter_health" => UpKind::Health,
             _ => return None,
         };
         return Some((Dialect::Aliyun, kind, addr(pk, dn)?));
@@ -126,9 +131,11 @@ pub fn parse_down_topic(topic: &str) -> Option<(Dialect, DownKind, DeviceAddr)> 
 pub fn up_topic(d: Dialect, kind: UpKind, dev: &DeviceAddr) -> Option<String> {
     let (pk, dn) = (&dev.product, &dev.device);
     match (d, kind) {
-        (Dialect::Tencent, UpKind::Report | UpKind::VersionReport | UpKind::Progress) => {
-            Some(format!("$ota/report/{pk}/{dn}"))
-        }
+        (
+            Dialect::Tencent,
+            UpKind::Report | UpKind::VersionReport | UpKind::Progress | UpKind::Health,
+        ) => Some(format!("$ota/report/{pk}/{dn}")),
+        (Dialect::Aliyun, UpKind::Health) => Some(format!("/ota/device/otter_health/{pk}/{dn}")),
         (Dialect::Aliyun, UpKind::VersionReport) => Some(format!("/ota/device/inform/{pk}/{dn}")),
         (Dialect::Aliyun, UpKind::Progress) => Some(format!("/ota/device/progress/{pk}/{dn}")),
         (Dialect::Aliyun, UpKind::ImageRequest) => Some(format!("/ota/device/request/{pk}/{dn}")),
@@ -160,7 +167,10 @@ pub fn down_topic(d: Dialect, kind: DownKind, dev: &DeviceAddr) -> Option<String
             up_topic(d, UpKind::ImageRequest, dev)
         }
         (Dialect::Enos, DownKind::Push) => Some(format!("/sys/{pk}/{dn}/ota/device/upgrade")),
-        (Dialect::Enos, DownKind::Reply(UpKind::UpgradeReply | UpKind::Report)) => None,
+        (
+            Dialect::Enos,
+            DownKind::Reply(UpKind::UpgradeReply | UpKind::Report | UpKind::Health),
+        ) => None,
         (Dialect::Enos, DownKind::Reply(up)) => {
             up_topic(Dialect::Enos, up, dev).map(|t| format!("{t}_reply"))
         }
@@ -177,12 +187,14 @@ pub fn upstream_topics(d: Dialect, dev: &DeviceAddr) -> Vec<String> {
             UpKind::Progress,
             UpKind::FirmwareRequest,
             UpKind::ImageRequest,
+            UpKind::Health,
         ],
         Dialect::Enos => &[
             UpKind::VersionReport,
             UpKind::Progress,
             UpKind::FirmwareRequest,
             UpKind::UpgradeReply,
+            UpKind::Health,
         ],
     };
     kinds.iter().filter_map(|k| up_topic(d, *k, dev)).collect()
@@ -300,7 +312,8 @@ mod tests {
                 "/ota/device/inform/pk1/dn1",
                 "/ota/device/progress/pk1/dn1",
                 "/sys/pk1/dn1/thing/ota/firmware/get",
-                "/ota/device/request/pk1/dn1"
+                "/ota/device/request/pk1/dn1",
+                "/ota/device/otter_health/pk1/dn1"
             ]
         );
         assert_eq!(
@@ -317,7 +330,8 @@ mod tests {
                 "/sys/pk1/dn1/ota/device/inform",
                 "/sys/pk1/dn1/ota/device/progress",
                 "/sys/pk1/dn1/ota/device/getversion",
-                "/sys/pk1/dn1/ota/device/upgrade_reply"
+                "/sys/pk1/dn1/ota/device/upgrade_reply",
+                "/sys/pk1/dn1/ota/device/otter_health"
             ]
         );
         assert_eq!(

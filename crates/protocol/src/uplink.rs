@@ -48,6 +48,10 @@ pub enum UpMessage {
     FirmwareRequest { module: String },
     /// EnOS `upgrade_reply`: informational only.
     UpgradeReply { code: Option<i64> },
+    /// Otter's health report: counter increments since the previous one (crate::health).
+    Health {
+        counters: std::collections::BTreeMap<String, u64>,
+    },
 }
 
 impl UpMessage {
@@ -58,6 +62,7 @@ impl UpMessage {
             UpMessage::Progress { .. } => UpKind::Progress,
             UpMessage::FirmwareRequest { .. } => UpKind::FirmwareRequest,
             UpMessage::UpgradeReply { .. } => UpKind::UpgradeReply,
+            UpMessage::Health { .. } => UpKind::Health,
         }
     }
 }
@@ -117,6 +122,9 @@ pub fn parse_uplink(topic: &str, payload: &[u8]) -> Result<Uplink, Rejected> {
         Dialect::Aliyun | Dialect::Enos => json::get(&obj, "id").cloned(),
     };
     let (kind, parsed) = match dialect {
+        _ if kind == UpKind::Health || crate::health::is_health(&obj) => {
+            (kind, crate::health::parse(&obj))
+        }
         Dialect::Tencent => tencent::parse_up(&obj),
         Dialect::Aliyun => (kind, aliyun::parse_up(kind, &obj)),
         Dialect::Enos => (kind, enos::parse_up(kind, &obj)),

@@ -184,6 +184,15 @@ impl Engine {
                 debug!(device = %from.addr(), ?code, "upgrade reply");
                 Ok(())
             }
+            UpMessage::Health { counters } => {
+                // Counted for health gates (campaigns.rs judges them per device-hour).
+                debug!(device = %from.addr(), ?counters, "health report");
+                metrics::counter!("otter_health_reports_total").increment(1);
+                self.store
+                    .add_device_counters(&from.product, &from.device, counters)
+                    .await
+                    .context("storing a health report")
+            }
         }
     }
 

@@ -68,7 +68,9 @@ pub(crate) fn parse_up(kind: UpKind, obj: &Object) -> Result<UpMessage, Protocol
                 module: json::module(Some(params))?,
             })
         }
-        UpKind::UpgradeReply | UpKind::Report => Err(unsupported("such upstream topic")),
+        UpKind::UpgradeReply | UpKind::Report | UpKind::Health => {
+            Err(unsupported("such upstream topic"))
+        }
     }
 }
 
@@ -124,6 +126,7 @@ pub(crate) fn encode_up(
             ]));
         }
         UpMessage::UpgradeReply { .. } => return Err(unsupported("upgrade reply")),
+        UpMessage::Health { counters } => return Ok(crate::health::encode(counters)),
     };
     Ok(object([("id", id.cloned()), ("params", Some(params))]))
 }

@@ -48,7 +48,7 @@ pub(crate) fn parse_up(kind: UpKind, obj: &Object) -> Result<UpMessage, Protocol
         UpKind::UpgradeReply => Ok(UpMessage::UpgradeReply {
             code: json::opt_int(obj, "code")?,
         }),
-        UpKind::Report => Err(ProtocolError::Unsupported {
+        UpKind::Report | UpKind::Health => Err(ProtocolError::Unsupported {
             dialect: Dialect::Enos,
             what: "report topic",
         }),
@@ -62,6 +62,7 @@ pub(crate) fn parse_up(kind: UpKind, obj: &Object) -> Result<UpMessage, Protocol
 /// Encodes as the EnOS SDK does (`step` a string).
 pub(crate) fn encode_up(id: Option<&Value>, m: &UpMessage) -> Result<Value, ProtocolError> {
     let (method, params) = match m {
+        UpMessage::Health { counters } => return Ok(crate::health::encode(counters)),
         UpMessage::VersionReport { module, version } => (
             INFORM[0],
             object([
@@ -155,7 +156,7 @@ pub(crate) fn answer(m: &UpMessage, id: Value, a: Answer) -> Option<Value> {
             reply(id, CODE_OK, json!([firmware(&offer)]), None)
         }
         (UpMessage::FirmwareRequest { .. }, _) => reply(id, CODE_OK, json!([]), None),
-        (UpMessage::UpgradeReply { .. }, _) => return None,
+        (UpMessage::UpgradeReply { .. } | UpMessage::Health { .. }, _) => return None,
     };
     Some(payload)
 }
@@ -165,7 +166,9 @@ pub(crate) fn error_reply(kind: UpKind, id: Value, error: &ProtocolError) -> Opt
     let data = match kind {
         UpKind::VersionReport | UpKind::Progress => json!({}),
         UpKind::FirmwareRequest => json!([]),
-        UpKind::UpgradeReply | UpKind::Report | UpKind::ImageRequest => return None,
+        UpKind::UpgradeReply | UpKind::Report | UpKind::ImageRequest | UpKind::Health => {
+            return None;
+        }
     };
     Some(reply(id, CODE_BAD_REQUEST, data, Some(&error.to_string())))
 }

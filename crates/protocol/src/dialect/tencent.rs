@@ -103,6 +103,7 @@ pub(crate) fn encode_up(m: &UpMessage) -> Result<Value, ProtocolError> {
         }
         UpMessage::FirmwareRequest { .. } => Err(unsupported("firmware request")),
         UpMessage::UpgradeReply { .. } => Err(unsupported("upgrade reply")),
+        UpMessage::Health { counters } => Ok(crate::health::encode(counters)),
     }
 }
 

@@ -69,6 +69,14 @@ struct Fleet {
 }
 
 async fn fleet(on_unhealthy: &str) -> Fleet {
+    fleet_with(
+        on_unhealthy,
+        &["came_back>=90%", "churn<=2x", "offline<=3x"],
+    )
+    .await
+}
+
+async fn fleet_with(on_unhealthy: &str, rules: &[&str]) -> Fleet {
     let (server, clock) = start_with_clock().await;
     let mut devices = Vec::new();
     let mut secrets = Vec::new();
@@ -86,7 +94,7 @@ async fn fleet(on_unhealthy: &str) -> Fleet {
                     "selection": { "versions": ["1.0.0"] },
                     "strategy": { "waves": [50, 100], "health": {
                         "bake_secs": BAKE_MS / 1000,
-                        "rules": ["came_back>=90%", "churn<=2x", "offline<=3x"],
+                        "rules": rules,
                         "on_unhealthy": on_unhealthy } } }),
         )
         .await;
@@ -237,4 +245,52 @@ async fn a_healthy_release_passes_every_gate_and_finishes() {
         .wait_campaign(f.campaign, |c| c["state"] == "finished")
         .await;
     assert_eq!(done["counts"]["succeeded"], DEVICES, "{done}");
+}
+
+/// Devices that send Otter's health report: a release that crashes trips the counter rule,
+/// even though every device came back and none churns.
+#[tokio::test]
+async fn a_fleet_that_reports_crashes_trips_on_its_counters() {
+    let mut f = fleet_with("pause", &["came_back>=90%", "churn<=2x", "crashes<=0.5/h"]).await;
+    f.install_wave(0..10, "1.1.0").await;
+    f.baking(0).await;
+    for i in 0..4 {
+        let name = name(i);
+        f.devices[i]
+            .send(
+                &format!("$ota/report/{P}/{name}"),
+                r#"{"type":"otter_health","counters":{"crashes":5,"reboots":1}}"#,
+            )
+            .await;
+    }
+    // The reports are stored before the clock moves past the bake (a version report after
+    // them is answered only once they were handled: one device's messages go in order).
+    for i in 0..4 {
+        let name = name(i);
+        f.devices[i]
+            .send(&format!("$ota/report/{P}/{name}"), &report("1.1.0"))
+            .await;
+        assert_eq!(
+            f.devices[i]
+                .next_on(&format!("$ota/update/{P}/{name}"))
+                .await["type"],
+            "report_version_rsp"
+        );
+    }
+    let judged = f.judged(0).await;
+    let bake = &judged["bakes"][0];
+    assert_eq!(bake["verdict"], "unhealthy", "{judged}");
+    assert_eq!(bake["evaluation"]["evidence"]["counters"]["crashes"], 20);
+    let crashes = &bake["evaluation"]["evaluation"]["signals"][2];
+    assert_eq!(
+        (&crashes["rule"], &crashes["tripped"]),
+        (&json!("crashes<=0.5/h"), &json!(true)),
+        "{bake}"
+    );
+    for signal in [0, 1] {
+        assert_eq!(
+            bake["evaluation"]["evaluation"]["signals"][signal]["tripped"], false,
+            "{bake}"
+        );
+    }
 }
