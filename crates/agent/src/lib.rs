@@ -7,6 +7,7 @@
 
 mod boot;
 mod download;
+mod health;
 mod install;
 mod outbox;
 mod report;
@@ -16,6 +17,7 @@ mod state;
 mod upgrade;
 mod verify;
 
+pub use health::HealthReports;
 pub use install::{
     AbSlots, CommandInstaller, Image, InstallError, InstallFuture, Installer, RaucInstaller,
     RecordOnly, SwUpdateInstaller,
@@ -58,6 +60,9 @@ pub struct AgentConfig {
     pub trusted_keys: Vec<[u8; 32]>,
     pub download: DownloadSettings,
     pub boot: BootSettings,
+    /// Counters for the server's health gates, from a command of the device's (none: no
+    /// health reports, as with vendor SDKs).
+    pub health_reports: Option<HealthReports>,
 }
 
 /// Which [`Installer`] the agent uses.

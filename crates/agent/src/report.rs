@@ -82,6 +82,12 @@ impl Reporter {
         self.encode(message)
     }
 
+    /// A health report (counter increments) at QoS 1, without waiting; true when queued.
+    pub(crate) fn try_health(&self, counters: std::collections::BTreeMap<String, u64>) -> bool {
+        self.encode(UpMessage::Health { counters })
+            .is_some_and(|out| self.try_send(out, QoS::AtLeastOnce))
+    }
+
     /// Queues a QoS 1 publish without waiting; true when queued.
     pub(crate) fn try_send_qos1(&self, out: Outbound) -> bool {
         self.try_send(out, QoS::AtLeastOnce)

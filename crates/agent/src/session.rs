@@ -57,6 +57,17 @@ struct Session {
     queued: VecDeque<Option<u64>>,
     /// Packet id → outbox entry, for publishes written and not yet acknowledged.
     inflight: HashMap<u16, u64>,
+    /// Health counters gathered while offline.
+    unsent_health: std::collections::BTreeMap<String, u64>,
+}
+
+/// Stops a background task when the session ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 pub(crate) async fn run(
@@ -80,6 +91,12 @@ pub(crate) async fn run(
         version = %agent.current_version(), "agent starting"
     );
     let (results, mut results_rx) = mpsc::unbounded_channel();
+    let (health_tx, mut health_rx) = mpsc::unbounded_channel();
+    let _health = agent
+        .config
+        .health_reports
+        .clone()
+        .map(|settings| AbortOnDrop(tokio::spawn(crate::health::run(settings, health_tx))));
     let mut session = Session {
         agent,
         reporter,
@@ -90,6 +107,7 @@ pub(crate) async fn run(
         online: false,
         queued: VecDeque::new(),
         inflight: HashMap::new(),
+        unsent_health: Default::default(),
     };
     let mut backoff = INITIAL_BACKOFF;
     let mut shutdown = std::pin::pin!(shutdown);
@@ -103,6 +121,7 @@ pub(crate) async fn run(
                 }
             }
             Some(report) = results_rx.recv() => session.result(report),
+            Some(counters) = health_rx.recv() => session.health(counters),
             event = events.poll() => match event {
                 Ok(event) => {
                     if matches!(event, Event::Incoming(Packet::ConnAck(_))) {
@@ -278,6 +297,7 @@ impl Session {
         if self.reporter.try_firmware_request() {
             self.queued.push_back(None);
         }
+        self.send_health();
     }
 
     /// The connection dropped: rumqttc forgets whatever it had queued or in flight (clean
@@ -286,6 +306,28 @@ impl Session {
         self.online = false;
         self.queued.clear();
         self.inflight.clear();
+    }
+
+    /// Counters from the health-report command: sent now when online, else added to what the
+    /// next connect sends.
+    fn health(&mut self, counters: std::collections::BTreeMap<String, u64>) {
+        for (name, n) in counters {
+            *self.unsent_health.entry(name).or_insert(0) += n;
+        }
+        self.send_health();
+    }
+
+    fn send_health(&mut self) {
+        if !self.online || self.unsent_health.is_empty() {
+            return;
+        }
+        let counters = std::mem::take(&mut self.unsent_health);
+        if self.reporter.try_health(counters.clone()) {
+            self.queued.push_back(None);
+            tracing::debug!(?counters, "health report sent");
+        } else {
+            self.unsent_health = counters;
+        }
     }
 
     /// A result report from the upgrade task: into the outbox, and out now when online.

@@ -97,6 +97,14 @@ struct UpgradeArgs {
     /// Agent starts allowed on trial before rolling back as a crash loop [default: 3].
     #[arg(long, env = "OTTER_AGENT_MAX_BOOTS")]
     max_boots: Option<u32>,
+    /// Shell command printing health counters for the server's health gates (`crashes 2`
+    /// per line, or a JSON object), increments since its previous run; run every
+    /// --health-report-secs. docs/agent.md "Health reports".
+    #[arg(long, env = "OTTER_AGENT_HEALTH_REPORT_COMMAND")]
+    health_report_command: Option<String>,
+    /// Seconds between health reports [default: 300].
+    #[arg(long, env = "OTTER_AGENT_HEALTH_REPORT_SECS")]
+    health_report_secs: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -124,6 +132,8 @@ struct FileConfig {
     health_command: Option<String>,
     health_deadline_secs: Option<u64>,
     max_boots: Option<u32>,
+    health_report_command: Option<String>,
+    health_report_secs: Option<u64>,
 }
 
 fn resolve(a: AgentArgs) -> Result<AgentConfig> {
@@ -213,6 +223,20 @@ fn resolve(a: AgentArgs) -> Result<AgentConfig> {
         ),
         max_boots: m.max_boots.or(f.max_boots).unwrap_or(bd.max_boots),
     };
+    let every = secs(
+        m.health_report_secs.or(f.health_report_secs),
+        Duration::from_secs(300),
+    )
+    .max(Duration::from_secs(1));
+    let health_reports = m
+        .health_report_command
+        .or(f.health_report_command)
+        .map(|command| otter_agent::HealthReports {
+            command,
+            every,
+            // Soon after start: right after an install is when a bad release shows.
+            first: every.min(Duration::from_secs(10)),
+        });
     Ok(AgentConfig {
         broker: a
             .broker
@@ -235,6 +259,7 @@ fn resolve(a: AgentArgs) -> Result<AgentConfig> {
         trusted_keys,
         download,
         boot,
+        health_reports,
     })
 }
 

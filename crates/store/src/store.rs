@@ -239,6 +239,8 @@ forward! {
     // ---- health gates
     /// Adds a device's reported health counters to its totals.
     pub async fn add_device_counters(&self, product: &ProductId, device: &DeviceName, counters: &std::collections::BTreeMap<String, u64>) -> Result<()>;
+    /// A device's health counters, totals so far.
+    pub async fn device_counters(&self, product: &ProductId, device: &DeviceName) -> Result<std::collections::BTreeMap<String, i64>>;
     /// What a health gate after `wave` is judged on (cumulative counts).
     pub async fn health_facts(&self, campaign_id: i64, wave: u32) -> Result<HealthFacts>;
     /// Starts the bake after `wave` once; whether this call did.

@@ -200,6 +200,7 @@ impl Rig {
             trusted_keys: self.settings.trusted_keys.clone(),
             download: self.settings.download.clone(),
             boot: self.settings.boot.clone(),
+            health_reports: None,
         }
     }
 

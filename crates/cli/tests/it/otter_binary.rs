@@ -531,3 +531,67 @@ fn a_newer_device_is_skipped_with_its_reason_everywhere() {
     );
     drop(agents);
 }
+
+/// `otter agent --health-report-command` sends the counters the command prints; the server
+/// keeps their totals (shown in `device show`) for health gates.
+#[test]
+fn the_agent_sends_health_reports_from_its_command() {
+    const P: &str = "TCHEALTHAG";
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (_server, mqtt, http) = serve(&data);
+    otter(
+        &http,
+        &data,
+        &["product", "create", "--id", P, "--dialect", "tencent"],
+    );
+    let device = otter(
+        &http,
+        &data,
+        &["device", "create", "--product", P, "--name", "dev1"],
+    );
+    let secret = device["secret"].as_str().unwrap().to_owned();
+    let _agent = Running(
+        Command::new(OTTER)
+            .args(["agent", "--broker", &mqtt, "--dialect", "tencent"])
+            .args([
+                "--product",
+                P,
+                "--device",
+                "dev1",
+                "--current-version",
+                "1.0.0",
+            ])
+            .arg("--secret")
+            .arg(&secret)
+            .arg("--state-dir")
+            .arg(dir.path().join("agent"))
+            .args([
+                "--health-report-command",
+                "printf 'crashes 2\\nreboots=1\\n'",
+            ])
+            .args(["--health-report-secs", "1"])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = otter(
+            &http,
+            &data,
+            &["device", "show", "--product", P, "--name", "dev1"],
+        );
+        let crashes = v["health_counters"]["crashes"].as_i64().unwrap_or(0);
+        if crashes >= 4 {
+            // Two reports at least: increments add up.
+            assert!(
+                v["health_counters"]["reboots"].as_i64().unwrap() >= 2,
+                "{v}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "no health report arrived: {v}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -145,6 +145,8 @@ pub struct DeviceView {
     versions: Vec<ModuleVersion>,
     tags: Vec<String>,
     upgrade: Option<UpgradeView>,
+    /// Totals of the counters the device sent in health reports (empty for vendor SDKs).
+    health_counters: std::collections::BTreeMap<String, i64>,
 }
 
 #[derive(Serialize)]
@@ -186,12 +188,14 @@ pub async fn show(
         .find(|v| v.module.as_str() == "default")
         .map(|v| v.version.to_string());
     let tags = s.store.tags(&product.id, &name).await?;
+    let health_counters = s.store.device_counters(&product.id, &name).await?;
     Ok(Json(DeviceView {
         device,
         version,
         versions,
         tags,
         upgrade,
+        health_counters,
     }))
 }
 

@@ -44,6 +44,22 @@ impl Engine {
         Ok(())
     }
 
+    /// A device's health counters, totals so far.
+    pub async fn device_counters(
+        &self,
+        product: &ProductId,
+        device: &DeviceName,
+    ) -> Result<BTreeMap<String, i64>> {
+        sqlx::query("SELECT name, total FROM device_counters WHERE product_id = $1 AND device_name = $2 ORDER BY name")
+            .bind(product.as_str())
+            .bind(device.as_str())
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|r| Ok((r.try_get("name")?, r.try_get("total")?)))
+            .collect()
+    }
+
     /// The counts a health gate after `wave` is judged on (see `HealthFacts`).
     pub async fn health_facts(&self, campaign_id: i64, wave: u32) -> Result<HealthFacts> {
         let row = sqlx::query(
