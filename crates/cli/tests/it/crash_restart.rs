@@ -303,3 +303,110 @@ async fn sigkill_mid_rollout_changes_nothing_in_the_end() {
         "watched the rollout in progress"
     );
 }
+
+/// SIGKILL during a health gate's bake: the restarted server continues that bake from its
+/// stored start (not a new one) and reaches the verdict an uninterrupted bake reaches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_a_bake_keeps_its_start_and_its_verdict() {
+    const N: usize = 10;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &free_addr(), &free_addr());
+    let http = server.http.clone();
+    call(
+        &http,
+        reqwest::Method::POST,
+        "/products",
+        Some(json!({ "id": "BAKE", "dialect": "tencent" })),
+    )
+    .await;
+    let mut devices = Vec::new();
+    for i in 0..N {
+        let name = format!("b{i:02}");
+        let created = call(
+            &http,
+            reqwest::Method::POST,
+            "/products/BAKE/devices",
+            Some(json!({ "name": name })),
+        )
+        .await;
+        devices.push(SimDevice {
+            dialect: Dialect::Tencent,
+            product: "BAKE".into(),
+            device: name,
+            secret: created["secret"].as_str().unwrap().to_owned(),
+            version: "1.0.0".into(),
+            behavior: Behavior::Succeed,
+        });
+    }
+    let upload = reqwest::Client::new()
+        .post(format!(
+            "{http}/api/v1/products/BAKE/firmware?version=1.1.0"
+        ))
+        .bearer_auth(TOKEN)
+        .body(vec![7u8; 16 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upload.status().as_u16(), 201);
+    let fleet = Fleet::start(SimConfig::new(server.mqtt.clone()), devices)
+        .await
+        .unwrap();
+    assert!(fleet.wait_connected(Duration::from_secs(20)).await);
+    let names: Vec<String> = (0..N).map(|i| format!("b{i:02}")).collect();
+    let health =
+        json!({ "bake_secs": 8, "rules": ["came_back>=50%", "churn<=20x"], "min_devices": 5 });
+    let body = json!({ "product": "BAKE", "version": "1.1.0", "skip_verification": true,
+        "selection": { "devices": names }, "strategy": { "waves": [50, 100], "health": health } });
+    let id = call(&http, reqwest::Method::POST, "/campaigns", Some(body)).await["id"]
+        .as_i64()
+        .unwrap();
+    let campaign = async |http: &str| {
+        call(
+            http,
+            reqwest::Method::GET,
+            &format!("/campaigns/{id}"),
+            None,
+        )
+        .await
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let before = loop {
+        let c = campaign(&http).await;
+        if c["bakes"].as_array().is_some_and(|b| !b.is_empty()) {
+            break c["bakes"][0].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the first wave never started baking: {c}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        before["verdict"].is_null(),
+        "killed during the bake: {before}"
+    );
+    server.kill_and_restart();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let done = loop {
+        let c = campaign(&http).await;
+        if c["state"] == "finished" {
+            break c;
+        }
+        assert!(Instant::now() < deadline, "campaign never finished: {c}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let bakes = done["bakes"].as_array().unwrap();
+    assert_eq!(bakes.len(), 2, "{done}");
+    assert_eq!(
+        bakes[0]["started_at"], before["started_at"],
+        "the bake went on from its stored start"
+    );
+    assert!(
+        bakes[0]["judged_at"].as_i64().unwrap() >= before["started_at"].as_i64().unwrap() + 8_000
+    );
+    for bake in bakes {
+        assert_eq!(bake["verdict"], "healthy", "{done}");
+    }
+    assert_eq!(done["counts"]["succeeded"], N);
+    fleet.stop().await;
+}

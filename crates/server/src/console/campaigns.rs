@@ -225,6 +225,15 @@ async fn detail(
     let fw = s.store.firmware(c.firmware_id).await?;
     let counts = s.store.campaign_counts(id).await?;
     let reasons = s.store.campaign_reasons(id).await?;
+    let bakes = s.store.campaign_bakes(id).await?;
+    let rollbacks: Vec<i64> = s
+        .store
+        .campaigns(Some(&c.product))
+        .await?
+        .into_iter()
+        .filter(|other| other.rollback_of == Some(id))
+        .map(|other| other.id)
+        .collect();
     let total: i64 = counts.0.values().sum();
     let state = q.state()?;
     let table = device_table(&s, &c, &counts, state, q.offset.unwrap_or(0).max(0)).await?;
@@ -250,6 +259,14 @@ async fn detail(
                 div { dt { "Mode" } dd { @if c.mode.as_str() == "requested" { "device-requested" } @else { "push" } } }
                 div { dt { "Selection" } dd { code { (selection_text(&c.selection)) } } }
                 div { dt { "Strategy" } dd { (strategy_text(&c.strategy)) } }
+                @if let Some(of) = c.rollback_of {
+                    div { dt { "Rolls back" } dd { a #rollback-of href={ "/campaigns/" (of) } { "campaign #" (of) } } }
+                }
+                @if !rollbacks.is_empty() {
+                    div { dt { "Rolled back by" } dd #rollbacks {
+                        @for r in &rollbacks { a.rollback href={ "/campaigns/" (r) } { "campaign #" (r) } " " }
+                    } }
+                }
                 div { dt { "Created" } dd { (page::time(c.created_at)) } }
             }
             section {
@@ -267,6 +284,42 @@ async fn detail(
                         @for r in &reasons {
                             li data-reason=(r.reason.as_str()) data-state=(r.state.as_str()) {
                                 (r.state.as_str().replace('_', " ")) ": " (page::reason(r.reason)) " (" (r.devices) ")"
+                            }
+                        }
+                    }
+                }
+            }
+            @if let Some(policy) = &c.strategy.health {
+                section #health {
+                    h2 { "Health gates" }
+                    p.muted { "Each wave bakes " (policy.bake_secs) " s, then is judged by "
+                        code { (policy.rules.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", ")) }
+                        " (at least " (policy.min_devices) " devices; unhealthy: "
+                        (if policy.on_unhealthy == otter_core::health::OnUnhealthy::Rollback { "roll back" } else { "pause" }) ")." }
+                    @if bakes.is_empty() { p.empty { "No wave has finished yet." } }
+                    ol.timeline #gate-timeline {
+                        @for b in &bakes {
+                            li data-wave=(b.wave + 1) data-verdict=(b.verdict.map_or("baking", |v| v.as_str())) {
+                                strong { "After wave " (b.wave + 1) ": " }
+                                @match b.verdict {
+                                    Some(v) => { (badge(v.as_str())) " " (b.evaluation.as_ref().and_then(|e| e["evaluation"]["summary"].as_str()).unwrap_or("")) @if b.accepted { " — accepted by the operator" } }
+                                    None => { "baking since " (page::time(b.started_at)) }
+                                }
+                                @if let Some(signals) = b.evaluation.as_ref().and_then(|e| e["evaluation"]["signals"].as_array()) {
+                                    table.list.signals {
+                                        thead { tr { th { "Rule" } th.num { "Value" } th.num { "Bound" } th { "" } } }
+                                        tbody {
+                                            @for sig in signals {
+                                                tr data-tripped=(sig["tripped"] == true) {
+                                                    td { code { (sig["rule"].as_str().unwrap_or("")) } }
+                                                    td.num { (sig["value"].as_f64().map_or("—".to_owned(), |v| format!("{v:.3}"))) }
+                                                    td.num { (sig["bound"].as_f64().map_or("—".to_owned(), |v| format!("{v:.3}"))) }
+                                                    td { @if sig["tripped"] == true { "tripped" } @else if let Some(n) = sig["note"].as_str() { span.muted { (n) } } @else { "ok" } }
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
                             }
                         }
                     }
@@ -461,6 +514,9 @@ fn strategy_text(st: &Strategy) -> String {
     }
     if let Some(t) = st.timeout_secs {
         parts.push(format!("timeout {t} s"));
+    }
+    if let Some(h) = &st.health {
+        parts.push(format!("health gates, bake {} s", h.bake_secs));
     }
     if st.retries > 0 {
         parts.push(format!("{} retries", st.retries));
