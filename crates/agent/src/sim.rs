@@ -91,6 +91,33 @@ pub struct Faults {
     pub seed: u64,
 }
 
+/// A faulty release, for health gates to catch: what devices do once they install `version`.
+/// Each device draws one sickness (seeded by the fleet's seed and its name), in this order of
+/// shares: boot loop, never back, back on the old version, crashes; the rest are fine.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FaultyRelease {
+    pub version: String,
+    /// Share of devices that restart (drop the connection, reconnect, report) every `every`.
+    pub boot_loop: f64,
+    /// Share that say `done`, then never connect again.
+    pub never_back: f64,
+    /// Share that say `done`, then come back on the version they had.
+    pub back_on_old: f64,
+    /// Share that send a health report of one crash every `every`.
+    pub crashes: f64,
+    pub every: Duration,
+}
+
+/// What a device does on the faulty release.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Sickness {
+    Fine,
+    BootLoop,
+    NeverBack,
+    BackOnOld,
+    Crashes,
+}
+
 /// How the fleet runs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SimConfig {
@@ -104,6 +131,8 @@ pub struct SimConfig {
     /// Pause after each progress step (zero for tests).
     pub step_delay: Duration,
     pub faults: Faults,
+    /// A release that makes devices sick once installed (none: every release is fine).
+    pub faulty: Option<FaultyRelease>,
 }
 
 impl SimConfig {
@@ -115,6 +144,7 @@ impl SimConfig {
             ask_for_job: false,
             step_delay: Duration::ZERO,
             faults: Faults::default(),
+            faulty: None,
         }
     }
 }
@@ -128,6 +158,10 @@ pub enum Outcome {
     Failed { version: String, code: i32 },
     /// Its connection dropped during the download of `version` (fault injection).
     Dropped { version: String },
+    /// It said `done` for `version` and never came back (a faulty release).
+    Gone { version: String },
+    /// It said `done` for `version` and came back on the version it had (a faulty release).
+    Reverted { version: String },
 }
 
 /// One device as seen from outside, at one moment.
@@ -195,6 +229,9 @@ impl Fleet {
     pub async fn start(config: SimConfig, devices: Vec<SimDevice>) -> anyhow::Result<Fleet> {
         let (host, port) = crate::split_broker(&config.broker)?;
         check_faults(&config.faults)?;
+        if let Some(f) = &config.faulty {
+            check_faulty(f)?;
+        }
         let index = index_devices(&devices)?;
         let http = if config.download {
             Some(Http {
@@ -347,6 +384,14 @@ fn check_faults(f: &Faults) -> anyhow::Result<()> {
         if !(0.0..=1.0).contains(&rate) {
             bail!("the {what} {rate} is not between 0 and 1");
         }
+    }
+    Ok(())
+}
+
+fn check_faulty(f: &FaultyRelease) -> anyhow::Result<()> {
+    let shares = [f.boot_loop, f.never_back, f.back_on_old, f.crashes];
+    if shares.iter().any(|s| !(0.0..=1.0).contains(s)) || shares.iter().sum::<f64>() > 1.0 {
+        bail!("the faulty release's shares must each be between 0 and 1, and add up to 1 at most");
     }
     Ok(())
 }

@@ -10,7 +10,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use futures::StreamExt;
 use otter_agent::sim::{
-    Behavior, DeviceStatus, Faults, Fleet, Outcome, SimConfig, SimDevice, derive_secret,
+    Behavior, DeviceStatus, Faults, FaultyRelease, Fleet, Outcome, SimConfig, SimDevice,
+    derive_secret,
 };
 use otter_protocol::Dialect;
 use reqwest::StatusCode;
@@ -70,6 +71,26 @@ pub struct SimulateArgs {
     /// Pause between progress reports, in milliseconds.
     #[arg(long, default_value_t = 500)]
     step_delay_ms: u64,
+    /// A faulty release, for health gates: devices that install this version get sick (the
+    /// shares below, drawn per device from --seed).
+    #[arg(long)]
+    faulty_version: Option<String>,
+    /// Share (0–1) of devices that boot-loop on the faulty version (reconnect every
+    /// --symptom-every-ms).
+    #[arg(long, default_value_t = 0.0, requires = "faulty_version")]
+    boot_loop: f64,
+    /// Share that say done and never come back.
+    #[arg(long, default_value_t = 0.0, requires = "faulty_version")]
+    never_back: f64,
+    /// Share that say done and come back on their old version.
+    #[arg(long, default_value_t = 0.0, requires = "faulty_version")]
+    back_on_old: f64,
+    /// Share that report a crash (an otter_health report) every --symptom-every-ms.
+    #[arg(long, default_value_t = 0.0, requires = "faulty_version")]
+    crashes: f64,
+    /// How often a sick device shows its symptom, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    symptom_every_ms: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -110,6 +131,14 @@ pub async fn run(args: SimulateArgs) -> Result<()> {
             slow_rate: args.slow_rate,
             seed: args.seed,
         },
+        faulty: args.faulty_version.clone().map(|version| FaultyRelease {
+            version,
+            boot_loop: args.boot_loop,
+            never_back: args.never_back,
+            back_on_old: args.back_on_old,
+            crashes: args.crashes,
+            every: Duration::from_millis(args.symptom_every_ms.max(50)),
+        }),
     };
     println!(
         "starting {} simulated devices against {}",

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use otter_protocol::{DeviceAddr, FailureKind};
 
-use super::{Behavior, Faults};
+use super::{Behavior, Faults, FaultyRelease, Sickness};
 
 /// What an upgrade will do, decided when the offer arrives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +58,28 @@ impl Chance {
 
     fn hit(&mut self, rate: f64) -> bool {
         rate > 0.0 && self.unit() < rate
+    }
+
+    /// The device's sickness on a faulty release, drawn once from its own stream (so the
+    /// plans drawn per offer stay what they were without one).
+    pub fn sickness(seed: u64, addr: &DeviceAddr, faulty: Option<&FaultyRelease>) -> Sickness {
+        let Some(f) = faulty else {
+            return Sickness::Fine;
+        };
+        let u = Chance::new(seed ^ 0x5eed_0f_51c4, addr).unit();
+        let mut edge = 0.0;
+        for (share, sickness) in [
+            (f.boot_loop, Sickness::BootLoop),
+            (f.never_back, Sickness::NeverBack),
+            (f.back_on_old, Sickness::BackOnOld),
+            (f.crashes, Sickness::Crashes),
+        ] {
+            edge += share;
+            if u < edge {
+                return sickness;
+            }
+        }
+        Sickness::Fine
     }
 
     /// The plan for an offer; `None` for a device that ignores offers. Faults only touch

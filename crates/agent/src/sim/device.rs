@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use super::cell::Cell;
 use super::chance::Chance;
 use super::script::Script;
-use super::{Behavior, Outcome, Shared};
+use super::{Behavior, Outcome, Shared, Sickness};
 use crate::report::Reporter;
 
 const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
@@ -57,6 +57,8 @@ struct Device {
     /// The version being installed.
     busy: Option<String>,
     backoff: Duration,
+    /// What it does on the faulty release, if the fleet has one.
+    sickness: Sickness,
 }
 
 /// Runs the device until `stop` changes (or its sender is dropped). `started` is dropped after
@@ -77,6 +79,11 @@ pub(super) async fn run(
             DEFAULT_MODULE.to_owned(),
         ),
         chance: Chance::new(shared.config.faults.seed, &addr),
+        sickness: Chance::sickness(
+            shared.config.faults.seed,
+            &addr,
+            shared.config.faulty.as_ref(),
+        ),
         cell: spec.cell,
         behavior: spec.behavior,
         shared,
@@ -86,11 +93,38 @@ pub(super) async fn run(
     let mut upgrade: Option<Upgrade> = None;
     let mut retry_at: Option<Instant> = None;
     let mut started = Some(started);
+    let every = device
+        .shared
+        .config
+        .faulty
+        .as_ref()
+        .map_or(Duration::MAX, |f| f.every);
+    let mut next_symptom = Instant::now() + every.min(Duration::from_secs(86_400));
     loop {
         tokio::select! {
             _ = stop.changed() => break,
+            () = tokio::time::sleep_until(next_symptom), if device.sick_now() => {
+                next_symptom = Instant::now() + every;
+                if device.sickness == Sickness::BootLoop && events.network.is_some() {
+                    // It crashed and restarts: the connection goes, it comes back and reports.
+                    events.clean();
+                    device.cell.disconnected(Some("boot loop (faulty release)".into()));
+                    retry_at = Some(Instant::now() + INITIAL_BACKOFF);
+                } else if device.sickness == Sickness::Crashes {
+                    let crash = std::collections::BTreeMap::from([("crashes".to_owned(), 1)]);
+                    let _ = device.reporter.try_health(crash);
+                }
+            }
             outcome = finish(&mut upgrade) => {
                 upgrade = None;
+                if matches!(outcome, Outcome::Gone { .. }) {
+                    // Never back: the device is dead; no goodbye, no reconnect.
+                    device.finished(outcome);
+                    events.clean();
+                    device.cell.disconnected(Some("never came back (faulty release)".into()));
+                    let _ = stop.changed().await;
+                    return;
+                }
                 if device.finished(outcome) {
                     // Injected fault: drop the TCP connection as a network loss would.
                     events.clean();
@@ -195,6 +229,17 @@ impl Device {
         }
     }
 
+    /// Running the faulty release with a symptom that repeats.
+    fn sick_now(&self) -> bool {
+        matches!(self.sickness, Sickness::BootLoop | Sickness::Crashes)
+            && self
+                .shared
+                .config
+                .faulty
+                .as_ref()
+                .is_some_and(|f| f.version == self.cell.version())
+    }
+
     /// On every (re)connect: subscribe, report the version, ask for the job if configured.
     fn connected(&mut self) {
         self.backoff = INITIAL_BACKOFF;
@@ -283,6 +328,10 @@ impl Device {
         };
         self.busy = Some(version.clone());
         self.cell.upgrading(Some(version.clone()));
+        let sickness = match &self.shared.config.faulty {
+            Some(f) if f.version == *version => self.sickness,
+            _ => Sickness::Fine,
+        };
         let script = Script {
             reporter: self.reporter.clone(),
             cell: self.cell.clone(),
@@ -290,6 +339,7 @@ impl Device {
             plan,
             delay,
             http: self.shared.http.clone(),
+            sickness,
         };
         Some(Box::pin(script.run()))
     }

@@ -27,6 +27,8 @@ pub(super) struct Script {
     pub plan: Plan,
     pub delay: Duration,
     pub http: Option<super::Http>,
+    /// What the device does once it said `done` (only on the faulty release).
+    pub sickness: super::Sickness,
 }
 
 impl Script {
@@ -67,6 +69,20 @@ impl Script {
         self.step(Progress::Burning).await;
         if let Plan::Fail(kind) = self.plan {
             return self.fail(kind).await;
+        }
+        match self.sickness {
+            super::Sickness::BackOnOld => {
+                // A bootloader rollback: it said done, and restarts on what it had.
+                self.step(Progress::Done).await;
+                self.reporter.version(&self.cell.version()).await;
+                return Outcome::Reverted { version };
+            }
+            super::Sickness::NeverBack => {
+                let _ = self.cell.set_version(&version);
+                self.step(Progress::Done).await;
+                return Outcome::Gone { version };
+            }
+            _ => {}
         }
         // Switched before `done` is said: a device that reconnects after saying it (a server
         // restart, say) comes back on the new image, as a real one does after its reboot.
