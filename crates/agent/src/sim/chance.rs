@@ -66,7 +66,7 @@ impl Chance {
         let Some(f) = faulty else {
             return Sickness::Fine;
         };
-        let u = Chance::new(seed ^ 0x5eed_0f_51c4, addr).unit();
+        let u = Chance::new(seed ^ 0x005e_ed0f_51c4, addr).unit();
         let mut edge = 0.0;
         for (share, sickness) in [
             (f.boot_loop, Sickness::BootLoop),
