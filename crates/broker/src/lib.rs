@@ -72,8 +72,9 @@ pub enum Refusal {
 
 /// Caller-supplied authentication: turns a [`Login`] into a [`Grant`].
 pub trait Gate: Send + Sync + 'static {
-    /// Identity attached to a connected client's events.
-    type Identity: Clone + Send + Sync + std::fmt::Debug + 'static;
+    /// Identity attached to a connected client's events. Sessions are keyed on it: a login
+    /// only ever replaces the live session of its own identity, whatever client id it presents.
+    type Identity: Clone + Eq + std::hash::Hash + Send + Sync + std::fmt::Debug + 'static;
 
     /// Decides whether the client may connect, and with which topics.
     fn authenticate(

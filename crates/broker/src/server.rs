@@ -67,7 +67,7 @@ fn take_task(slot: &Mutex<Option<JoinHandle<()>>>) -> Option<JoinHandle<()>> {
         .take()
 }
 
-impl<I: Clone + Send + Sync + std::fmt::Debug + 'static> Broker<I> {
+impl<I: Clone + Eq + std::hash::Hash + Send + Sync + std::fmt::Debug + 'static> Broker<I> {
     /// Binds `cfg.listen` and starts serving MQTT; events go to `events`.
     pub async fn start<G: Gate<Identity = I>>(
         cfg: BrokerConfig,
