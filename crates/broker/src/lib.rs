@@ -117,11 +117,17 @@ pub struct BrokerConfig {
     pub max_packet_size: usize,
     /// Publishes allowed per client; a client over it is disconnected. `None`: unlimited.
     pub publish_limit: Option<PublishLimit>,
+    /// How long a new connection may take to complete its CONNECT, on every listener (TLS
+    /// handshake, PROXY header and CONNECT packet each within it); a socket that stays silent
+    /// is closed.
+    pub connect_timeout: std::time::Duration,
 }
 
 impl BrokerConfig {
     /// Default maximum packet size: 256 KiB.
     pub const DEFAULT_MAX_PACKET_SIZE: usize = 256 * 1024;
+    /// Default CONNECT deadline: 10 s.
+    pub const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
     /// A config listening on `listen` with the default packet size limit.
     pub fn new(listen: SocketAddr) -> Self {
@@ -131,6 +137,7 @@ impl BrokerConfig {
             proxied: None,
             max_packet_size: Self::DEFAULT_MAX_PACKET_SIZE,
             publish_limit: None,
+            connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
         }
     }
 }

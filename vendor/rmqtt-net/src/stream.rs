@@ -75,7 +75,13 @@ where
     /// Detects protocol version from initial handshake
     #[inline]
     async fn probe_version(&mut self) -> Result<ProtocolVersion> {
-        let Some(Ok((MqttPacket::Version(ver), _))) = self.io.next().await else {
+        // Otter patch: the first bytes of the CONNECT are awaited for at most the handshake
+        // timeout (upstream waits forever, so a socket that never sends CONNECT is held open).
+        let first = match tokio::time::timeout(self.cfg.handshake_timeout, self.io.next()).await {
+            Ok(first) => first,
+            Err(_) => return Err(MqttError::ReadTimeout.into()),
+        };
+        let Some(Ok((MqttPacket::Version(ver), _))) = first else {
             return Err(anyhow!(DecodeError::InvalidProtocol));
         };
 
