@@ -94,10 +94,10 @@ pub struct ServeArgs {
     /// File with the 32-byte hex key that seals device secrets in the database; keep it off the database host's backups [default: <data-dir>/secret-key, generated].
     #[arg(long, env = "OTTER_SECRET_KEY_FILE")]
     secret_key_file: Option<PathBuf>,
-    /// Failed MQTT logins allowed per client IP address per minute before the address is refused (CONNACK 5) for the rest of the minute; 0 = no limit [default: 30].
+    /// Ceiling of failed MQTT logins per client IP address per minute, beyond which the address is refused (CONNACK 5) for the rest of the minute; far above what a fleet behind one NAT address fails; 0 = no ceiling [default: 1000].
     #[arg(long, env = "OTTER_LOGIN_FAILURES_PER_ADDRESS")]
     login_failures_per_address: Option<u32>,
-    /// Failed MQTT logins allowed per device per minute before the device is refused (even with its right secret) for the rest of the minute; 0 = no limit [default: 30].
+    /// Wrong secrets per minute for one device from one address (and logins per minute for one unknown device) before further logins under that key are slowed: checked one at a time, a second apart; a right secret still connects; 0 = no limit [default: 30].
     #[arg(long, env = "OTTER_LOGIN_FAILURES_PER_DEVICE")]
     login_failures_per_device: Option<u32>,
     /// MQTT messages a device may publish per second on average (bursts of 5× allowed); a device over it is disconnected; 0 = no limit [default: 20].
