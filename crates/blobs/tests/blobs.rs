@@ -523,3 +523,32 @@ async fn truncated_local_file_fails_the_read() {
     let got: Result<Vec<_>, _> = blob.read(0..blob.size()).await.unwrap().try_collect().await;
     assert!(matches!(got, Err(BlobError::Io(_))), "{got:?}");
 }
+
+/// Issue 19, finding 5: an upload cut short by a crash leaves an unfinished part
+/// (`staging/<name>#<n>`), which the store's own listing does not show; the sweeper removes it,
+/// and finished staging objects, and leaves blobs alone.
+#[tokio::test]
+async fn sweep_removes_unfinished_parts_a_crash_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = Blobs::open(dir.path().to_str().unwrap()).unwrap();
+    let kept = blobs.ingest(&b"a blob stays"[..]).await.unwrap();
+    let staging = dir.path().join("staging");
+    std::fs::create_dir_all(&staging).unwrap();
+    std::fs::write(staging.join("0123456789abcdef0123456789abcdef#1"), [0u8; 4096]).unwrap();
+    std::fs::write(staging.join("fedcba9876543210fedcba9876543210"), b"never promoted").unwrap();
+    assert_eq!(
+        blobs
+            .sweep_staging(std::time::Duration::from_secs(3600))
+            .await
+            .unwrap(),
+        0,
+        "fresh leftovers are kept: they may be uploads in progress"
+    );
+    let swept = blobs
+        .sweep_staging(std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(swept, 2);
+    assert!(walk(&staging).is_empty(), "{:?}", walk(&staging));
+    assert_eq!(blobs.size(&kept.sha256).await.unwrap(), Some(12));
+}

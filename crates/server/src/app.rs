@@ -26,7 +26,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::mpsc;
-use tracing::info;
+use tracing::{info, warn};
 
 pub struct Application {
     http: HttpListeners,
@@ -51,6 +51,7 @@ impl Application {
         }
         .context("opening the database")?;
         let blobs = crate::links::open_blobs(&config)?;
+        sweep_staging(&blobs).await;
         let admin_token = match &config.admin_token {
             Some(token) if !token.is_empty() => token.clone(),
             _ => generated_token(dir)?,
@@ -303,4 +304,23 @@ fn unix_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// Uploads cut short by a crash leave staging objects behind; they are removed at start. A local
+/// folder is this process's alone, so everything in its staging is a leftover; a store shared by
+/// several nodes may hold another node's upload in progress, so only day-old objects go.
+async fn sweep_staging(blobs: &otter_blobs::Blobs) {
+    let older_than = if blobs.is_local() {
+        std::time::Duration::ZERO
+    } else {
+        std::time::Duration::from_secs(24 * 3600)
+    };
+    match blobs.sweep_staging(older_than).await {
+        Ok(0) => {}
+        Ok(n) => info!(
+            removed = n,
+            "removed unfinished uploads left by an earlier run"
+        ),
+        Err(e) => warn!(error = %e, "could not sweep unfinished uploads"),
+    }
 }
