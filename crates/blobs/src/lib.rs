@@ -61,10 +61,21 @@ pub enum BlobError {
     InvalidSpec(String),
     #[error("unsupported blob store: {0}")]
     Unsupported(String),
+    /// Reading the content to ingest failed (the uploader's side, not the store's).
+    #[error("reading the content failed: {0}")]
+    Source(#[source] std::io::Error),
     #[error("blob I/O: {0}")]
     Io(#[from] std::io::Error),
     #[error("object store: {0}")]
     Store(#[from] object_store::Error),
+}
+
+impl BlobError {
+    /// Whether the store itself failed (disk full, read-only folder, S3 down): the server's
+    /// problem, as opposed to bad input or content that could not be read.
+    pub fn is_storage(&self) -> bool {
+        matches!(self, Self::Io(_) | Self::Store(_))
+    }
 }
 
 /// Handle on the blob store; cheap to clone (shares one engine).
@@ -417,7 +428,7 @@ async fn copy_hashing<R: AsyncRead + Unpin + Send>(
     loop {
         // Back-pressure: never buffer more than a few parts, however fast the reader is.
         writer.wait_for_capacity(MAX_PARTS_IN_FLIGHT).await?;
-        let n = reader.read(&mut buf).await?;
+        let n = reader.read(&mut buf).await.map_err(BlobError::Source)?;
         let Some(chunk) = buf.get(..n).filter(|c| !c.is_empty()) else {
             break;
         };

@@ -203,7 +203,7 @@ impl tokio::io::AsyncRead for Broken {
 async fn failing_reader_leaves_nothing_behind() {
     for (engine, blobs, _dir) in engines().await {
         assert!(
-            matches!(blobs.ingest(Broken(3)).await, Err(BlobError::Io(_))),
+            matches!(blobs.ingest(Broken(3)).await, Err(BlobError::Source(_))),
             "{engine}"
         );
         // Nothing to sweep: the staging upload was aborted, not left for the sweeper.
@@ -217,7 +217,7 @@ async fn failing_reader_leaves_nothing_behind() {
     let blobs = Blobs::open(dir.path().to_str().unwrap()).unwrap();
     assert!(matches!(
         blobs.ingest(Broken(3)).await,
-        Err(BlobError::Io(_))
+        Err(BlobError::Source(_))
     ));
     let leftovers: Vec<_> = walk(dir.path());
     assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
