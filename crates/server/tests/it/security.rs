@@ -407,3 +407,45 @@ async fn a_flooding_device_is_disconnected_and_others_are_not() {
         .await;
     assert_eq!(calm_now["online"], true, "{calm_now}");
 }
+
+/// Issue 19, finding 6: a Tencent product id that begins with, or extends, an existing Tencent
+/// product id is refused with the reason: Tencent client ids `{productId}{deviceName}` have no
+/// separator, so `TCPROD0001t` would take over the login of `TCPROD0001`'s device `tdev1`.
+#[tokio::test]
+async fn tencent_product_ids_that_prefix_each_other_are_refused() {
+    let server = start().await;
+    let secret = server.device(Dialect::Tencent, "TCPROD0001", "tdev1").await;
+    for clash in ["TCPROD0001t", "TCPROD000", "TCPROD0001tdev"] {
+        let (status, body) = server
+            .api(
+                Method::POST,
+                "/products",
+                Some(json!({ "id": clash, "dialect": "tencent" })),
+            )
+            .await;
+        assert_eq!(status, 409, "{clash}: {body}");
+        let why = body["error"].as_str().unwrap();
+        assert!(
+            why.contains("TCPROD0001") && why.contains("client id"),
+            "{why}"
+        );
+    }
+    // Not Tencent: no client id is ambiguous.
+    server
+        .post(
+            "/products",
+            json!({ "id": "TCPROD0001x", "dialect": "aliyun" }),
+        )
+        .await;
+    server
+        .post(
+            "/products",
+            json!({ "id": "TCPROD0002", "dialect": "tencent" }),
+        )
+        .await;
+    // The device keeps logging in as itself.
+    let _dev = RawDevice::connect(&server, Dialect::Tencent, "TCPROD0001", "tdev1", &secret).await;
+    server
+        .wait_show("TCPROD0001", "tdev1", |v| v["online"] == true)
+        .await;
+}
