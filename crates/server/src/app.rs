@@ -43,8 +43,7 @@ impl Application {
     pub async fn build(config: ServeConfig) -> Result<Self> {
         transport::validate(&config.tls)?;
         let dir = &config.data_dir;
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("creating data dir {}", dir.display()))?;
+        private_dir(dir).with_context(|| format!("creating data dir {}", dir.display()))?;
         let store = match &config.database {
             Some(url) => Store::open(url).await,
             None => Store::open_sqlite(&dir.join("otter.db")).await,
@@ -323,4 +322,25 @@ async fn sweep_staging(blobs: &otter_blobs::Blobs) {
         ),
         Err(e) => warn!(error = %e, "could not sweep unfinished uploads"),
     }
+}
+
+/// The data folder holds the database, blobs and key files: its owner's only (0700). Created
+/// so, and narrowed when an earlier version left it open to others.
+fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        let mode = std::fs::metadata(dir)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            info!(dir = %dir.display(), "narrowing the data folder's mode to 0700");
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir)
 }

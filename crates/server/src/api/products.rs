@@ -112,7 +112,10 @@ pub async fn create(
             p.dialect
         ))
     })?;
-    let name = p.name.unwrap_or_else(|| id.to_string());
+    let name = match p.name {
+        Some(name) => product_name(name)?,
+        None => id.to_string(),
+    };
     // One creation at a time, so two prefix-related Tencent ids cannot both pass the check.
     static CREATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _one_at_a_time = CREATING.lock().await;
@@ -137,6 +140,29 @@ pub async fn create(
     )
     .await;
     Ok((StatusCode::CREATED, Json(product)))
+}
+
+/// Longest product display name, in characters.
+pub const MAX_PRODUCT_NAME: usize = 200;
+
+/// A product's display name: trimmed, not empty, at most [`MAX_PRODUCT_NAME`] characters and
+/// without control characters (it is shown in the console and in terminals).
+fn product_name(name: String) -> Result<String, ApiError> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(ApiError::BadRequest("product name is empty".into()));
+    }
+    if name.chars().count() > MAX_PRODUCT_NAME {
+        return Err(ApiError::BadRequest(format!(
+            "product name is longer than {MAX_PRODUCT_NAME} characters"
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest(
+            "product name contains a control character".into(),
+        ));
+    }
+    Ok(name.to_owned())
 }
 
 /// An existing Tencent product whose id begins with `id` or that `id` begins with. Tencent

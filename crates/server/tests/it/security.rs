@@ -449,3 +449,94 @@ async fn tencent_product_ids_that_prefix_each_other_are_refused() {
         .wait_show("TCPROD0001", "tdev1", |v| v["online"] == true)
         .await;
 }
+
+/// Issue 19, finding 8: names and versions that are dot segments, carry control characters or
+/// run on are refused with a clear error; so are such product names.
+#[tokio::test]
+async fn dot_segments_control_characters_and_long_names_are_refused() {
+    let server = start().await;
+    server.device(Dialect::Aliyun, "a1Names0001", "dev1").await;
+    for name in [
+        ".",
+        "..",
+        "....",
+        "%2e%2e",
+        "a\tb",
+        "a\u{0}b",
+        &"d".repeat(65),
+    ] {
+        let (status, body) = server
+            .api(
+                Method::POST,
+                "/products/a1Names0001/devices",
+                Some(json!({ "name": name })),
+            )
+            .await;
+        assert_eq!(status, 400, "device {name:?}: {body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("device name"),
+            "{body}"
+        );
+    }
+    for version in [".", "..", "....", &"1".repeat(65)] {
+        let resp = server
+            .client
+            .post(server.url("/api/v1/products/a1Names0001/firmware"))
+            .query(&[("version", version)])
+            .bearer_auth(&server.token)
+            .body(vec![1u8; 100])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 400, "version {version:?}");
+        let body: Value = resp.json().await.unwrap();
+        assert!(
+            body["error"].as_str().unwrap().contains("version"),
+            "{body}"
+        );
+    }
+    for name in ["bad\u{0}name", "line\nbreak", &"n".repeat(201), "   "] {
+        let (status, body) = server
+            .api(
+                Method::POST,
+                "/products",
+                Some(json!({ "id": "a1Names0002", "dialect": "aliyun", "name": name })),
+            )
+            .await;
+        assert_eq!(status, 400, "product name {name:?}: {body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("product name"),
+            "{body}"
+        );
+    }
+    let ok = server
+        .post(
+            "/products",
+            json!({ "id": "a1Names0002", "dialect": "aliyun", "name": "  Thermostat v2  " }),
+        )
+        .await;
+    assert_eq!(ok["name"], "Thermostat v2");
+}
+
+/// Issue 19, finding 8: the data folder is its owner's only (0700), and so are the database,
+/// its WAL and its shared-memory file (0600).
+#[cfg(unix)]
+#[tokio::test]
+async fn data_folder_and_database_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = tempfile::tempdir().unwrap();
+    let data = parent.path().join("otter-data");
+    let app = otter_server::Application::build(otter_server::ServeConfig::ephemeral(&data))
+        .await
+        .unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700, "data folder");
+    let db = data.join("otter.db");
+    assert_eq!(mode(&db), 0o600, "database");
+    for suffix in ["-wal", "-shm"] {
+        let file = data.join(format!("otter.db{suffix}"));
+        assert!(file.exists(), "{} missing", file.display());
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
+    }
+    drop(app);
+}
