@@ -534,8 +534,16 @@ async fn sweep_removes_unfinished_parts_a_crash_left() {
     let kept = blobs.ingest(&b"a blob stays"[..]).await.unwrap();
     let staging = dir.path().join("staging");
     std::fs::create_dir_all(&staging).unwrap();
-    std::fs::write(staging.join("0123456789abcdef0123456789abcdef#1"), [0u8; 4096]).unwrap();
-    std::fs::write(staging.join("fedcba9876543210fedcba9876543210"), b"never promoted").unwrap();
+    std::fs::write(
+        staging.join("0123456789abcdef0123456789abcdef#1"),
+        [0u8; 4096],
+    )
+    .unwrap();
+    std::fs::write(
+        staging.join("fedcba9876543210fedcba9876543210"),
+        b"never promoted",
+    )
+    .unwrap();
     assert_eq!(
         blobs
             .sweep_staging(std::time::Duration::from_secs(3600))

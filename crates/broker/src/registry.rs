@@ -25,6 +25,11 @@ use crate::Grant;
 /// handshake failed after authentication).
 const PENDING_TTL: Duration = Duration::from_secs(120);
 
+/// How long an authenticated login that has not come online yet holds its client id against
+/// other identities: a handshake completes in moments, and one that failed after
+/// authentication must not hold the client id for the whole [`PENDING_TTL`].
+const PENDING_HOLD: Duration = Duration::from_secs(10);
+
 /// A connection that is online.
 struct Online<K> {
     conn: K,
@@ -154,7 +159,10 @@ impl<K: Eq + Hash + Clone, I: Eq + Hash + Clone> Registry<K, I> {
             return Err(ClientIdTaken(holder.clone()));
         }
         if let Some(other) = state.pending.iter().find_map(|(k, p)| {
-            (k != &conn && p.client_id == client_id && p.grant.identity != grant.identity)
+            (k != &conn
+                && p.client_id == client_id
+                && p.grant.identity != grant.identity
+                && now.duration_since(p.at) < PENDING_HOLD)
                 .then(|| p.grant.identity.clone())
         }) {
             return Err(ClientIdTaken(other));
