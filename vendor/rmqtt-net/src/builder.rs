@@ -750,14 +750,10 @@ impl Listener {
             let mut buffer = vec![0u8; usize::from(u16::MAX)];
             let read_bytes =
                 tokio::time::timeout(self.cfg.proxy_protocol_timeout, socket.peek(&mut buffer)).await??;
-            let len = {
-                let mut slice = &buffer[..read_bytes];
-                let header = parse(&mut slice)?;
-                if let Some((src, _)) = handle_header(header) {
-                    remote_addr = src;
-                }
-                read_bytes - slice.len()
-            };
+            let (src, len) = read_proxy_header(&buffer[..read_bytes])?;
+            if let Some(src) = src {
+                remote_addr = src;
+            }
             // skip proxy protocol data
             let _ = socket.read_exact(&mut buffer[..len]).await;
         }
@@ -981,6 +977,39 @@ fn on_handshake(req: &Request, mut response: Response) -> std::result::Result<Re
         }
     }
     Ok(response)
+}
+
+/// Otter patch: the PROXY protocol (v1 or v2) header reader as a function of its own, so that
+/// it can be fuzzed: the client address the header at the start of `buf` names (if any), and
+/// the header's length in bytes.
+pub fn read_proxy_header(buf: &[u8]) -> Result<(Option<SocketAddr>, usize)> {
+    // proxy-protocol 0.5.0 skips a v2 header's extra bytes (TLVs) without checking they were
+    // received, and panics when they were not: check the declared length first (found by
+    // fuzzing).
+    const V2_SIGNATURE: [u8; 12] = [0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A];
+    if buf.len() >= 16 && buf[..12] == V2_SIGNATURE {
+        let declared = usize::from(u16::from_be_bytes([buf[14], buf[15]]));
+        if buf.len() < 16 + declared {
+            return Err(anyhow!("PROXY v2 header declares {declared} bytes, fewer were received"));
+        }
+    }
+    // A v1 header is one line of at most 107 bytes ending in CRLF; proxy-protocol 0.5.0 reads
+    // past the end of a line cut short (a CR with no LF) and panics, so it only ever gets the
+    // line, and only a whole one.
+    let buf = if buf.starts_with(b"PROXY ") {
+        match buf.windows(2).take(106).position(|w| w == b"\r\n") {
+            Some(cr) => &buf[..cr + 2],
+            None => return Err(anyhow!("PROXY v1 header without its CRLF in the first 107 bytes")),
+        }
+    } else {
+        buf
+    };
+    let mut slice = buf;
+    // Belt and braces for a third-party parser of untrusted bytes: a panic is a refusal.
+    let header = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| parse(&mut slice)))
+        .map_err(|_| anyhow!("malformed PROXY header"))??;
+    let src = handle_header(header).map(|(src, _)| src);
+    Ok((src, buf.len() - slice.len()))
 }
 
 // from https://github.com/zhboner/realm/blob/master/realm_core/src/tcp/proxy.rs

@@ -40,7 +40,7 @@ mod ws;
 pub use quic::QuinnBiStream;
 
 /// Server configuration and listener management
-pub use builder::{Builder, Listener, ListenerType};
+pub use builder::{read_proxy_header, Builder, Listener, ListenerType};
 
 /// Trait for extracting TLS certificate information from client connections
 pub use cert_extractor::TlsCertExtractor;

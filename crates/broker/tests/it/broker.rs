@@ -377,3 +377,41 @@ async fn a_socket_that_never_sends_connect_is_closed() {
     // A device that does send its CONNECT is served as always.
     let _a = b.online("dev-a", "sa").await;
 }
+
+/// A malformed PROXY v2 header (it declares more bytes than it carries) once panicked the
+/// PROXY listener's accept loop, after which no TLS-PSK device could connect (found by the
+/// `proxy_header` fuzz target). It is refused, and the listener keeps serving.
+#[tokio::test]
+async fn a_malformed_proxy_header_does_not_stop_the_proxied_listener() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut cfg = BrokerConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)));
+    cfg.proxied = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+    let b = start_with(cfg).await;
+    let proxied = b.broker.proxied_local_addr().unwrap();
+
+    let mut bad = tokio::net::TcpStream::connect(proxied).await.unwrap();
+    let mut header = vec![
+        0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A, 0x21, 0x12, 0xFF,
+        0xFF,
+    ];
+    header.extend_from_slice(&[0xFF, 0xFC, 0x00, 0x0C]);
+    header.extend_from_slice(&[0u8; 16]);
+    bad.write_all(&header).await.unwrap();
+    closed_by_server(bad, "malformed PROXY v2 header").await;
+
+    // A terminator's well-formed connection is still served.
+    let mut good = tokio::net::TcpStream::connect(proxied).await.unwrap();
+    let mut wire = b"PROXY TCP4 127.0.0.1 127.0.0.1 40000 8883\r\n".to_vec();
+    let mut connect = rumqttc::mqttbytes::v4::Connect::new("dev-a");
+    connect.set_login("dev-a", "sa");
+    let mut bytes = bytes::BytesMut::new();
+    connect.write(&mut bytes).unwrap();
+    wire.extend_from_slice(&bytes);
+    good.write_all(&wire).await.unwrap();
+    let mut connack = [0u8; 4];
+    tokio::time::timeout(WAIT, good.read_exact(&mut connack))
+        .await
+        .expect("no CONNACK: the proxied listener stopped")
+        .unwrap();
+    assert_eq!(connack, [0x20, 0x02, 0x00, 0x00]);
+}
