@@ -104,6 +104,30 @@ test("sign in with the admin token", async () => {
   await shot("02-products");
 });
 
+test("sign-in never leads to another site, whatever next says (issue 19)", async () => {
+  const origin = new URL(BASE).origin;
+  // A tab, a newline or a backslash in `next` once made chromium leave for evil.example.
+  for (const next of ["/\t/evil.example", "/\n/evil.example", "/%09/evil.example", "/\\evil.example", "//evil.example", "/.//evil.example"]) {
+    const tab = await context.newPage();
+    // Every request the browser makes, redirects followed; a 404 of ours shows as chrome-error.
+    const requested = [];
+    tab.on("request", (r) => requested.push(r.url()));
+    try {
+      await tab.goto(`${BASE}/login?next=${encodeURIComponent(next)}`);
+      await tab.fill("#token", TOKEN);
+      await Promise.all([
+        tab.waitForURL((u) => u.origin !== origin || u.pathname !== "/login", { waitUntil: "load" }).catch(() => {}),
+        tab.click("button[type=submit]"),
+      ]);
+      const elsewhere = requested.filter((u) => u.startsWith("http") && new URL(u).origin !== origin);
+      assert.deepEqual(elsewhere, [], `next ${JSON.stringify(next)} led to another site`);
+      assert.ok(requested.some((u) => u.startsWith(`${origin}/`) && !u.includes("/login")), `next ${JSON.stringify(next)}: no request after sign-in: ${requested}`);
+    } finally {
+      await tab.close();
+    }
+  }
+});
+
 test("version distribution and device list with filters", async () => {
   await page.click(`a[href="/products/${PRODUCT}"]`);
   assert.equal(await text("h2"), "Version distribution");

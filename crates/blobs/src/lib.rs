@@ -61,10 +61,21 @@ pub enum BlobError {
     InvalidSpec(String),
     #[error("unsupported blob store: {0}")]
     Unsupported(String),
+    /// Reading the content to ingest failed (the uploader's side, not the store's).
+    #[error("reading the content failed: {0}")]
+    Source(#[source] std::io::Error),
     #[error("blob I/O: {0}")]
     Io(#[from] std::io::Error),
     #[error("object store: {0}")]
     Store(#[from] object_store::Error),
+}
+
+impl BlobError {
+    /// Whether the store itself failed (disk full, read-only folder, S3 down): the server's
+    /// problem, as opposed to bad input or content that could not be read.
+    pub fn is_storage(&self) -> bool {
+        matches!(self, Self::Io(_) | Self::Store(_))
+    }
 }
 
 /// Handle on the blob store; cheap to clone (shares one engine).
@@ -75,6 +86,9 @@ pub struct Blobs {
     s3: Option<Arc<s3::S3Engine>>,
     /// The local folder behind `store`, when it is one: blobs are read from their files directly.
     local: Option<Arc<local::LocalFiles>>,
+    /// The staging folder of a local store: its unfinished uploads (`<name>#<n>` files) are
+    /// invisible to the store's listing, so the sweeper reads the folder itself.
+    staging_dir: Option<std::path::PathBuf>,
 }
 
 /// A stored blob, looked up once: its size, and ranged reads that need no further lookup.
@@ -168,6 +182,7 @@ impl Blobs {
                 store: Arc::clone(&engine.store),
                 s3: Some(engine),
                 local: None,
+                staging_dir: None,
             });
         }
         if let Some((scheme, _)) = spec.split_once("://") {
@@ -185,6 +200,7 @@ impl Blobs {
             store,
             s3: None,
             local: None,
+            staging_dir: None,
         }
     }
 
@@ -219,6 +235,7 @@ impl Blobs {
             store: Arc::clone(&fs) as Arc<dyn ObjectStore>,
             s3: None,
             local: Some(Arc::new(local::LocalFiles::new(fs))),
+            staging_dir: Some(std::path::Path::new(path).join(STAGING_PREFIX)),
         })
     }
 
@@ -239,7 +256,12 @@ impl Blobs {
                 return Err(err);
             }
         };
-        writer.finish().await?;
+        if let Err(err) = writer.finish().await {
+            // A failed completion can leave the staging object or its parts behind.
+            self.delete_quietly(&staging).await;
+            self.remove_local_parts(&staging).await;
+            return Err(err.into());
+        }
         if let Err(err) = self.promote(&staging, &blob_key(&info.sha256)).await {
             self.delete_quietly(&staging).await;
             return Err(err);
@@ -318,10 +340,35 @@ impl Blobs {
         }
     }
 
-    /// Deletes staging objects older than `older_than`: leftovers of ingests cut short by a crash.
-    /// Returns how many were removed. Safe to run while other ingests are in progress as long as
-    /// `older_than` is longer than any upload takes.
+    /// Whether the blobs are in a local folder (which only this process uses), rather than a
+    /// store shared by several nodes.
+    pub fn is_local(&self) -> bool {
+        self.local.is_some()
+    }
+
+    /// Removes the unfinished parts (`<name>#<n>`) of the local staging object `staging`.
+    async fn remove_local_parts(&self, staging: &Path) {
+        let (Some(dir), Some(name)) = (&self.staging_dir, staging.filename()) else {
+            return;
+        };
+        let prefix = format!("{name}#");
+        let Ok(mut entries) = tokio::fs::read_dir(dir).await else {
+            return;
+        };
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            if entry.file_name().to_string_lossy().starts_with(&prefix)
+                && let Err(err) = tokio::fs::remove_file(entry.path()).await
+            {
+                tracing::warn!(%staging, error = %err, "could not delete a staging part");
+            }
+        }
+    }
+
+    /// Deletes staging objects older than `older_than`: leftovers of ingests cut short by a crash
+    /// (on a local folder, their unfinished parts too). Returns how many were removed. Safe to run
+    /// while other ingests are in progress as long as `older_than` is longer than any upload takes.
     pub async fn sweep_staging(&self, older_than: Duration) -> Result<usize, BlobError> {
+        let mut removed = self.sweep_local_staging(older_than).await?;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
@@ -329,11 +376,40 @@ impl Blobs {
         let cutoff = i64::try_from(now.saturating_sub(older_than.as_secs())).unwrap_or(i64::MAX);
         let prefix = Path::from(STAGING_PREFIX);
         let mut listing = self.store.list(Some(&prefix));
-        let mut removed = 0;
         while let Some(meta) = listing.try_next().await? {
-            if meta.last_modified.timestamp() < cutoff {
+            if meta.last_modified.timestamp() <= cutoff {
                 self.delete_quietly(&meta.location).await;
                 removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// The unfinished parts in a local staging folder (invisible to the store's listing).
+    async fn sweep_local_staging(&self, older_than: Duration) -> Result<usize, BlobError> {
+        let Some(dir) = &self.staging_dir else {
+            return Ok(0);
+        };
+        let mut entries = match tokio::fs::read_dir(dir).await {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(err) => return Err(err.into()),
+        };
+        let cutoff = SystemTime::now()
+            .checked_sub(older_than)
+            .unwrap_or(UNIX_EPOCH);
+        let mut removed = 0;
+        while let Some(entry) = entries.next_entry().await? {
+            let is_part = entry.file_name().to_string_lossy().contains('#');
+            let meta = entry.metadata().await?;
+            let old = meta.modified().map_or(true, |at| at <= cutoff);
+            if is_part && meta.is_file() && old {
+                match tokio::fs::remove_file(entry.path()).await {
+                    Ok(()) => removed += 1,
+                    Err(err) => {
+                        tracing::warn!(file = %entry.file_name().to_string_lossy(), error = %err, "could not delete a staging part")
+                    }
+                }
             }
         }
         Ok(removed)
@@ -352,7 +428,7 @@ async fn copy_hashing<R: AsyncRead + Unpin + Send>(
     loop {
         // Back-pressure: never buffer more than a few parts, however fast the reader is.
         writer.wait_for_capacity(MAX_PARTS_IN_FLIGHT).await?;
-        let n = reader.read(&mut buf).await?;
+        let n = reader.read(&mut buf).await.map_err(BlobError::Source)?;
         let Some(chunk) = buf.get(..n).filter(|c| !c.is_empty()) else {
             break;
         };

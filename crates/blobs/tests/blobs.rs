@@ -203,7 +203,7 @@ impl tokio::io::AsyncRead for Broken {
 async fn failing_reader_leaves_nothing_behind() {
     for (engine, blobs, _dir) in engines().await {
         assert!(
-            matches!(blobs.ingest(Broken(3)).await, Err(BlobError::Io(_))),
+            matches!(blobs.ingest(Broken(3)).await, Err(BlobError::Source(_))),
             "{engine}"
         );
         // Nothing to sweep: the staging upload was aborted, not left for the sweeper.
@@ -217,7 +217,7 @@ async fn failing_reader_leaves_nothing_behind() {
     let blobs = Blobs::open(dir.path().to_str().unwrap()).unwrap();
     assert!(matches!(
         blobs.ingest(Broken(3)).await,
-        Err(BlobError::Io(_))
+        Err(BlobError::Source(_))
     ));
     let leftovers: Vec<_> = walk(dir.path());
     assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
@@ -522,4 +522,41 @@ async fn truncated_local_file_fails_the_read() {
         .unwrap();
     let got: Result<Vec<_>, _> = blob.read(0..blob.size()).await.unwrap().try_collect().await;
     assert!(matches!(got, Err(BlobError::Io(_))), "{got:?}");
+}
+
+/// Issue 19, finding 5: an upload cut short by a crash leaves an unfinished part
+/// (`staging/<name>#<n>`), which the store's own listing does not show; the sweeper removes it,
+/// and finished staging objects, and leaves blobs alone.
+#[tokio::test]
+async fn sweep_removes_unfinished_parts_a_crash_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = Blobs::open(dir.path().to_str().unwrap()).unwrap();
+    let kept = blobs.ingest(&b"a blob stays"[..]).await.unwrap();
+    let staging = dir.path().join("staging");
+    std::fs::create_dir_all(&staging).unwrap();
+    std::fs::write(
+        staging.join("0123456789abcdef0123456789abcdef#1"),
+        [0u8; 4096],
+    )
+    .unwrap();
+    std::fs::write(
+        staging.join("fedcba9876543210fedcba9876543210"),
+        b"never promoted",
+    )
+    .unwrap();
+    assert_eq!(
+        blobs
+            .sweep_staging(std::time::Duration::from_secs(3600))
+            .await
+            .unwrap(),
+        0,
+        "fresh leftovers are kept: they may be uploads in progress"
+    );
+    let swept = blobs
+        .sweep_staging(std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(swept, 2);
+    assert!(walk(&staging).is_empty(), "{:?}", walk(&staging));
+    assert_eq!(blobs.size(&kept.sha256).await.unwrap(), Some(12));
 }

@@ -24,7 +24,7 @@ use rmqtt::types::{
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use crate::registry::{Denied, Registry};
+use crate::registry::{ClientIdTaken, Denied, Registry};
 use crate::{BrokerEvent, Gate, Login, Refusal};
 
 /// Substring of the engine's decode error for an over-limit packet.
@@ -104,9 +104,27 @@ impl<G: Gate> Hooks<G> {
         let client_id = login.client_id.clone();
         let result = match self.gate.authenticate(login).await {
             Ok(grant) => {
-                debug!(client_id, identity = ?grant.identity, "mqtt client authenticated");
-                self.registry.authenticated(info.id().clone(), grant);
-                AuthResult::Allow(false, None)
+                let identity = grant.identity.clone();
+                match self
+                    .registry
+                    .authenticated(info.id().clone(), &client_id, grant)
+                {
+                    Ok(()) => {
+                        debug!(client_id, ?identity, "mqtt client authenticated");
+                        AuthResult::Allow(false, None)
+                    }
+                    // The engine replaces sessions by client id: accepting this login would
+                    // disconnect another device.
+                    Err(ClientIdTaken(holder)) => {
+                        warn!(
+                            client_id,
+                            ?identity,
+                            ?holder,
+                            "mqtt connect refused: the client id is another device's live session"
+                        );
+                        AuthResult::NotAuthorized
+                    }
+                }
             }
             Err(Refusal::BadCredentials) => {
                 info!(client_id, "mqtt connect refused: bad credentials");
@@ -126,7 +144,19 @@ impl<G: Gate> Hooks<G> {
             warn!(client_id, "mqtt session connected without a grant");
             return;
         };
-        if let Some(old) = arrival.replaced {
+        if let Some(old) = arrival.kick {
+            // The same device's older session under another client id: the engine only
+            // replaces sessions by client id, so end it here.
+            debug!(client_id, old = ?old, "mqtt session replaced by its device's new login");
+            let scx = session.scx.clone();
+            tokio::spawn(async move {
+                let mut entry = scx.extends.shared().await.entry(old);
+                if let Err(e) = entry.kick(true, true, true).await {
+                    debug!(error = %e, "ending a replaced session failed");
+                }
+            });
+        }
+        for old in arrival.replaced {
             debug!(client_id, "mqtt session taken over");
             self.emit(BrokerEvent::Disconnected(old)).await;
         }

@@ -72,8 +72,9 @@ pub enum Refusal {
 
 /// Caller-supplied authentication: turns a [`Login`] into a [`Grant`].
 pub trait Gate: Send + Sync + 'static {
-    /// Identity attached to a connected client's events.
-    type Identity: Clone + Send + Sync + std::fmt::Debug + 'static;
+    /// Identity attached to a connected client's events. Sessions are keyed on it: a login
+    /// only ever replaces the live session of its own identity, whatever client id it presents.
+    type Identity: Clone + Eq + std::hash::Hash + Send + Sync + std::fmt::Debug + 'static;
 
     /// Decides whether the client may connect, and with which topics.
     fn authenticate(
@@ -116,11 +117,17 @@ pub struct BrokerConfig {
     pub max_packet_size: usize,
     /// Publishes allowed per client; a client over it is disconnected. `None`: unlimited.
     pub publish_limit: Option<PublishLimit>,
+    /// How long a new connection may take to complete its CONNECT, on every listener (TLS
+    /// handshake, PROXY header and CONNECT packet each within it); a socket that stays silent
+    /// is closed.
+    pub connect_timeout: std::time::Duration,
 }
 
 impl BrokerConfig {
     /// Default maximum packet size: 256 KiB.
     pub const DEFAULT_MAX_PACKET_SIZE: usize = 256 * 1024;
+    /// Default CONNECT deadline: 10 s.
+    pub const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
     /// A config listening on `listen` with the default packet size limit.
     pub fn new(listen: SocketAddr) -> Self {
@@ -130,6 +137,7 @@ impl BrokerConfig {
             proxied: None,
             max_packet_size: Self::DEFAULT_MAX_PACKET_SIZE,
             publish_limit: None,
+            connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
         }
     }
 }

@@ -9,6 +9,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use rmqtt::codec::types::Publish as CodecPublish;
@@ -67,7 +68,7 @@ fn take_task(slot: &Mutex<Option<JoinHandle<()>>>) -> Option<JoinHandle<()>> {
         .take()
 }
 
-impl<I: Clone + Send + Sync + std::fmt::Debug + 'static> Broker<I> {
+impl<I: Clone + Eq + std::hash::Hash + Send + Sync + std::fmt::Debug + 'static> Broker<I> {
     /// Binds `cfg.listen` and starts serving MQTT; events go to `events`.
     pub async fn start<G: Gate<Identity = I>>(
         cfg: BrokerConfig,
@@ -268,6 +269,10 @@ fn listener_config(cfg: &BrokerConfig, addr: SocketAddr) -> Builder {
         .reuseaddr(Some(true))
         .nodelay(true)
         .max_packet_size(u32::try_from(cfg.max_packet_size).unwrap_or(u32::MAX))
+        // A connection that has not sent its CONNECT by then is closed (the engine's version
+        // probe is bounded by it too: vendor/rmqtt-net/VENDORED.md).
+        .handshake_timeout(cfg.connect_timeout)
+        .proxy_protocol_timeout(cfg.connect_timeout.min(Duration::from_secs(5)))
         // Every CONNECT, with or without a user name, goes through the gate.
         .allow_anonymous(false)
         .max_qos_allowed(QoS::AtLeastOnce)

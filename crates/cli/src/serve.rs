@@ -12,7 +12,7 @@ use std::time::Duration;
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// TOML file with any of: data_dir, database, mqtt_listen, http_listen, public_url, url_ttl_secs, max_packet_size,
+    /// TOML file with any of: data_dir, database, mqtt_listen, http_listen, public_url, url_ttl_secs, max_packet_size, mqtt_connect_timeout_secs,
     /// mqtt_tls_listen, mqtt_psk_listen, http_tls_listen, tls_cert, tls_key, tls_client_ca, no_plain_mqtt, no_plain_http,
     /// secret_key_file, login_failures_per_address, login_failures_per_device, max_firmware_size, max_publish_rate,
     /// broker, broker_username, broker_ca, node_id, no_shared_subscriptions.
@@ -40,6 +40,9 @@ pub struct ServeArgs {
     /// Largest MQTT packet accepted, in bytes [default: 262144].
     #[arg(long, env = "OTTER_MAX_PACKET_SIZE")]
     max_packet_size: Option<usize>,
+    /// Seconds a new MQTT connection has to send its CONNECT, on every MQTT listener; a silent socket is closed [default: 10].
+    #[arg(long, env = "OTTER_MQTT_CONNECT_TIMEOUT_SECS")]
+    mqtt_connect_timeout_secs: Option<u64>,
     /// Admin API token; when unset, one is generated into <data-dir>/admin-token.
     #[arg(long = "token", env = "OTTER_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -91,10 +94,10 @@ pub struct ServeArgs {
     /// File with the 32-byte hex key that seals device secrets in the database; keep it off the database host's backups [default: <data-dir>/secret-key, generated].
     #[arg(long, env = "OTTER_SECRET_KEY_FILE")]
     secret_key_file: Option<PathBuf>,
-    /// Failed MQTT logins allowed per client IP address per minute before the address is refused (CONNACK 5) for the rest of the minute; 0 = no limit [default: 30].
+    /// Ceiling of failed MQTT logins per client IP address per minute, beyond which the address is refused (CONNACK 5) for the rest of the minute; far above what a fleet behind one NAT address fails; 0 = no ceiling [default: 1000].
     #[arg(long, env = "OTTER_LOGIN_FAILURES_PER_ADDRESS")]
     login_failures_per_address: Option<u32>,
-    /// Failed MQTT logins allowed per device per minute before the device is refused (even with its right secret) for the rest of the minute; 0 = no limit [default: 30].
+    /// Wrong secrets per minute for one device from one address (and logins per minute for one unknown device) before further logins under that key are slowed: checked one at a time, a second apart; a right secret still connects; 0 = no limit [default: 30].
     #[arg(long, env = "OTTER_LOGIN_FAILURES_PER_DEVICE")]
     login_failures_per_device: Option<u32>,
     /// MQTT messages a device may publish per second on average (bursts of 5× allowed); a device over it is disconnected; 0 = no limit [default: 20].
@@ -136,6 +139,7 @@ struct FileConfig {
     public_url: Option<String>,
     url_ttl_secs: Option<u64>,
     max_packet_size: Option<usize>,
+    mqtt_connect_timeout_secs: Option<u64>,
     mqtt_tls_listen: Option<SocketAddr>,
     mqtt_psk_listen: Option<SocketAddr>,
     http_tls_listen: Option<SocketAddr>,
@@ -195,6 +199,11 @@ fn resolve(args: ServeArgs) -> Result<ServeConfig> {
             .max_packet_size
             .or(file.max_packet_size)
             .unwrap_or(defaults.max_packet_size),
+        mqtt_connect_timeout: args
+            .mqtt_connect_timeout_secs
+            .or(file.mqtt_connect_timeout_secs)
+            .map(|s| Duration::from_secs(s.max(1)))
+            .unwrap_or(defaults.mqtt_connect_timeout),
         admin_token: args.token,
         signing_key_dir: args.signing_key_dir,
         secret_key_file: args.secret_key_file.or(file.secret_key_file),

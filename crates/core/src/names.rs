@@ -35,7 +35,17 @@ fn check(
     if !value.chars().all(allowed) {
         return fail("contains a character that is not allowed");
     }
+    if dot_segment(value) {
+        return fail("is only dots, which a URL path reads as `.` or `..`");
+    }
     Ok(())
+}
+
+/// A name made only of dots (`.`, `..`, `....`), also percent-encoded (`%2e`): in a URL path
+/// (console pages, API routes) it reads as the current or parent folder, or nearly so.
+fn dot_segment(value: &str) -> bool {
+    let decoded = value.to_ascii_lowercase().replace("%2e", ".");
+    decoded.chars().all(|c| c == '.')
 }
 
 macro_rules! name_type {
@@ -133,6 +143,31 @@ mod tests {
         assert!(Version::parse("1.0 beta").is_err());
         assert!(Version::parse("").is_err());
         assert!(ProductId::parse("x".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn rejects_dot_segments() {
+        for dots in [".", "..", "...", "....", "%2e%2E", ".%2e"] {
+            assert!(DeviceName::parse(dots).is_err(), "{dots:?}");
+            assert!(Version::parse(dots).is_err(), "{dots:?}");
+        }
+        assert!(DeviceName::parse("a..b").is_ok());
+        assert!(DeviceName::parse(".hidden").is_ok());
+        assert!(Version::parse("1.0.").is_ok());
+    }
+
+    #[test]
+    fn rejects_control_characters_and_unbounded_lengths() {
+        for bad in ["a\tb", "a\nb", "a\u{7f}", "a\u{0}", "a\u{85}"] {
+            assert!(DeviceName::parse(bad).is_err(), "{bad:?}");
+            assert!(Version::parse(bad).is_err(), "{bad:?}");
+            assert!(ProductId::parse(bad).is_err(), "{bad:?}");
+            assert!(Module::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(DeviceName::parse("d".repeat(64)).is_ok());
+        assert!(DeviceName::parse("d".repeat(65)).is_err());
+        assert!(Version::parse("1".repeat(65)).is_err());
+        assert!(Module::parse("m".repeat(65)).is_err());
     }
 
     #[test]

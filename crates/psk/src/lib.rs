@@ -20,7 +20,7 @@
 //! is time-limited, so a flood of slow handshakes cannot exhaust the blocking pool. After the
 //! handshake the stream goes back to ordinary async tasks.
 
-mod mqtt;
+pub mod mqtt;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -44,14 +44,14 @@ impl Application {
     pub async fn build(config: ServeConfig) -> Result<Self> {
         transport::validate(&config.tls)?;
         let dir = &config.data_dir;
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("creating data dir {}", dir.display()))?;
+        private_dir(dir).with_context(|| format!("creating data dir {}", dir.display()))?;
         let store = match &config.database {
             Some(url) => Store::open(url).await,
             None => Store::open_sqlite(&dir.join("otter.db")).await,
         }
         .context("opening the database")?;
         let blobs = crate::links::open_blobs(&config)?;
+        sweep_staging(&blobs).await;
         let admin_token = match &config.admin_token {
             Some(token) if !token.is_empty() => token.clone(),
             _ => generated_token(dir)?,
@@ -332,4 +332,44 @@ fn unix_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// Uploads cut short by a crash leave staging objects behind; they are removed at start. A local
+/// folder is this process's alone, so everything in its staging is a leftover; a store shared by
+/// several nodes may hold another node's upload in progress, so only day-old objects go.
+async fn sweep_staging(blobs: &otter_blobs::Blobs) {
+    let older_than = if blobs.is_local() {
+        std::time::Duration::ZERO
+    } else {
+        std::time::Duration::from_secs(24 * 3600)
+    };
+    match blobs.sweep_staging(older_than).await {
+        Ok(0) => {}
+        Ok(n) => info!(
+            removed = n,
+            "removed unfinished uploads left by an earlier run"
+        ),
+        Err(e) => warn!(error = %e, "could not sweep unfinished uploads"),
+    }
+}
+
+/// The data folder holds the database, blobs and key files: its owner's only (0700). Created
+/// so, and narrowed when an earlier version left it open to others.
+fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        let mode = std::fs::metadata(dir)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            info!(dir = %dir.display(), "narrowing the data folder's mode to 0700");
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir)
 }

@@ -28,6 +28,9 @@ pub struct ServeConfig {
     pub url_ttl: Duration,
     /// Largest MQTT packet accepted from a device.
     pub max_packet_size: usize,
+    /// How long a new MQTT connection may take to send its CONNECT (on every listener) before
+    /// it is closed.
+    pub mqtt_connect_timeout: Duration,
     /// How often the campaign planner runs.
     pub tick: Duration,
     /// The planner's clock (a manual one in tests).
@@ -96,6 +99,7 @@ impl ServeConfig {
             admin_token: None,
             url_ttl: Duration::from_secs(24 * 3600),
             max_packet_size: 256 * 1024,
+            mqtt_connect_timeout: otter_broker::BrokerConfig::DEFAULT_CONNECT_TIMEOUT,
             tick: Duration::from_secs(1),
             clock: Arc::new(SystemClock),
             secret_key_file: None,

@@ -13,7 +13,7 @@ use std::time::Instant;
 use tracing::warn;
 
 use crate::secrets::SecretBox;
-use crate::throttle::{Throttle, ThrottleConfig};
+use crate::throttle::{Slowdown, Throttle, ThrottleConfig};
 
 /// A connected, authenticated device.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -32,8 +32,25 @@ impl DeviceIdentity {
 pub struct DeviceGate {
     store: Store,
     secrets: Arc<SecretBox>,
+    /// Ceiling of failures per client address: beyond it the address is refused outright.
     by_address: Throttle<IpAddr>,
-    by_device: Throttle<(ProductId, DeviceName)>,
+    /// Wrong secrets for one device from one address.
+    by_device: Throttle<(IpAddr, ProductId, DeviceName)>,
+    /// Logins for identities that do not exist (or cannot be parsed), from any address.
+    by_unknown: Throttle<String>,
+    slow_device: Slowdown<(IpAddr, ProductId, DeviceName)>,
+    slow_unknown: Slowdown<String>,
+}
+
+/// Longest unknown identity kept as a throttle key (client ids can be long).
+const MAX_UNKNOWN_KEY: usize = 160;
+
+/// Which throttle key a failed login counts against.
+enum Claim {
+    /// A registered device (wrong secret).
+    Device(ProductId, DeviceName),
+    /// An identity that is not a registered device.
+    Unknown(String),
 }
 
 impl Gate for DeviceGate {
@@ -46,7 +63,7 @@ impl Gate for DeviceGate {
         }
         let now = Instant::now();
         if self.by_address.blocked(&peer.ip(), now) {
-            tracing::debug!(%peer, "login refused: address throttled");
+            tracing::debug!(%peer, "login refused: address over its ceiling of failed logins");
             return Err(Refusal::NotAuthorized);
         }
         let creds = Credentials {
@@ -55,18 +72,25 @@ impl Gate for DeviceGate {
             password: login.password,
         };
         let mut claimed = None;
-        let result = self.check(&creds, &mut claimed, now).await;
+        let result = self.check(&creds, peer.ip(), &mut claimed).await;
         match &result {
             Ok(grant) => {
                 tracing::info!(%peer, device = %grant.identity.addr(), "device authenticated")
             }
             Err(refusal) => {
                 warn!(%peer, client_id = %creds.client_id, ?refusal, "device login refused");
-                self.count_failure(peer.ip(), claimed, now);
+                let claim =
+                    claimed.unwrap_or_else(|| Claim::Unknown(unknown_key(&creds.client_id)));
+                self.count_failure(peer.ip(), claim, Instant::now());
             }
         }
         result
     }
+}
+
+/// The throttle key of an identity that is not a registered device.
+fn unknown_key(name: &str) -> String {
+    name.chars().take(MAX_UNKNOWN_KEY).collect()
 }
 
 impl DeviceGate {
@@ -76,36 +100,54 @@ impl DeviceGate {
             secrets,
             by_address: Throttle::new(limits.per_address, limits.window),
             by_device: Throttle::new(limits.per_device, limits.window),
+            by_unknown: Throttle::new(limits.per_device, limits.window),
+            slow_device: Slowdown::new(limits.penalty),
+            slow_unknown: Slowdown::new(limits.penalty),
         }
     }
 
-    fn count_failure(&self, ip: IpAddr, device: Option<(ProductId, DeviceName)>, now: Instant) {
+    fn count_failure(&self, ip: IpAddr, claim: Claim, now: Instant) {
         if self.by_address.fail(&ip, now) {
-            warn!(%ip, "too many failed logins from this address: refusing it for a while");
+            warn!(%ip, "failed logins from this address reached the ceiling: refusing it for a while");
         }
-        if let Some(device) = device
-            && self.by_device.fail(&device, now)
-        {
-            warn!(device = %format!("{}/{}", device.0, device.1), "too many failed logins for this device: refusing it for a while");
+        match claim {
+            Claim::Device(product, device) => {
+                let name = format!("{product}/{device}");
+                if self.by_device.fail(&(ip, product, device), now) {
+                    warn!(%ip, device = %name, "too many wrong secrets for this device from this address: slowing its logins from there");
+                }
+            }
+            Claim::Unknown(name) => {
+                if self.by_unknown.fail(&name, now) {
+                    warn!(identity = %name, "too many logins for this unknown identity: slowing them");
+                }
+            }
         }
     }
-    /// Authenticates `creds`; `claimed` learns which device they name, for the throttle.
+
+    /// Authenticates `creds`; `claimed` learns which throttle key a failure counts against.
+    /// A key over its limit is slowed (never refused): a right secret still connects.
     async fn check(
         &self,
         creds: &Credentials,
-        claimed: &mut Option<(ProductId, DeviceName)>,
-        now: Instant,
+        ip: IpAddr,
+        claimed: &mut Option<Claim>,
     ) -> Result<Grant<DeviceIdentity>, Refusal> {
         let (product, device) = self.claimed_device(creds).await?;
-        *claimed = Some((product.clone(), device.clone()));
-        if self
-            .by_device
-            .blocked(&(product.clone(), device.clone()), now)
-        {
-            tracing::debug!(%product, %device, "login refused: device throttled");
-            return Err(Refusal::NotAuthorized);
+        let unknown = unknown_key(&format!("{product}/{device}"));
+        *claimed = Some(Claim::Unknown(unknown.clone()));
+        let now = Instant::now();
+        if self.by_unknown.blocked(&unknown, now) {
+            tracing::debug!(%product, %device, "login slowed: many logins for this identity failed");
+            self.slow_unknown.wait(&unknown).await;
         }
-        let (identity, stored_secret) = self.registered(product, device).await?;
+        let (identity, stored_secret) = self.registered(product.clone(), device.clone()).await?;
+        let key = (ip, product.clone(), device.clone());
+        *claimed = Some(Claim::Device(product, device));
+        if self.by_device.blocked(&key, Instant::now()) {
+            tracing::debug!(device = %identity.addr(), %ip, "login slowed: many wrong secrets for this device from this address");
+            self.slow_device.wait(&key).await;
+        }
         let addr = identity.addr();
         let secret = self.device_secret(&identity, &stored_secret)?;
         protocol::verify(identity.dialect, &addr, &secret, creds).map_err(|e| {

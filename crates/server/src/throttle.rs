@@ -1,7 +1,11 @@
-//! Failed-login throttling: after too many failed logins in a window, further logins from the
-//! same client address, or for the same device, are refused at once (CONNACK 5) without touching
-//! the store, until the window ends. Pure bookkeeping with an injected `now`, so it is tested
-//! without sleeping; memory stays bounded however many addresses an attacker uses.
+//! Failed-login throttling. What is slowed is wrong secrets, never a right one: failures are
+//! counted per (client address, device) and per unknown identity, and once a key has used up
+//! its failures for the window each further login under it waits `penalty`, one at a time,
+//! before it is checked — a right secret then still connects. Only a client address over the
+//! per-address ceiling (far above what a fleet behind one NAT address fails) is refused at once
+//! (CONNACK 5) without touching the store. The counting is pure bookkeeping with an injected
+//! `now`, so it is tested without sleeping; memory stays bounded however many addresses an
+//! attacker uses.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -11,20 +15,26 @@ use std::time::{Duration, Instant};
 /// Limits of the failed-login throttle; a limit of 0 turns that side off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ThrottleConfig {
-    /// Failed logins allowed per client IP address per window.
+    /// Ceiling of failed logins per client IP address per window, beyond which the address is
+    /// refused outright until the window ends. Far above what a fleet behind one NAT address
+    /// fails, so it only stops floods.
     pub per_address: u32,
-    /// Failed logins allowed per device per window. Refuses the device's own good logins too
-    /// while it lasts: the price of stopping a guesser that spreads over many addresses.
+    /// Failed logins per window allowed for one device from one address, and for one unknown
+    /// identity (a device or product that does not exist), before further logins under that
+    /// key are slowed.
     pub per_device: u32,
     pub window: Duration,
+    /// How long a slowed login waits before it is checked (one at a time per key).
+    pub penalty: Duration,
 }
 
 impl Default for ThrottleConfig {
     fn default() -> Self {
         Self {
-            per_address: 30,
+            per_address: 1000,
             per_device: 30,
             window: Duration::from_secs(60),
+            penalty: Duration::from_secs(1),
         }
     }
 }
@@ -95,6 +105,40 @@ impl<K: Eq + Hash + Clone> Throttle<K> {
             starts.sort_unstable();
             let median = starts[starts.len() / 2];
             keys.retain(|_, w| w.started > median);
+        }
+    }
+}
+
+/// Serialises slowed logins per key: each waits `penalty` while holding its key's turn, so
+/// wrong secrets under one key are checked at most once per `penalty`, however many arrive
+/// at once.
+pub struct Slowdown<K> {
+    penalty: Duration,
+    turns: Mutex<HashMap<K, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl<K: Eq + Hash + Clone> Slowdown<K> {
+    pub fn new(penalty: Duration) -> Self {
+        Self {
+            penalty,
+            turns: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Waits for `key`'s turn, then `penalty`.
+    pub async fn wait(&self, key: &K) {
+        let turn = {
+            let mut turns = self.turns.lock().unwrap_or_else(|p| p.into_inner());
+            turns.entry(key.clone()).or_default().clone()
+        };
+        {
+            let _mine = turn.lock().await;
+            tokio::time::sleep(self.penalty).await;
+        }
+        let mut turns = self.turns.lock().unwrap_or_else(|p| p.into_inner());
+        // Two references: the map's and ours; nobody else waits for this key.
+        if std::sync::Arc::strong_count(&turn) == 2 {
+            turns.remove(key);
         }
     }
 }

@@ -128,6 +128,7 @@ pub(crate) fn broker_config(config: &ServeConfig) -> Result<BrokerConfig> {
         proxied: tls.mqtt_psk_listen.map(|_| LOOPBACK_ANY_PORT),
         max_packet_size: config.max_packet_size,
         publish_limit: config.publish_limit,
+        connect_timeout: config.mqtt_connect_timeout,
     })
 }
 
@@ -144,6 +145,7 @@ pub(crate) async fn start_psk(
     };
     let mut psk = PskConfig::new(listen, upstream);
     psk.max_packet_size = config.max_packet_size;
+    psk.handshake_timeout = config.mqtt_connect_timeout;
     let lookup = Arc::new(TencentPsk { store, secrets });
     let terminator = PskTerminator::start(psk, lookup)
         .await

@@ -46,6 +46,7 @@ impl Store {
 
     /// Opens (creating if needed) the SQLite database at `path`.
     pub async fn open_sqlite(path: &std::path::Path) -> Result<Self> {
+        private_files(path)?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -294,4 +295,47 @@ forward! {
     pub async fn set_firmware_signature(&self, s: &FirmwareSignature) -> Result<()>;
     pub async fn firmware_signature(&self, firmware_id: i64) -> Result<Option<FirmwareSignature>>;
     pub async fn firmware_signatures(&self, product: &ProductId) -> Result<Vec<FirmwareSignature>>;
+}
+
+/// The database and its WAL and shared-memory files are readable by their owner only (0600):
+/// they hold the fleet's state and sealed secrets. SQLite gives the WAL and SHM files the mode
+/// of the database file, so the database is created 0600 before SQLite opens it; files left
+/// more open by an earlier version are narrowed.
+#[cfg(unix)]
+fn private_files(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if !path.exists() {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let mut name = path.as_os_str().to_owned();
+    let mut files = vec![path.to_path_buf()];
+    for suffix in ["-wal", "-shm"] {
+        name.push(suffix);
+        files.push(std::path::PathBuf::from(&name));
+        name = path.as_os_str().to_owned();
+    }
+    for file in files {
+        match std::fs::metadata(&file) {
+            Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+                tracing::info!(file = %file.display(), "narrowing the database file's mode to 0600");
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn private_files(_path: &std::path::Path) -> std::io::Result<()> {
+    Ok(())
 }

@@ -1,8 +1,9 @@
 //! End-to-end tests of the broker rules with real MQTT clients over TCP.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
-use crate::common::{QUIET, WAIT, connect, long_id, qos, start};
+use crate::common::{QUIET, WAIT, connect, long_id, qos, start, start_with};
 use bytes::Bytes;
 use otter_broker::{BrokerConfig, BrokerError, BrokerEvent};
 use rumqttc::{ConnectReturnCode, ConnectionError, LastWill, QoS, SubscribeReasonCode};
@@ -322,4 +323,95 @@ async fn several_brokers_run_side_by_side_and_shut_down() {
         .unwrap();
     assert_eq!(a2.expect_once().await.payload, Bytes::from_static(b"two"));
     two.broker.shutdown().await;
+}
+
+/// Waits (bounded by a generous timeout, never asserting a duration) until the server closes
+/// `socket`: a read that ends or fails.
+async fn closed_by_server(mut socket: tokio::net::TcpStream, what: &str) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 64];
+    let outcome = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            match socket.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        outcome.is_ok(),
+        "{what}: the server never closed the socket"
+    );
+}
+
+/// Issue 19, finding 3: a socket that never sends CONNECT is closed on every listener, and
+/// does not keep others from connecting.
+#[tokio::test]
+async fn a_socket_that_never_sends_connect_is_closed() {
+    use tokio::io::AsyncWriteExt;
+    let mut cfg = BrokerConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)));
+    cfg.proxied = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+    cfg.connect_timeout = Duration::from_millis(300);
+    let mut b = start_with(cfg).await;
+    let plain = b.broker.local_addr();
+    let proxied = b.broker.proxied_local_addr().unwrap();
+
+    let silent = tokio::net::TcpStream::connect(plain).await.unwrap();
+    // Half a fixed header: the version probe needs more.
+    let mut partial = tokio::net::TcpStream::connect(plain).await.unwrap();
+    partial.write_all(&[0x10]).await.unwrap();
+    // A PROXY header, then nothing.
+    let mut proxied_silent = tokio::net::TcpStream::connect(proxied).await.unwrap();
+    proxied_silent
+        .write_all(b"PROXY TCP4 10.0.0.7 10.0.0.1 40000 8883\r\n")
+        .await
+        .unwrap();
+    let proxied_nothing = tokio::net::TcpStream::connect(proxied).await.unwrap();
+
+    closed_by_server(silent, "plain, nothing sent").await;
+    closed_by_server(partial, "plain, one byte sent").await;
+    closed_by_server(proxied_silent, "proxied, header only").await;
+    closed_by_server(proxied_nothing, "proxied, nothing sent").await;
+
+    // A device that does send its CONNECT is served as always.
+    let _a = b.online("dev-a", "sa").await;
+}
+
+/// A malformed PROXY v2 header (it declares more bytes than it carries) once panicked the
+/// PROXY listener's accept loop, after which no TLS-PSK device could connect (found by the
+/// `proxy_header` fuzz target). It is refused, and the listener keeps serving.
+#[tokio::test]
+async fn a_malformed_proxy_header_does_not_stop_the_proxied_listener() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut cfg = BrokerConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)));
+    cfg.proxied = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+    let b = start_with(cfg).await;
+    let proxied = b.broker.proxied_local_addr().unwrap();
+
+    let mut bad = tokio::net::TcpStream::connect(proxied).await.unwrap();
+    let mut header = vec![
+        0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A, 0x21, 0x12, 0xFF,
+        0xFF,
+    ];
+    header.extend_from_slice(&[0xFF, 0xFC, 0x00, 0x0C]);
+    header.extend_from_slice(&[0u8; 16]);
+    bad.write_all(&header).await.unwrap();
+    closed_by_server(bad, "malformed PROXY v2 header").await;
+
+    // A terminator's well-formed connection is still served.
+    let mut good = tokio::net::TcpStream::connect(proxied).await.unwrap();
+    let mut wire = b"PROXY TCP4 127.0.0.1 127.0.0.1 40000 8883\r\n".to_vec();
+    let mut connect = rumqttc::mqttbytes::v4::Connect::new("dev-a");
+    connect.set_login("dev-a", "sa");
+    let mut bytes = bytes::BytesMut::new();
+    connect.write(&mut bytes).unwrap();
+    wire.extend_from_slice(&bytes);
+    good.write_all(&wire).await.unwrap();
+    let mut connack = [0u8; 4];
+    tokio::time::timeout(WAIT, good.read_exact(&mut connack))
+        .await
+        .expect("no CONNACK: the proxied listener stopped")
+        .unwrap();
+    assert_eq!(connack, [0x20, 0x02, 0x00, 0x00]);
 }

@@ -21,6 +21,10 @@ pub enum ApiError {
     TooLarge(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// The blob store failed (disk full, read-only folder, S3 down); the details, which name
+    /// the server's paths, are in its log only.
+    #[error("the server could not store the file (storage failed; the server log has the details)")]
+    Storage,
 }
 
 impl ApiError {
@@ -33,6 +37,7 @@ impl ApiError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Storage => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }

@@ -17,10 +17,15 @@ pub struct UploadLimit {
 
 impl UploadLimit {
     /// The error to return for a failed ingest: 413 if the limit was the cause.
-    pub fn error(&self, cause: impl std::fmt::Display) -> ApiError {
+    pub fn error(&self, cause: otter_blobs::BlobError) -> ApiError {
         if self.exceeded.load(Ordering::Relaxed) {
             too_large(self.max)
+        } else if cause.is_storage() {
+            // The server's failure: logged in full, answered without its paths.
+            tracing::error!(error = %cause, "storing an upload failed");
+            ApiError::Storage
         } else {
+            tracing::warn!(error = %cause, "upload failed");
             ApiError::BadRequest(format!("upload failed: {cause}"))
         }
     }

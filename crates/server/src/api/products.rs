@@ -149,7 +149,24 @@ pub async fn create(
             p.dialect
         ))
     })?;
-    let name = p.name.unwrap_or_else(|| id.to_string());
+    let name = match p.name {
+        Some(name) => product_name(name)?,
+        None => id.to_string(),
+    };
+    // One creation at a time, so two prefix-related Tencent ids cannot both pass the check.
+    static CREATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _one_at_a_time = CREATING.lock().await;
+    if dialect == Dialect::Tencent {
+        let products = s.store.products().await?;
+        if let Some(clash) = tencent_prefix_clash(&products, &id) {
+            tracing::warn!(product = %id, existing = %clash, "product refused: its id and a Tencent product's id prefix each other");
+            return Err(ApiError::Conflict(format!(
+                "Tencent product {id} cannot be created: the Tencent product {clash} already exists, and one id begins with the other. \
+                 Tencent devices log in with the client id {{productId}}{{deviceName}}, with no separator, so a client id would name \
+                 a device of either product; pick an id that neither begins with nor extends {clash}"
+            )));
+        }
+    }
     let scheme = parse_scheme(p.version_scheme.as_deref())?;
     let product = s
         .store
@@ -167,6 +184,43 @@ pub async fn create(
     )
     .await;
     Ok((StatusCode::CREATED, Json(product)))
+}
+
+/// Longest product display name, in characters.
+pub const MAX_PRODUCT_NAME: usize = 200;
+
+/// A product's display name: trimmed, not empty, at most [`MAX_PRODUCT_NAME`] characters and
+/// without control characters (it is shown in the console and in terminals).
+fn product_name(name: String) -> Result<String, ApiError> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(ApiError::BadRequest("product name is empty".into()));
+    }
+    if name.chars().count() > MAX_PRODUCT_NAME {
+        return Err(ApiError::BadRequest(format!(
+            "product name is longer than {MAX_PRODUCT_NAME} characters"
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest(
+            "product name contains a control character".into(),
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// An existing Tencent product whose id begins with `id` or that `id` begins with. Tencent
+/// client ids are `{productId}{deviceName}` with no separator, so such a pair makes client ids
+/// ambiguous (`TCPROD0001` + `tdev1` and `TCPROD0001t` + `dev1` are the same login).
+fn tencent_prefix_clash<'a>(products: &'a [Product], id: &ProductId) -> Option<&'a str> {
+    products
+        .iter()
+        .filter(|p| p.dialect == Dialect::Tencent.as_str())
+        .map(|p| p.id.as_str())
+        .find(|existing| {
+            *existing != id.as_str()
+                && (existing.starts_with(id.as_str()) || id.as_str().starts_with(existing))
+        })
 }
 
 #[utoipa::path(get, path = "/api/v1/products", responses((status = 200)))]

@@ -61,12 +61,49 @@ pub struct NextPage {
     next: Option<String>,
 }
 
-/// Only a local path is followed after sign-in (never another site).
-fn safe_next(next: Option<&str>) -> &str {
-    match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n,
-        _ => "/products",
+/// Where sign-in leads when `next` is absent or not a path of this server.
+const HOME: &str = "/products";
+
+/// The page to go to after sign-in: always a path of this server, whatever `next` holds.
+///
+/// `next` is not pattern-matched but parsed, the way a browser reads a `Location` header
+/// (WHATWG URL rules: tabs and newlines are dropped, `\` reads as `/`), against an origin of our
+/// own; a target that lands on another origin, or whose path would read as a network-path
+/// reference (`//host`), falls back to [`HOME`]. Control characters and backslashes are refused
+/// before parsing, since no link of ours contains them. The answer is rebuilt from the parsed
+/// path and query: percent-encoded visible ASCII, so it is always a valid header value.
+fn safe_next(next: Option<&str>) -> String {
+    let Some(next) = next else {
+        return HOME.to_owned();
+    };
+    match local_path(next) {
+        Some(path) => path,
+        None => {
+            tracing::warn!(next = %next.escape_debug(), "sign-in target is not a path of this server: ignored");
+            HOME.to_owned()
+        }
     }
+}
+
+fn local_path(next: &str) -> Option<String> {
+    if !next.starts_with('/') || next.chars().any(|c| c.is_control() || c == '\\') {
+        return None;
+    }
+    let base = url::Url::parse("http://otter.invalid/").ok()?;
+    let url = base.join(next).ok()?;
+    if url.origin() != base.origin() || url.username() != "" || url.password().is_some() {
+        return None;
+    }
+    let path = url.path();
+    if !path.starts_with('/') || path.starts_with("//") {
+        return None;
+    }
+    let mut out = path.to_owned();
+    if let Some(query) = url.query() {
+        out.push('?');
+        out.push_str(query);
+    }
+    Some(out)
 }
 
 async fn form(Query(q): Query<NextPage>) -> Response {
@@ -110,7 +147,7 @@ async fn sign_in(State(s): State<ApiState>, Form(f): Form<SignIn>) -> Response {
     crate::api::audit::record(&s, "console.sign_in", "console", serde_json::json!({})).await;
     let value = utf8_percent_encode(f.token.trim(), NON_ALPHANUMERIC);
     let cookie = format!("{COOKIE}={value}; Path=/; SameSite=Strict");
-    let mut response = Redirect::to(safe_next(f.next.as_deref())).into_response();
+    let mut response = Redirect::to(&safe_next(f.next.as_deref())).into_response();
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, v);
     }

@@ -121,7 +121,7 @@ impl From<crate::api::ApiError> for PageError {
             E::Unauthorized => StatusCode::UNAUTHORIZED,
             E::Forbidden(_) => StatusCode::FORBIDDEN,
             E::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            E::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            E::Internal(_) | E::Storage => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self(status, e.to_string())
     }

@@ -432,3 +432,84 @@ async fn product_page_warns_when_links_carry_a_port_its_sdks_cannot_dial() {
     assert_eq!(status, 200);
     assert!(!html.contains("link-port"), "{html}");
 }
+
+/// Issue 19, finding 1: whatever `next` holds, signing in leads to a path of this server, never
+/// to another origin (a browser drops tabs and newlines and reads `\` as `/` in `Location`), and
+/// never answers 500 (CR, LF and DEL cannot go into a header).
+#[tokio::test]
+async fn sign_in_only_ever_leads_to_a_path_of_this_server() {
+    let server = start().await;
+    let client = no_redirects();
+    let origin = url::Url::parse(&server.url("/")).unwrap();
+    let hostile = [
+        "/\t/evil.example",
+        "/\n/evil.example",
+        "/\r\n/evil.example",
+        "/\r/evil.example",
+        "/\x7f/evil.example",
+        "/\u{0}/evil.example",
+        "/\\evil.example",
+        "/\\/evil.example",
+        "//evil.example",
+        "///evil.example",
+        "/.//evil.example",
+        "/..//evil.example",
+        "https://evil.example/",
+        "http:/evil.example",
+        "javascript:alert(1)",
+        " /evil",
+        "/products\r\nSet-Cookie: x=1",
+    ];
+    for next in hostile {
+        let resp = client
+            .post(server.url("/login"))
+            .form(&[("token", server.token.as_str()), ("next", next)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 303, "next {next:?}");
+        let location = resp.headers()["location"].to_str().unwrap().to_owned();
+        assert!(
+            location.starts_with('/')
+                && !location.starts_with("//")
+                && !location.contains(|c: char| c.is_control() || c == '\\'),
+            "next {next:?} gave Location {location:?}"
+        );
+        let resolved = origin.join(&location).unwrap();
+        assert_eq!(
+            resolved.origin(),
+            origin.origin(),
+            "next {next:?} gave Location {location:?}, which leaves the server"
+        );
+        assert!(resp.headers().get("set-cookie").is_some());
+        assert_eq!(resp.headers().get_all("set-cookie").iter().count(), 1);
+
+        // The form carries only the sanitised target too.
+        let form = client
+            .get(server.url("/login"))
+            .query(&[("next", next)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(form.status().as_u16(), 200, "next {next:?}");
+        let html = form.text().await.unwrap();
+        assert!(!html.contains("evil.example"), "next {next:?}: {html}");
+    }
+
+    // Local targets survive, query included (rebuilt, percent-encoded).
+    for (next, expected) in [
+        ("/devices?product=P1", "/devices?product=P1"),
+        ("/campaigns/7", "/campaigns/7"),
+        ("/devices?q=a b", "/devices?q=a%20b"),
+        ("/a/../products", "/products"),
+    ] {
+        let resp = client
+            .post(server.url("/login"))
+            .form(&[("token", server.token.as_str()), ("next", next)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 303);
+        assert_eq!(resp.headers()["location"], expected, "next {next:?}");
+    }
+}

@@ -282,3 +282,134 @@ async fn downloads_refuse_forged_and_unknown_links() {
     );
     assert!([403, 404].contains(&download(&unknown, None).await.0));
 }
+
+/// HMAC-SHA256 (RFC 2104) for hand-made Aliyun logins.
+fn hmac_sha256_hex(key: &[u8], msg: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut block = [0u8; 64];
+    if key.len() > 64 {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let pad = |b: u8| block.iter().map(|k| k ^ b).collect::<Vec<u8>>();
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(msg)
+        .finalize();
+    hex::encode(
+        Sha256::new()
+            .chain_update(pad(0x5c))
+            .chain_update(inner)
+            .finalize(),
+    )
+}
+
+/// An Aliyun login of `dev` with its own secret but presenting the client id `{id}|…|` of its
+/// choice (Aliyun and EnOS client ids start with free text).
+fn aliyun_login_with_id(
+    dev: &DeviceAddr,
+    secret: &str,
+    id: &str,
+    ts: u64,
+) -> protocol::Credentials {
+    let content = format!(
+        "clientId{id}deviceName{}productKey{}timestamp{ts}",
+        dev.device, dev.product
+    );
+    protocol::Credentials {
+        client_id: format!("{id}|securemode=3,signmethod=hmacsha256,timestamp={ts}|"),
+        username: Some(format!("{}&{}", dev.device, dev.product)),
+        password: Some(hmac_sha256_hex(secret.as_bytes(), content.as_bytes()).into_bytes()),
+    }
+}
+
+/// Issue 19, finding 2: sessions belong to the authenticated device, not to the client id
+/// string. dev2, with its own valid secret but dev1's exact client id, cannot disconnect dev1;
+/// and a device logging in again under a new client id replaces only its own old session.
+#[tokio::test]
+async fn a_device_cannot_take_over_another_devices_session_with_its_client_id() {
+    let server = start().await;
+    let product = "a1Kick00001";
+    let s1 = server.device(Dialect::Aliyun, product, "dev1").await;
+    let s2 = server.device(Dialect::Aliyun, product, "dev2").await;
+    let dev1 = DeviceAddr::new(product, "dev1");
+    let dev2 = DeviceAddr::new(product, "dev2");
+    let topic = |d: &str| format!("/ota/device/inform/{product}/{d}");
+
+    let own = aliyun_login_with_id(&dev1, &s1, "shared-id", 1);
+    let (c1, mut l1) = connect_raw(options(&server, &own))
+        .await
+        .expect("dev1 login");
+    let (lost_tx, mut lost) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            if let Err(e) = l1.poll().await {
+                let _ = lost_tx.send(e.to_string());
+                return;
+            }
+        }
+    });
+    server
+        .wait_show(product, "dev1", |v| v["online"] == true)
+        .await;
+
+    // dev2 presents dev1's exact client id with a valid signature of its own.
+    let squat = aliyun_login_with_id(&dev2, &s2, "shared-id", 1);
+    assert_eq!(squat.client_id, own.client_id);
+    match connect_raw(options(&server, &squat)).await {
+        Err(ConnectionError::ConnectionRefused(code)) => {
+            assert_eq!(code, ConnectReturnCode::NotAuthorized)
+        }
+        other => panic!("expected CONNACK 5, got {:?}", other.map(|_| ())),
+    }
+    // dev1 was not disconnected: it still reports, and is still online.
+    c1.publish(
+        topic("dev1"),
+        QoS::AtLeastOnce,
+        false,
+        r#"{"id":"1","params":{"version":"1.0.1"}}"#,
+    )
+    .await
+    .unwrap();
+    let shown = server
+        .wait_show(product, "dev1", |v| v.to_string().contains("1.0.1"))
+        .await;
+    assert_eq!(shown["online"], true, "{shown}");
+    assert!(lost.try_recv().is_err(), "dev1's connection was cut");
+
+    // dev2 under its own client id is welcome at the same time.
+    let dev2_own = aliyun_login_with_id(&dev2, &s2, "dev2-id", 1);
+    let (_c2, mut l2) = connect_raw(options(&server, &dev2_own))
+        .await
+        .expect("dev2 login");
+    tokio::spawn(async move { while l2.poll().await.is_ok() {} });
+    server
+        .wait_show(product, "dev2", |v| v["online"] == true)
+        .await;
+
+    // dev1 logging in again under a new client id replaces its own old session (only).
+    let again = aliyun_login_with_id(&dev1, &s1, "shared-id", 2);
+    let (c1b, mut l1b) = connect_raw(options(&server, &again))
+        .await
+        .expect("dev1 again");
+    tokio::spawn(async move { while l1b.poll().await.is_ok() {} });
+    let why = tokio::time::timeout(WAIT, lost.recv())
+        .await
+        .expect("dev1's old session was never ended")
+        .expect("the old session's reason");
+    assert!(!why.is_empty());
+    c1b.publish(
+        topic("dev1"),
+        QoS::AtLeastOnce,
+        false,
+        r#"{"id":"2","params":{"version":"1.0.2"}}"#,
+    )
+    .await
+    .unwrap();
+    let shown = server
+        .wait_show(product, "dev1", |v| v.to_string().contains("1.0.2"))
+        .await;
+    assert_eq!(shown["online"], true, "{shown}");
+    assert_eq!(server.show(product, "dev2").await["online"], true);
+}

@@ -12,5 +12,6 @@ mod mosquitto_plugin;
 mod s3_blobs;
 mod security;
 mod signing;
+mod storage;
 mod tls;
 mod upgrade_flow;

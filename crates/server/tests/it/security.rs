@@ -251,80 +251,101 @@ async fn connack_from(source: IpAddr, server: SocketAddr, creds: &protocol::Cred
     connack[3]
 }
 
+/// Issue 19, finding 4: the throttle slows wrong secrets and never refuses a right one. 32
+/// wrong secrets for a device from one address do not keep the device out, from another
+/// address or from that one; failed logins of unknown devices from one address (a fleet behind
+/// NAT) do not lock out the good devices on it; only the per-address ceiling refuses outright.
 #[tokio::test]
-async fn bad_login_bursts_are_throttled_while_good_devices_connect() {
+async fn wrong_secrets_are_slowed_and_a_right_secret_always_connects() {
     let server = start_with(|c| {
         c.login_throttle = ThrottleConfig {
-            per_address: 5,
-            per_device: 8,
-            window: Duration::from_secs(60),
+            penalty: Duration::from_millis(50),
+            ..ThrottleConfig::default()
         }
     })
     .await;
     let product = "a1Burst0001";
+    let victim_secret = server.device(Dialect::Aliyun, product, "dev2").await;
     let good_secret = server.device(Dialect::Aliyun, product, "good").await;
-    let victim_secret = server.device(Dialect::Aliyun, product, "victim").await;
-    let other_secret = server.device(Dialect::Aliyun, product, "other").await;
-    let wrong = |device: &str| {
+    let sign = |device: &str, secret: &str| {
         protocol::sign(
             Dialect::Aliyun,
             &DeviceAddr::new(product, device),
-            "00ff",
+            secret,
             1_617_773_607_348,
         )
     };
     let attacker = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
-
-    // One address: 5 wrong passwords get CONNACK 4, then everything from it gets 5 at once —
-    // even a correct login, since the address is refused before any check.
-    let mut codes = Vec::new();
-    for _ in 0..12 {
-        codes.push(connack_from(attacker, server.mqtt, &wrong("good")).await);
+    for _ in 0..32 {
+        let code = connack_from(attacker, server.mqtt, &sign("dev2", "00ff")).await;
+        assert_eq!(code, 4, "a wrong secret is a wrong secret");
     }
-    assert_eq!(codes[..5], [4; 5], "{codes:?}");
-    assert!(codes[5..].iter().all(|c| *c == 5), "{codes:?}");
-    let good = protocol::sign(
-        Dialect::Aliyun,
-        &DeviceAddr::new(product, "good"),
-        &good_secret,
-        1,
-    );
-    assert_eq!(connack_from(attacker, server.mqtt, &good).await, 5);
-
-    // Meanwhile good devices from other addresses connect as always.
+    let elsewhere = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
     assert_eq!(
-        connack_from(IpAddr::V4(Ipv4Addr::LOCALHOST), server.mqtt, &good).await,
-        0
+        connack_from(elsewhere, server.mqtt, &sign("dev2", &victim_secret)).await,
+        0,
+        "the device itself, from another address"
+    );
+    assert_eq!(
+        connack_from(attacker, server.mqtt, &sign("dev2", &victim_secret)).await,
+        0,
+        "the device itself, from the guesser's address (slowed, not refused)"
+    );
+
+    // A fleet behind one NAT address: logins of unknown devices fail, good ones still connect.
+    let nat = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 4));
+    for i in 0..32 {
+        let code = connack_from(nat, server.mqtt, &sign(&format!("ghost{i}"), "00ff")).await;
+        assert_eq!(code, 5, "unknown device");
+    }
+    for _ in 0..32 {
+        let code = connack_from(nat, server.mqtt, &sign("ghost0", "00ff")).await;
+        assert_eq!(code, 5, "unknown device, slowed");
+    }
+    assert_eq!(
+        connack_from(nat, server.mqtt, &sign("good", &good_secret)).await,
+        0,
+        "a good device behind the same address"
     );
     RawDevice::connect(&server, Dialect::Aliyun, product, "good", &good_secret).await;
+}
 
-    // Spread over many addresses, guesses at one device lock that device only.
-    for i in 0..8u8 {
-        let from = IpAddr::V4(Ipv4Addr::new(127, 0, 1, 10 + i));
-        assert_eq!(connack_from(from, server.mqtt, &wrong("victim")).await, 4);
+/// The one outright refusal: an address over the per-address ceiling (a flood) is refused
+/// without a lookup until the window ends; other addresses are not.
+#[tokio::test]
+async fn an_address_over_the_ceiling_is_refused_and_others_are_not() {
+    let server = start_with(|c| {
+        c.login_throttle = ThrottleConfig {
+            per_address: 10,
+            penalty: Duration::from_millis(10),
+            ..ThrottleConfig::default()
+        }
+    })
+    .await;
+    let product = "a1Flood0002";
+    let secret = server.device(Dialect::Aliyun, product, "good").await;
+    let sign = |device: &str, secret: &str| {
+        protocol::sign(
+            Dialect::Aliyun,
+            &DeviceAddr::new(product, device),
+            secret,
+            1,
+        )
+    };
+    let flood = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 5));
+    let mut codes = Vec::new();
+    for i in 0..12 {
+        codes.push(connack_from(flood, server.mqtt, &sign(&format!("x{i}"), "00")).await);
     }
-    let victim = protocol::sign(
-        Dialect::Aliyun,
-        &DeviceAddr::new(product, "victim"),
-        &victim_secret,
-        1,
-    );
-    let fresh = IpAddr::V4(Ipv4Addr::new(127, 0, 2, 1));
+    assert!(codes.iter().all(|c| *c == 5), "{codes:?}");
     assert_eq!(
-        connack_from(fresh, server.mqtt, &victim).await,
-        5,
-        "the device is throttled"
+        connack_from(flood, server.mqtt, &sign("good", &secret)).await,
+        5
     );
-    let other = protocol::sign(
-        Dialect::Aliyun,
-        &DeviceAddr::new(product, "other"),
-        &other_secret,
-        1,
-    );
+    let calm = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 6));
     assert_eq!(
-        connack_from(fresh, server.mqtt, &other).await,
-        0,
-        "other devices are not"
+        connack_from(calm, server.mqtt, &sign("good", &secret)).await,
+        0
     );
 }
 
@@ -385,4 +406,137 @@ async fn a_flooding_device_is_disconnected_and_others_are_not() {
         .wait_show(product, "calm", |v| v.to_string().contains("1.0.0"))
         .await;
     assert_eq!(calm_now["online"], true, "{calm_now}");
+}
+
+/// Issue 19, finding 6: a Tencent product id that begins with, or extends, an existing Tencent
+/// product id is refused with the reason: Tencent client ids `{productId}{deviceName}` have no
+/// separator, so `TCPROD0001t` would take over the login of `TCPROD0001`'s device `tdev1`.
+#[tokio::test]
+async fn tencent_product_ids_that_prefix_each_other_are_refused() {
+    let server = start().await;
+    let secret = server.device(Dialect::Tencent, "TCPROD0001", "tdev1").await;
+    for clash in ["TCPROD0001t", "TCPROD000", "TCPROD0001tdev"] {
+        let (status, body) = server
+            .api(
+                Method::POST,
+                "/products",
+                Some(json!({ "id": clash, "dialect": "tencent" })),
+            )
+            .await;
+        assert_eq!(status, 409, "{clash}: {body}");
+        let why = body["error"].as_str().unwrap();
+        assert!(
+            why.contains("TCPROD0001") && why.contains("client id"),
+            "{why}"
+        );
+    }
+    // Not Tencent: no client id is ambiguous.
+    server
+        .post(
+            "/products",
+            json!({ "id": "TCPROD0001x", "dialect": "aliyun" }),
+        )
+        .await;
+    server
+        .post(
+            "/products",
+            json!({ "id": "TCPROD0002", "dialect": "tencent" }),
+        )
+        .await;
+    // The device keeps logging in as itself.
+    let _dev = RawDevice::connect(&server, Dialect::Tencent, "TCPROD0001", "tdev1", &secret).await;
+    server
+        .wait_show("TCPROD0001", "tdev1", |v| v["online"] == true)
+        .await;
+}
+
+/// Issue 19, finding 8: names and versions that are dot segments, carry control characters or
+/// run on are refused with a clear error; so are such product names.
+#[tokio::test]
+async fn dot_segments_control_characters_and_long_names_are_refused() {
+    let server = start().await;
+    server.device(Dialect::Aliyun, "a1Names0001", "dev1").await;
+    for name in [
+        ".",
+        "..",
+        "....",
+        "%2e%2e",
+        "a\tb",
+        "a\u{0}b",
+        &"d".repeat(65),
+    ] {
+        let (status, body) = server
+            .api(
+                Method::POST,
+                "/products/a1Names0001/devices",
+                Some(json!({ "name": name })),
+            )
+            .await;
+        assert_eq!(status, 400, "device {name:?}: {body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("device name"),
+            "{body}"
+        );
+    }
+    for version in [".", "..", "....", &"1".repeat(65)] {
+        let resp = server
+            .client
+            .post(server.url("/api/v1/products/a1Names0001/firmware"))
+            .query(&[("version", version)])
+            .bearer_auth(&server.token)
+            .body(vec![1u8; 100])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 400, "version {version:?}");
+        let body: Value = resp.json().await.unwrap();
+        assert!(
+            body["error"].as_str().unwrap().contains("version"),
+            "{body}"
+        );
+    }
+    for name in ["bad\u{0}name", "line\nbreak", &"n".repeat(201), "   "] {
+        let (status, body) = server
+            .api(
+                Method::POST,
+                "/products",
+                Some(json!({ "id": "a1Names0002", "dialect": "aliyun", "name": name })),
+            )
+            .await;
+        assert_eq!(status, 400, "product name {name:?}: {body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("product name"),
+            "{body}"
+        );
+    }
+    let ok = server
+        .post(
+            "/products",
+            json!({ "id": "a1Names0002", "dialect": "aliyun", "name": "  Thermostat v2  " }),
+        )
+        .await;
+    assert_eq!(ok["name"], "Thermostat v2");
+}
+
+/// Issue 19, finding 8: the data folder is its owner's only (0700), and so are the database,
+/// its WAL and its shared-memory file (0600).
+#[cfg(unix)]
+#[tokio::test]
+async fn data_folder_and_database_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = tempfile::tempdir().unwrap();
+    let data = parent.path().join("otter-data");
+    let app = otter_server::Application::build(otter_server::ServeConfig::ephemeral(&data))
+        .await
+        .unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700, "data folder");
+    let db = data.join("otter.db");
+    assert_eq!(mode(&db), 0o600, "database");
+    for suffix in ["-wal", "-shm"] {
+        let file = data.join(format!("otter.db{suffix}"));
+        assert!(file.exists(), "{} missing", file.display());
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
+    }
+    drop(app);
 }

@@ -707,3 +707,50 @@ async fn tencent_psk_device_connects_and_reports() {
         Some(5)
     );
 }
+
+/// Waits (bounded by a generous timeout, never asserting a duration) until the server closes
+/// the connection: a read that ends or fails.
+async fn closed_by_server<S: AsyncRead + Unpin>(mut stream: S, what: &str) {
+    let mut buf = [0u8; 64];
+    let outcome = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        outcome.is_ok(),
+        "{what}: the server never closed the connection"
+    );
+}
+
+/// Issue 19, finding 3: on every MQTT listener (plain, TLS, TLS-PSK), a connection that never
+/// sends CONNECT is closed; one that completes the TLS handshake and then stays silent too.
+#[tokio::test]
+async fn connections_that_never_send_connect_are_closed_on_every_listener() {
+    let server = start(|c, _| c.mqtt_connect_timeout = Duration::from_millis(300)).await;
+    let plain = TcpStream::connect(server.app.mqtt).await.unwrap();
+    let tls_raw = TcpStream::connect(server.app.mqtt_tls.unwrap())
+        .await
+        .unwrap();
+    let psk_raw = TcpStream::connect(server.app.mqtt_psk.unwrap())
+        .await
+        .unwrap();
+    let connector = rumqttc::tokio_rustls::TlsConnector::from(Arc::new(client_config(
+        &server.pki.ca_path(),
+        None,
+    )));
+    let tcp = TcpStream::connect(server.app.mqtt_tls.unwrap())
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls_silent = connector.connect(name, tcp).await.expect("TLS handshake");
+
+    closed_by_server(plain, "plain").await;
+    closed_by_server(tls_raw, "TLS, no handshake").await;
+    closed_by_server(tls_silent, "TLS, handshake then silence").await;
+    closed_by_server(psk_raw, "TLS-PSK, no handshake").await;
+}
