@@ -270,3 +270,46 @@ test("audit log lists the operator's actions", async () => {
   assert.match(await bar.textContent(), new RegExp(`^${FLEET} \\(100\\.0%\\)`));
   await shot("14-version-distribution-after");
 });
+
+/** The admin API, with the token. */
+async function api(method, path, body) {
+  const r = await fetch(`${BASE}/api/v1${path}`, {
+    method,
+    headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+    body: body && JSON.stringify(body),
+  });
+  const v = await r.json().catch(() => null);
+  assert.ok(r.ok, `${method} ${path}: ${r.status} ${JSON.stringify(v)}`);
+  return v;
+}
+
+test("a health gate stops a boot-looping release, and the rollback is linked both ways", async () => {
+  // 9.9.9 makes every device that installs it boot-loop (run.sh's simulate flags).
+  await upload("9.9.9", image(32 * 1024));
+  const created = await api("POST", "/campaigns", {
+    product: PRODUCT, version: "9.9.9", skip_verification: true,
+    selection: { versions: ["1.1.0"] },
+    strategy: { waves: [20, 100], gate_percent: 0, timeout_secs: 300,
+      health: { bake_secs: 3, rules: ["came_back>=50%", "churn<=2x"], on_unhealthy: "rollback" } },
+  });
+  await page.goto(`${BASE}/campaigns/${created.id}`);
+  assert.match(await text("#health"), /Each wave bakes 3 s/);
+  await waitText("#campaign-state .badge", (t) => t === "aborted");
+  await page.reload();
+  const gate = page.locator('#gate-timeline li[data-verdict="unhealthy"]');
+  assert.equal(await gate.count(), 1, "wave 1 judged unhealthy");
+  assert.match(await gate.innerText(), /churn<=2x/);
+  assert.equal(await gate.locator('tr[data-tripped="true"] code').innerText(), "churn<=2x");
+  assert.match(await text("#campaign-reason"), /rollback campaign #\d+/);
+  assert.equal(await page.locator("[data-count=queued]").innerText(), "0", "wave 2 canceled, never released");
+  await shot("15-health-gate-tripped");
+
+  await page.click("#rollbacks a.rollback");
+  await page.waitForURL(/\/campaigns\/\d+$/);
+  assert.notEqual(Number(page.url().split("/").pop()), created.id);
+  assert.equal(await text("#rollback-of"), `campaign #${created.id}`);
+  await waitText("#campaign-state .badge", (t) => t === "finished");
+  const rolledBack = Number(await text("[data-count=succeeded]"));
+  assert.ok(rolledBack >= 5, `the first wave is back on 1.1.0 (${rolledBack} devices)`);
+  await shot("16-rollback-finished");
+});

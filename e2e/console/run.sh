@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end browser tests of the web console. Installs what they need (Debian's chromium, the npm
 # packages), builds `otter`, starts `otter serve` and a simulated fleet on free ports with a
-# temporary data dir, runs the node tests (headless chromium) and leaves screenshots in output/.
+# temporary data dir (version 9.9.9 is a faulty release for the fleet: devices that install it
+# boot-loop, for the health-gate test), runs the node tests (headless chromium) and leaves screenshots in output/.
 # Exits non-zero when a test fails. Env: FLEET (devices, default 30), CARGO_TARGET_DIR.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -43,7 +44,8 @@ for _ in $(seq 100); do up && break; sleep 0.1; done
 up || { echo "otter serve did not start:"; cat "$out/serve.log"; exit 1; }
 
 "$otter" simulate --devices "$fleet" --dialect aliyun --product-prefix E2E --version 1.0.0 \
-  --broker "127.0.0.1:$mqtt_port" --server "$url" --step-delay-ms 300 >"$out/simulate.log" 2>&1 &
+  --broker "127.0.0.1:$mqtt_port" --server "$url" --step-delay-ms 300 \
+  --faulty-version 9.9.9 --boot-loop 1 --symptom-every-ms 400 >"$out/simulate.log" 2>&1 &
 pids+=($!)
 
 cd "$here"

@@ -328,7 +328,7 @@ async fn create(a: CreateArgs) -> Result<()> {
         "selection": { "versions": a.from_versions, "devices": a.devices, "tags": a.tags },
         "device_file": device_file,
         "mode": if a.device_requested { "requested" } else { "push" },
-        "strategy": strategy,
+        "strategy": strategy.clone(),
         "dry_run": a.dry_run,
         "supersede": a.supersede,
         "allow_downgrade": a.allow_downgrade,
@@ -369,7 +369,8 @@ async fn create(a: CreateArgs) -> Result<()> {
             summary(v)
         };
         format!(
-            "{head}\n{selected} devices selected\n{}{}",
+            "{head}\n{selected} devices selected\n{}{}{}",
+            health_plan(&strategy),
             if waves.is_empty() {
                 String::new()
             } else {
@@ -383,6 +384,27 @@ async fn create(a: CreateArgs) -> Result<()> {
         )
     });
     Ok(())
+}
+
+/// The health gates a campaign will apply, in a line ("" without them).
+fn health_plan(strategy: &Value) -> String {
+    let health = &strategy["health"];
+    if health.is_null() {
+        return String::new();
+    }
+    let rules: Vec<&str> = health["rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    format!(
+        "health gates: each wave bakes {} s, then is judged by {} (at least {} devices; unhealthy: {}); a wave starts no sooner than the bake before it allows\n",
+        field(health, "bake_secs"),
+        rules.join(", "),
+        field(health, "min_devices"),
+        s(health, "on_unhealthy")
+    )
 }
 
 fn when(ms: &Value) -> String {
@@ -465,7 +487,7 @@ async fn watch(id: i64, every: Duration, conn: Conn) -> Result<()> {
         let v = conn
             .call(Method::GET, &format!("/campaigns/{id}"), None)
             .await?;
-        let event = json!({ "id": id, "state": v["state"], "reason": v["reason"], "total": v["total"], "counts": v["counts"], "reasons": v["reasons"] });
+        let event = json!({ "id": id, "state": v["state"], "reason": v["reason"], "total": v["total"], "counts": v["counts"], "reasons": v["reasons"], "gates": v["bakes"] });
         if event != last {
             if conn.json {
                 println!("{event}");
