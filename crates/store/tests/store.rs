@@ -830,3 +830,92 @@ async fn connects_and_disconnects_are_stored_in_batches() {
         db.drop().await;
     }
 }
+
+#[tokio::test]
+async fn health_facts_and_bakes() {
+    for db in databases().await {
+        let (store, fw) = store_with_firmware(&db).await;
+        let mut nc = new_campaign(&fw, &[d("a"), d("b")], false);
+        nc.slots[1].wave = 1;
+        let c = store.create_campaign(&nc).await.unwrap();
+        let a_done = UpgradeStatus {
+            state: UpgradeState::Succeeded,
+            ..UpgradeStatus::pending(v("2.0"))
+        };
+        assert!(
+            store
+                .update_upgrades(&[update(c.id, "a", &a_done)])
+                .await
+                .unwrap()[0]
+        );
+        let online = |device: &str, online: bool, connects: u32| OnlineChange {
+            product: p("P1"),
+            device: d(device),
+            online,
+            connects,
+            at: otter_store::now_ms(),
+        };
+        store
+            .set_online_many(&[online("a", true, 3), online("b", true, 1)])
+            .await
+            .unwrap();
+        store
+            .set_online_many(&[online("b", false, 0)])
+            .await
+            .unwrap();
+        let crashes = std::collections::BTreeMap::from([("crashes".to_owned(), 2u64)]);
+        for _ in 0..2 {
+            store
+                .add_device_counters(&p("P1"), &d("a"), &crashes)
+                .await
+                .unwrap();
+        }
+        let facts = store.health_facts(c.id, 0).await.unwrap();
+        assert_eq!(
+            facts,
+            otter_store::HealthFacts {
+                came_back: 1,
+                not_back: 0,
+                updated_offline: 0,
+                updated_connects: 3,
+                control: 1,
+                control_offline: 1,
+                control_connects: 1,
+                counters: std::collections::BTreeMap::from([("crashes".to_owned(), 4)]),
+            },
+            "{}",
+            db.engine
+        );
+        assert_eq!(
+            store.device_counters(&p("P1"), &d("a")).await.unwrap()["crashes"],
+            4
+        );
+        // A bake starts once and is judged once, whoever asks (two nodes, a restart).
+        assert!(store.start_bake(c.id, 0, 1_000, &facts).await.unwrap());
+        assert!(!store.start_bake(c.id, 0, 2_000, &facts).await.unwrap());
+        let verdict = otter_core::health::Verdict::Unhealthy;
+        let evaluation = serde_json::json!({ "summary": "unhealthy" });
+        assert!(
+            store
+                .judge_bake(c.id, 0, 5_000, verdict, &evaluation)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .judge_bake(c.id, 0, 6_000, verdict, &evaluation)
+                .await
+                .unwrap()
+        );
+        store.accept_bakes(c.id).await.unwrap();
+        let bakes = store.campaign_bakes(c.id).await.unwrap();
+        assert_eq!(bakes.len(), 1);
+        let b = &bakes[0];
+        assert_eq!(
+            (b.started_at, b.judged_at, b.verdict, b.accepted),
+            (1_000, Some(5_000), Some(verdict), true)
+        );
+        assert_eq!(b.baseline, facts);
+        db.drop().await;
+    }
+}

@@ -67,10 +67,10 @@ impl Engine {
                COUNT(CASE WHEN u.wave <= $2 AND u.state = 'succeeded' THEN 1 END) AS came_back,
                COUNT(CASE WHEN u.wave <= $2 AND (u.reason = 'install_not_taken' OR u.state = 'timed_out') THEN 1 END) AS not_back,
                COUNT(CASE WHEN u.wave <= $2 AND u.state = 'succeeded' AND NOT d.online THEN 1 END) AS updated_offline,
-               COALESCE(SUM(CASE WHEN u.wave <= $2 AND u.state = 'succeeded' THEN d.connects END), 0) AS updated_connects,
+               CAST(COALESCE(SUM(CASE WHEN u.wave <= $2 AND u.state = 'succeeded' THEN d.connects END), 0) AS BIGINT) AS updated_connects,
                COUNT(CASE WHEN u.wave > $2 AND u.state = 'queued' THEN 1 END) AS control,
                COUNT(CASE WHEN u.wave > $2 AND u.state = 'queued' AND NOT d.online THEN 1 END) AS control_offline,
-               COALESCE(SUM(CASE WHEN u.wave > $2 AND u.state = 'queued' THEN d.connects END), 0) AS control_connects
+               CAST(COALESCE(SUM(CASE WHEN u.wave > $2 AND u.state = 'queued' THEN d.connects END), 0) AS BIGINT) AS control_connects
              FROM upgrades u JOIN devices d ON d.product_id = u.product_id AND d.name = u.device_name
              WHERE u.campaign_id = $1",
         )
@@ -79,7 +79,7 @@ impl Engine {
         .fetch_one(&self.pool)
         .await?;
         let counters = sqlx::query(
-            "SELECT c.name, SUM(c.total) AS total FROM device_counters c
+            "SELECT c.name, CAST(SUM(c.total) AS BIGINT) AS total FROM device_counters c
              JOIN upgrades u ON u.product_id = c.product_id AND u.device_name = c.device_name
              WHERE u.campaign_id = $1 AND u.wave <= $2 AND u.state = 'succeeded' GROUP BY c.name",
         )
