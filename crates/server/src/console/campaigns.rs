@@ -283,7 +283,9 @@ async fn detail(
                     ul #reasons {
                         @for r in &reasons {
                             li data-reason=(r.reason.as_str()) data-state=(r.state.as_str()) {
-                                (r.state.as_str().replace('_', " ")) ": " (page::reason(r.reason)) " (" (r.devices) ")"
+                                (r.state.as_str().replace('_', " "))
+                                @if page::reason(r.reason) != r.state.as_str().replace('_', " ") { ": " (page::reason(r.reason)) }
+                                " (" (r.devices) ")"
                             }
                         }
                     }
