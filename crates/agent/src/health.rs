@@ -99,12 +99,10 @@ pub(crate) fn parse(text: &str) -> Result<BTreeMap<String, u64>, String> {
         if !valid_counter_name(&name) {
             return Err(format!("counter name {name:?}: 1–32 of a-z, 0-9 and _"));
         }
-        *out.entry(name).or_insert(0) += n.min(MAX_INCREMENT);
+        let total: &mut u64 = out.entry(name).or_default();
+        *total = total.saturating_add(n).min(MAX_INCREMENT);
     }
     out.retain(|_, n| *n > 0);
-    for n in out.values_mut() {
-        *n = (*n).min(MAX_INCREMENT);
-    }
     Ok(out)
 }
 

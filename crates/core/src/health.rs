@@ -224,6 +224,12 @@ impl Verdict {
             Self::Inconclusive => "inconclusive",
         }
     }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Healthy, Self::Unhealthy, Self::Inconclusive]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
 }
 
 /// One rule, measured.

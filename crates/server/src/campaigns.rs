@@ -543,18 +543,14 @@ impl Campaigns {
                 None => unknown += 1,
             }
         }
+        let module = self.store.firmware(campaign.firmware_id).await?.module;
         let mut done = Vec::new();
         for (version, devices) in by_version {
             let count = devices.len();
             let req = CampaignRequest {
                 product: campaign.product.to_string(),
                 version: version.to_string(),
-                module: self
-                    .store
-                    .firmware(campaign.firmware_id)
-                    .await
-                    .ok()
-                    .map(|f| f.module.to_string()),
+                module: Some(module.to_string()),
                 selection: Selection {
                     devices,
                     ..Selection::default()

@@ -108,6 +108,44 @@ fn behavior(i: usize) -> Behavior {
     }
 }
 
+/// Creates Tencent product `product` with `n` devices named `{prefix}00…` on 1.0.0, each with
+/// `behavior(i)`; returns them as simulated devices.
+async fn register(
+    http: &str,
+    product: &str,
+    prefix: &str,
+    n: usize,
+    behavior: impl Fn(usize) -> Behavior,
+) -> Vec<SimDevice> {
+    call(
+        http,
+        reqwest::Method::POST,
+        "/products",
+        Some(json!({ "id": product, "dialect": "tencent" })),
+    )
+    .await;
+    let mut devices = Vec::new();
+    for i in 0..n {
+        let name = format!("{prefix}{i:02}");
+        let created = call(
+            http,
+            reqwest::Method::POST,
+            &format!("/products/{product}/devices"),
+            Some(json!({ "name": name })),
+        )
+        .await;
+        devices.push(SimDevice {
+            dialect: Dialect::Tencent,
+            product: product.into(),
+            device: name,
+            secret: created["secret"].as_str().unwrap().to_owned(),
+            version: "1.0.0".into(),
+            behavior: behavior(i),
+        });
+    }
+    devices
+}
+
 /// Runs the rollout, killing the server at each of `kills` (since campaign start); returns each
 /// device's final state and version, and the campaign's release times.
 async fn rollout(
@@ -121,33 +159,7 @@ async fn rollout(
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path(), &free_addr(), &free_addr());
     let http = server.http.clone();
-    call(
-        &http,
-        reqwest::Method::POST,
-        "/products",
-        Some(json!({ "id": "CRASH", "dialect": "tencent" })),
-    )
-    .await;
-    let mut devices = Vec::new();
-    for i in 0..DEVICES {
-        let name = format!("d{i:02}");
-        let created = call(
-            &http,
-            reqwest::Method::POST,
-            "/products/CRASH/devices",
-            Some(json!({ "name": name })),
-        )
-        .await;
-        let secret = created["secret"].as_str().unwrap().to_owned();
-        devices.push(SimDevice {
-            dialect: Dialect::Tencent,
-            product: "CRASH".into(),
-            device: name,
-            secret,
-            version: "1.0.0".into(),
-            behavior: behavior(i),
-        });
-    }
+    let devices = register(&http, "CRASH", "d", DEVICES, behavior).await;
     let upload = reqwest::Client::new()
         .post(format!(
             "{http}/api/v1/products/CRASH/firmware?version=1.1.0"
@@ -312,32 +324,7 @@ async fn sigkill_during_a_bake_keeps_its_start_and_its_verdict() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path(), &free_addr(), &free_addr());
     let http = server.http.clone();
-    call(
-        &http,
-        reqwest::Method::POST,
-        "/products",
-        Some(json!({ "id": "BAKE", "dialect": "tencent" })),
-    )
-    .await;
-    let mut devices = Vec::new();
-    for i in 0..N {
-        let name = format!("b{i:02}");
-        let created = call(
-            &http,
-            reqwest::Method::POST,
-            "/products/BAKE/devices",
-            Some(json!({ "name": name })),
-        )
-        .await;
-        devices.push(SimDevice {
-            dialect: Dialect::Tencent,
-            product: "BAKE".into(),
-            device: name,
-            secret: created["secret"].as_str().unwrap().to_owned(),
-            version: "1.0.0".into(),
-            behavior: Behavior::Succeed,
-        });
-    }
+    let devices = register(&http, "BAKE", "b", N, |_| Behavior::Succeed).await;
     let upload = reqwest::Client::new()
         .post(format!(
             "{http}/api/v1/products/BAKE/firmware?version=1.1.0"

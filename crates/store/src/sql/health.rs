@@ -10,10 +10,7 @@ use sqlx::Row;
 use std::collections::BTreeMap;
 
 fn verdict(s: &str) -> Result<Verdict> {
-    [Verdict::Healthy, Verdict::Unhealthy, Verdict::Inconclusive]
-        .into_iter()
-        .find(|v| v.as_str() == s)
-        .ok_or_else(|| corrupt(format!("verdict {s:?}")))
+    Verdict::parse(s).ok_or_else(|| corrupt(format!("verdict {s:?}")))
 }
 
 impl Engine {
