@@ -38,6 +38,7 @@ const HORIZON_MS: i64 = 365 * DAY_MS;
 
 /// Lifecycle of a campaign.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum CampaignState {
     Scheduled,
@@ -87,6 +88,7 @@ impl fmt::Display for CampaignState {
 
 /// A daily maintenance window in the devices' local time, e.g. 02:00 for 4 hours at UTC+8.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct Window {
     /// Minute of the local day the window opens, 0..=1439.
     pub start_minute: u16,
@@ -98,6 +100,7 @@ pub struct Window {
 
 /// Stop the campaign when too many finished devices failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct AbortRule {
     /// Abort when strictly more than this % of finished devices failed for good.
     pub failure_percent: u8,
@@ -108,6 +111,7 @@ pub struct AbortRule {
 
 /// How a campaign rolls out; stored as JSON, missing fields take their defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct Strategy {
     /// Unix ms; None = start at once.
@@ -610,6 +614,7 @@ fn gate(input: &PlanInput, states: &[UpgradeState], wave: u32) -> Option<Step> {
 
 /// Dry-run estimate for one wave.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct WaveProjection {
     pub wave: u32,
     pub devices: usize,
@@ -621,6 +626,7 @@ pub struct WaveProjection {
 
 /// Dry-run estimate of a whole rollout.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct Projection {
     pub waves: Vec<WaveProjection>,
     /// Not every device is released within 365 days of `now_ms`; waves not started or not

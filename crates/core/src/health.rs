@@ -137,6 +137,7 @@ pub fn parse_rules(text: &str) -> Result<Vec<HealthRule>, HealthError> {
 
 /// What to do when a wave is judged unhealthy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum OnUnhealthy {
     /// Release nothing more; the campaign pauses with the verdict as its reason.
@@ -149,10 +150,13 @@ pub enum OnUnhealthy {
 
 /// A campaign's health gate: bake after each wave, then judge by the rules.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct HealthPolicy {
     /// How long a finished wave bakes before it is judged (planner clock).
     pub bake_secs: u64,
+    /// Rules as text, e.g. `came_back>=99%`, `churn<=2x`, `offline<=1.5x`, `crashes<=0.5/h`.
+    #[cfg_attr(feature = "schema", schema(value_type = Vec<String>))]
     pub rules: Vec<HealthRule>,
     /// Fewer judged devices than this: the gate neither passes nor trips (inconclusive).
     pub min_devices: u32,
@@ -185,6 +189,7 @@ impl HealthPolicy {
 
 /// What the server saw of the judged waves and of the control group during the bake.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct Evidence {
     /// Devices of the judged waves that took the release (reported the target).
     pub came_back: u32,
@@ -208,6 +213,7 @@ pub struct Evidence {
 
 /// A gate's verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     Healthy,
@@ -234,6 +240,7 @@ impl Verdict {
 
 /// One rule, measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct Measured {
     pub rule: String,
     /// The observed value (share 0..=1, ratio, or count per device-hour); None when not judged.
@@ -249,6 +256,7 @@ pub struct Measured {
 
 /// A gate's evaluation: the verdict, each rule's figures, and a sentence for people.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct Evaluation {
     pub verdict: Verdict,
     pub judged_devices: u32,

@@ -14,6 +14,7 @@ use std::collections::BTreeSet;
 /// How a campaign chooses devices. Empty lists mean "no constraint"; at least one constraint is
 /// required so that a campaign never takes a whole fleet by accident.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct Selection {
     /// Only devices currently at one of these versions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum UpgradeState {
     Queued,
@@ -89,6 +90,7 @@ impl fmt::Display for UpgradeState {
 /// stored, counted per campaign and shown beside the state. A device's own failure keeps its
 /// dialect's code and text in `result_code`/`result_msg`, with [`Reason::DeviceFailed`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
     /// Skipped: the device already runs the target.
@@ -220,6 +222,7 @@ impl UpgradeStatus {
 /// How a campaign delivers its offer. Push: offers are pushed. Requested: offers only answer a
 /// device's own request (Alibaba `firmware/get`, EnOS `getversion`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum CampaignMode {
     #[default]

@@ -30,6 +30,7 @@ use std::cmp::Ordering;
 
 /// How a product's firmware versions are ordered, for anti-rollback. Set per product.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum VersionScheme {
     /// Semantic versioning precedence (`1.10.0` > `1.9.0`, `1.0.0-rc.1` < `1.0.0`; a leading
