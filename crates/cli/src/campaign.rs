@@ -1,12 +1,17 @@
-//! `otter campaign …`: fleet rollouts through the server's `/campaigns` API, and `watch`, which
-//! follows one live until it ends.
+//! `otter campaign …`: fleet rollouts through the server's `/campaigns` API, `watch`, which
+//! follows one live until it ends, and `otter upgrade` (a campaign of one device).
 
-use crate::admin::{Conn, field, s, table};
+use crate::client::{Conn, NO_BODY, cell, table};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use otter_api::{
+    AbortRule, BakeRecord, CampaignCreated, CampaignMode, CampaignState, CampaignView,
+    HealthPolicy, NewCampaign, OnUnhealthy, ReasonCount, Selection, StateCounts, Strategy, Upgrade,
+    Window,
+};
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -157,9 +162,23 @@ pub async fn run(cmd: CampaignCmd) -> Result<()> {
                 Some(p) => format!("/campaigns?product={p}"),
                 None => "/campaigns".into(),
             };
-            let v = conn.call(Method::GET, &path, None).await?;
-            conn.print(&v, |v| {
-                table(v, &["id", "product", "state", "mode", "total", "reason"])
+            let list: Vec<CampaignView> = conn.get(&path).await?;
+            conn.print(&list, |list| {
+                table(
+                    &["id", "product", "state", "mode", "total", "reason"],
+                    list,
+                    |v| {
+                        let c = &v.campaign;
+                        vec![
+                            cell(&c.id),
+                            cell(&c.product),
+                            cell(&c.state),
+                            cell(&c.mode),
+                            cell(&v.total),
+                            cell(&c.reason),
+                        ]
+                    },
+                )
             });
             Ok(())
         }
@@ -169,23 +188,17 @@ pub async fn run(cmd: CampaignCmd) -> Result<()> {
             limit,
             conn,
         } => {
-            let mut v = conn
-                .call(Method::GET, &format!("/campaigns/{id}"), None)
-                .await?;
+            let view: CampaignView = conn.get(&format!("/campaigns/{id}")).await?;
             let filter = state.map(|s| format!("&state={s}")).unwrap_or_default();
-            v["devices"] = conn
-                .call(
-                    Method::GET,
-                    &format!("/campaigns/{id}/devices?limit={limit}{filter}"),
-                    None,
-                )
+            let devices: Vec<Upgrade> = conn
+                .get(&format!("/campaigns/{id}/devices?limit={limit}{filter}"))
                 .await?;
-            conn.print(&v, |v| {
+            let shown = CampaignShown { view, devices };
+            conn.print(&shown, |v| {
                 format!(
                     "{}\n\n{}",
-                    summary(v),
+                    summary(&v.view),
                     table(
-                        &v["devices"],
                         &[
                             "device",
                             "state",
@@ -194,6 +207,16 @@ pub async fn run(cmd: CampaignCmd) -> Result<()> {
                             "reason",
                             "result_code",
                             "result_msg"
+                        ],
+                        &v.devices,
+                        |u| vec![
+                            cell(&u.device),
+                            cell(&u.state),
+                            cell(&u.percent),
+                            cell(&u.attempts),
+                            cell(&u.reason),
+                            cell(&u.result_code),
+                            cell(&u.result_msg),
                         ]
                     )
                 )
@@ -211,52 +234,53 @@ pub async fn run(cmd: CampaignCmd) -> Result<()> {
     }
 }
 
+/// What `campaign show --json` prints: the campaign and its devices.
+#[derive(Serialize)]
+struct CampaignShown {
+    #[serde(flatten)]
+    view: CampaignView,
+    devices: Vec<Upgrade>,
+}
+
 async fn act(id: i64, action: &str, conn: Conn) -> Result<()> {
-    let v = conn
-        .call(Method::POST, &format!("/campaigns/{id}/{action}"), None)
+    let v: CampaignView = conn
+        .call(Method::POST, &format!("/campaigns/{id}/{action}"), NO_BODY)
         .await?;
     conn.print(&v, summary);
     Ok(())
 }
 
-fn summary(v: &Value) -> String {
-    let counts: Vec<String> = v["counts"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(k, n)| format!("{k} {n}"))
-        .collect();
-    let reason = v
-        .get("reason")
-        .and_then(Value::as_str)
+fn summary(v: &CampaignView) -> String {
+    let c = &v.campaign;
+    let counts: Vec<String> = v.counts.0.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    let reason = c
+        .reason
+        .as_ref()
         .map(|r| format!(" ({r})"))
         .unwrap_or_default();
     format!(
         "campaign #{} {} → {}: {}{reason}\ndevices {}: {}{}",
-        field(v, "id"),
-        s(v, "product"),
-        v.pointer("/firmware/version")
-            .and_then(Value::as_str)
-            .unwrap_or("-"),
-        s(v, "state"),
-        field(v, "total"),
+        c.id,
+        c.product,
+        v.firmware.version,
+        c.state.as_str(),
+        v.total,
         counts.join(", "),
-        reasons(v),
-    ) + &gates(v)
+        reasons(&v.reasons),
+    ) + &gates(&v.bakes)
 }
 
 /// The health gates' timeline: one line per bake ("" when the campaign has none).
-fn gates(v: &Value) -> String {
-    v["bakes"]
-        .as_array()
-        .into_iter()
-        .flatten()
+fn gates(bakes: &[BakeRecord]) -> String {
+    bakes
+        .iter()
         .map(|b| {
-            let wave = b["wave"].as_u64().unwrap_or(0) + 1;
-            match b["evaluation"]["evaluation"]["summary"].as_str() {
-                Some(summary) => format!(
-                    "\n  health gate after wave {wave}: {summary}{}",
-                    if b["accepted"] == true {
+            let wave = u64::from(b.wave) + 1;
+            match b.judgement() {
+                Some(j) => format!(
+                    "\n  health gate after wave {wave}: {}{}",
+                    j.evaluation.summary,
+                    if b.accepted {
                         " (accepted by the operator)"
                     } else {
                         ""
@@ -264,7 +288,7 @@ fn gates(v: &Value) -> String {
                 ),
                 None => format!(
                     "\n  health gate after wave {wave}: baking since {}",
-                    when(&b["started_at"])
+                    when(Some(b.started_at))
                 ),
             }
         })
@@ -272,18 +296,16 @@ fn gates(v: &Value) -> String {
 }
 
 /// The campaign's verdicts counted per state and reason, one line each ("" when none).
-fn reasons(v: &Value) -> String {
-    v["reasons"]
-        .as_array()
-        .into_iter()
-        .flatten()
+fn reasons(reasons: &[ReasonCount]) -> String {
+    reasons
+        .iter()
         .map(|r| {
-            let code = r["reason"].as_str().unwrap_or("-");
-            let words = otter_core::Reason::parse(code).map_or("", otter_core::Reason::describe);
             format!(
-                "\n  {} {}: {words} ({code})",
-                field(r, "devices"),
-                s(r, "state")
+                "\n  {} {}: {} ({})",
+                r.devices,
+                r.state.as_str(),
+                r.reason.describe(),
+                r.reason.as_str()
             )
         })
         .collect()
@@ -297,80 +319,90 @@ async fn create(a: CreateArgs) -> Result<()> {
         .transpose()?;
     let start_at_ms = a.start_at.as_deref().map(parse_time).transpose()?;
     let window = match (&a.window_start, a.window_minutes) {
-        (Some(start), Some(minutes)) => Some(
-            json!({ "start_minute": parse_hhmm(start)?, "duration_minutes": minutes, "utc_offset_minutes": parse_offset(&a.utc_offset)? }),
-        ),
+        (Some(start), Some(minutes)) => Some(Window {
+            start_minute: parse_hhmm(start)?,
+            duration_minutes: minutes,
+            utc_offset_minutes: parse_offset(&a.utc_offset)?,
+        }),
         _ => None,
     };
-    let strategy = json!({
-        "start_at_ms": start_at_ms,
-        "window": window,
-        "rate_per_minute": a.rate,
-        "waves": a.waves,
-        "gate_percent": a.gate.unwrap_or(100),
-        "timeout_secs": a.timeout,
-        "retries": a.retries,
-        "abort": a.abort_percent.map(|p| json!({ "failure_percent": p, "min_finished": a.abort_min })),
-        "health": match (&a.bake, &a.health) {
-            (Some(bake), Some(rules)) => Some(json!({
-                "bake_secs": bake,
-                "rules": otter_core::health::parse_rules(rules)?,
-                "min_devices": a.health_min_devices,
-                "on_unhealthy": a.on_unhealthy,
-            })),
-            _ => None,
+    let health = match (&a.bake, &a.health) {
+        (Some(bake), Some(rules)) => Some(HealthPolicy {
+            bake_secs: *bake,
+            rules: otter_core::health::parse_rules(rules)?,
+            min_devices: a.health_min_devices,
+            on_unhealthy: match a.on_unhealthy.as_str() {
+                "rollback" => OnUnhealthy::Rollback,
+                _ => OnUnhealthy::Pause,
+            },
+        }),
+        _ => None,
+    };
+    let strategy = Strategy {
+        start_at_ms,
+        window,
+        rate_per_minute: a.rate,
+        waves: a.waves,
+        gate_percent: a.gate.unwrap_or(100),
+        timeout_secs: a.timeout,
+        retries: a.retries,
+        abort: a.abort_percent.map(|p| AbortRule {
+            failure_percent: p,
+            min_finished: a.abort_min,
+        }),
+        health,
+    };
+    let plan = health_plan(&strategy);
+    let body = NewCampaign {
+        product: a.product,
+        version: a.version,
+        module: a.module,
+        selection: Selection {
+            versions: a.from_versions,
+            devices: a.devices,
+            tags: a.tags,
         },
-    });
-    let body = json!({
-        "product": a.product,
-        "version": a.version,
-        "module": a.module,
-        "selection": { "versions": a.from_versions, "devices": a.devices, "tags": a.tags },
-        "device_file": device_file,
-        "mode": if a.device_requested { "requested" } else { "push" },
-        "strategy": strategy.clone(),
-        "dry_run": a.dry_run,
-        "supersede": a.supersede,
-        "allow_downgrade": a.allow_downgrade,
-        "skip_verification": a.skip_verification,
-    });
-    let v = a.conn.call(Method::POST, "/campaigns", Some(body)).await?;
+        device_file,
+        strategy,
+        mode: if a.device_requested {
+            CampaignMode::Requested
+        } else {
+            CampaignMode::Push
+        },
+        dry_run: a.dry_run,
+        supersede: a.supersede,
+        allow_downgrade: a.allow_downgrade,
+        skip_verification: a.skip_verification,
+    };
+    let v: CampaignCreated = a.conn.call(Method::POST, "/campaigns", Some(&body)).await?;
     a.conn.print(&v, |v| {
-        let selected = v
-            .pointer("/targeting/selected")
-            .and_then(Value::as_array)
-            .map(Vec::len)
-            .unwrap_or(0);
+        let selected = v.targeting.selected.len();
         let skipped: Vec<String> = v
-            .pointer("/targeting/skipped")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .map(|s| format!("  {}: {}", field(s, "device"), field(s, "reason")))
+            .targeting
+            .skipped
+            .iter()
+            .map(|s| format!("  {}: {}", s.device, s.reason))
             .collect();
         let waves: Vec<String> = v
-            .pointer("/projection/waves")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
+            .projection
+            .waves
+            .iter()
             .map(|w| {
                 format!(
                     "  wave {}: {} devices, earliest {} → {}",
-                    field(w, "wave"),
-                    field(w, "devices"),
-                    when(&w["earliest_start_ms"]),
-                    when(&w["earliest_end_ms"])
+                    w.wave,
+                    w.devices,
+                    when(Some(w.earliest_start_ms)),
+                    when(Some(w.earliest_end_ms))
                 )
             })
             .collect();
-        let head = if v["dry_run"] == true {
-            "dry run: nothing started".to_owned()
-        } else {
-            summary(v)
+        let head = match &v.view {
+            Some(view) if !v.dry_run => summary(view),
+            _ => "dry run: nothing started".to_owned(),
         };
         format!(
-            "{head}\n{selected} devices selected\n{}{}{}",
-            health_plan(&strategy),
+            "{head}\n{selected} devices selected\n{plan}{}{}",
             if waves.is_empty() {
                 String::new()
             } else {
@@ -387,36 +419,29 @@ async fn create(a: CreateArgs) -> Result<()> {
 }
 
 /// The health gates a campaign will apply, in a line ("" without them).
-fn health_plan(strategy: &Value) -> String {
-    let health = &strategy["health"];
-    if health.is_null() {
+fn health_plan(strategy: &Strategy) -> String {
+    let Some(health) = &strategy.health else {
         return String::new();
-    }
-    let rules: Vec<&str> = health["rules"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
+    };
+    let rules: Vec<String> = health.rules.iter().cloned().map(String::from).collect();
     format!(
         "health gates: each wave bakes {} s, then is judged by {} (at least {} devices; unhealthy: {}); a wave starts no sooner than the bake before it allows\n",
-        field(health, "bake_secs"),
+        health.bake_secs,
         rules.join(", "),
-        field(health, "min_devices"),
-        s(health, "on_unhealthy")
+        health.min_devices,
+        cell(&health.on_unhealthy)
     )
 }
 
-fn when(ms: &Value) -> String {
-    ms.as_i64()
-        .and_then(|ms| {
-            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
-        })
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| "-".into())
+fn when(ms: Option<i64>) -> String {
+    ms.and_then(|ms| {
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
+    })
+    .and_then(|t| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    })
+    .unwrap_or_else(|| "-".into())
 }
 
 fn parse_time(text: &str) -> Result<i64> {
@@ -467,6 +492,18 @@ fn parse_offset(text: &str) -> Result<i16> {
     Ok(sign * parse_hhmm(&text[1..])? as i16)
 }
 
+/// One line of `campaign watch --json`.
+#[derive(Serialize, PartialEq)]
+struct WatchEvent {
+    id: i64,
+    state: CampaignState,
+    reason: Option<String>,
+    total: i64,
+    counts: StateCounts,
+    reasons: Vec<ReasonCount>,
+    gates: Vec<BakeRecord>,
+}
+
 /// Polls the campaign; draws bars (or prints JSON lines) whenever something changed.
 async fn watch(id: i64, every: Duration, conn: Conn) -> Result<()> {
     let bars = MultiProgress::new();
@@ -482,18 +519,24 @@ async fn watch(id: i64, every: Duration, conn: Conn) -> Result<()> {
             .with_style(style)
             .with_prefix("succeeded"),
     );
-    let mut last = Value::Null;
+    let mut last = None;
     loop {
-        let v = conn
-            .call(Method::GET, &format!("/campaigns/{id}"), None)
-            .await?;
-        let event = json!({ "id": id, "state": v["state"], "reason": v["reason"], "total": v["total"], "counts": v["counts"], "reasons": v["reasons"], "gates": v["bakes"] });
-        if event != last {
+        let v: CampaignView = conn.get(&format!("/campaigns/{id}")).await?;
+        let event = WatchEvent {
+            id,
+            state: v.campaign.state,
+            reason: v.campaign.reason.clone(),
+            total: v.total,
+            counts: v.counts.clone(),
+            reasons: v.reasons.clone(),
+            gates: v.bakes.clone(),
+        };
+        if last.as_ref() != Some(&event) {
             if conn.json {
-                println!("{event}");
+                println!("{}", serde_json::to_value(&event)?);
             } else {
-                let count = |k: &str| v["counts"][k].as_u64().unwrap_or(0);
-                let total = v["total"].as_u64().unwrap_or(0);
+                let count = |k: &str| u64::try_from(v.counts.get(k)).unwrap_or(0);
+                let total = u64::try_from(v.total).unwrap_or(0);
                 let finished = count("succeeded")
                     + count("failed")
                     + count("timed_out")
@@ -503,7 +546,7 @@ async fn watch(id: i64, every: Duration, conn: Conn) -> Result<()> {
                 done_bar.set_position(finished);
                 ok_bar.set_length(total);
                 ok_bar.set_position(count("succeeded"));
-                done_bar.set_message(v["state"].as_str().unwrap_or("-").to_owned());
+                done_bar.set_message(v.campaign.state.as_str().to_owned());
                 ok_bar.set_message(format!(
                     "failed {} timed out {} skipped {} in flight {}",
                     count("failed"),
@@ -512,11 +555,11 @@ async fn watch(id: i64, every: Duration, conn: Conn) -> Result<()> {
                     count("pending") + count("pushed") + count("downloading") + count("burning")
                 ));
             }
-            last = event;
+            last = Some(event);
         }
         if !matches!(
-            v["state"].as_str(),
-            Some("scheduled" | "running" | "paused")
+            v.campaign.state,
+            CampaignState::Scheduled | CampaignState::Running | CampaignState::Paused
         ) {
             done_bar.finish();
             ok_bar.finish();
@@ -527,4 +570,60 @@ async fn watch(id: i64, every: Duration, conn: Conn) -> Result<()> {
         }
         tokio::time::sleep(every).await;
     }
+}
+
+#[derive(Args, Debug)]
+pub struct UpgradeArgs {
+    #[arg(long)]
+    product: String,
+    #[arg(long)]
+    device: String,
+    /// Target firmware version (uploaded beforehand).
+    #[arg(long)]
+    version: String,
+    #[arg(long)]
+    module: Option<String>,
+    /// Allow a target older than the device's current version.
+    #[arg(long)]
+    allow_downgrade: bool,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+/// `otter upgrade`: a campaign of one device.
+pub async fn upgrade(a: UpgradeArgs) -> Result<()> {
+    let body = NewCampaign {
+        product: a.product,
+        version: a.version.clone(),
+        module: a.module,
+        selection: Selection {
+            devices: vec![a.device.clone()],
+            ..Default::default()
+        },
+        // A single-device upgrade is an explicit operator action, recorded on the campaign.
+        skip_verification: true,
+        allow_downgrade: a.allow_downgrade,
+        ..Default::default()
+    };
+    let v: CampaignCreated = a.conn.call(Method::POST, "/campaigns", Some(&body)).await?;
+    a.conn.print(&v, |v| {
+        let upgrade = v.upgrades.first();
+        let state = upgrade.map_or("-", |u| u.state.as_str());
+        // Say at once when the device will not simply be pushed now, and why.
+        let why = upgrade
+            .and_then(|u| {
+                u.reason.map(|r| match &u.result_msg {
+                    Some(detail) => format!(": {detail}"),
+                    None => format!(": {}", r.describe()),
+                })
+            })
+            .unwrap_or_default();
+        format!(
+            "campaign #{}: {} → {} ({state}{why})",
+            cell(&v.view.as_ref().map(|c| c.campaign.id)),
+            a.device,
+            a.version
+        )
+    });
+    Ok(())
 }

@@ -3,9 +3,12 @@
 //! Kept thin: argument parsing and output here; the work happens in otter-server, otter-agent and
 //! the server's HTTP API (which the admin commands call).
 
-mod admin;
 mod agent;
 mod campaign;
+mod client;
+mod devices;
+mod firmware;
+mod products;
 mod security;
 mod serve;
 mod sign;
@@ -30,18 +33,18 @@ enum Command {
     Serve(Box<serve::ServeArgs>),
     /// Manage products (device models and their dialect).
     #[command(subcommand)]
-    Product(admin::ProductCmd),
+    Product(products::ProductCmd),
     /// Manage devices.
     #[command(subcommand)]
-    Device(admin::DeviceCmd),
+    Device(devices::DeviceCmd),
     /// Upload and list firmware.
     #[command(subcommand)]
-    Firmware(admin::FirmwareCmd),
+    Firmware(firmware::FirmwareCmd),
     /// Roll firmware out to a fleet: create, list, show, pause, resume, cancel, watch.
     #[command(subcommand)]
     Campaign(campaign::CampaignCmd),
     /// Upgrade one device to a firmware version (a campaign with one target).
-    Upgrade(admin::UpgradeArgs),
+    Upgrade(campaign::UpgradeArgs),
     /// Run the device agent: report the version, take updates, download, verify, install.
     Agent(agent::AgentArgs),
     /// Scoped API tokens: create, list, revoke.
@@ -73,10 +76,10 @@ async fn main() -> std::process::ExitCode {
     init_logging();
     let result = match cli.command {
         Command::Serve(args) => serve::run(*args).await,
-        Command::Product(cmd) => admin::product(cmd).await,
-        Command::Device(cmd) => admin::device(cmd).await,
-        Command::Firmware(cmd) => admin::firmware(cmd).await,
-        Command::Upgrade(args) => admin::upgrade(args).await,
+        Command::Product(cmd) => products::run(cmd).await,
+        Command::Device(cmd) => devices::run(cmd).await,
+        Command::Firmware(cmd) => firmware::run(cmd).await,
+        Command::Upgrade(args) => campaign::upgrade(args).await,
         Command::Campaign(cmd) => campaign::run(cmd).await,
         Command::Agent(args) => agent::run(args).await,
         Command::Simulate(args) => simulate::run(args).await,

@@ -1,10 +1,10 @@
 //! Security administration: scoped API tokens, the audit log, and rotating the download-link key.
 
-use crate::admin::{Conn, field, table};
+use crate::client::{Conn, NO_BODY, cell, table};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
+use otter_api::{ApiToken, AuditEntry, CreatedToken, NewToken, Scope};
 use reqwest::Method;
-use serde_json::json;
 use std::path::PathBuf;
 
 #[derive(Subcommand, Debug)]
@@ -37,23 +37,20 @@ pub enum TokenCmd {
 pub async fn token(cmd: TokenCmd) -> Result<()> {
     match cmd {
         TokenCmd::Create { name, scope, conn } => {
-            let body = json!({ "name": name, "scope": scope });
-            let v = conn.call(Method::POST, "/tokens", Some(body)).await?;
-            conn.print(&v, |v| {
+            let scope = Scope::parse(&scope).context("scope must be read, operate or admin")?;
+            let body = NewToken { name, scope };
+            let t: CreatedToken = conn.call(Method::POST, "/tokens", Some(&body)).await?;
+            conn.print(&t, |t| {
                 format!(
                     "token #{} {} ({})\n{}\nKeep it now: it is not shown again.",
-                    field(v, "id"),
-                    field(v, "name"),
-                    field(v, "scope"),
-                    field(v, "secret")
+                    t.token.id, t.token.name, t.token.scope, t.secret
                 )
             });
         }
         TokenCmd::List { conn } => {
-            let v = conn.call(Method::GET, "/tokens", None).await?;
-            conn.print(&v, |v| {
+            let tokens: Vec<ApiToken> = conn.get("/tokens").await?;
+            conn.print(&tokens, |tokens| {
                 table(
-                    v,
                     &[
                         "id",
                         "name",
@@ -62,16 +59,25 @@ pub async fn token(cmd: TokenCmd) -> Result<()> {
                         "last_used",
                         "revoked_at",
                     ],
+                    tokens,
+                    |t| {
+                        vec![
+                            cell(&t.id),
+                            cell(&t.name),
+                            cell(&t.scope),
+                            cell(&t.created_at),
+                            cell(&t.last_used),
+                            cell(&t.revoked_at),
+                        ]
+                    },
                 )
             });
         }
         TokenCmd::Revoke { id, conn } => {
-            let v = conn
-                .call(Method::DELETE, &format!("/tokens/{id}"), None)
+            let t: ApiToken = conn
+                .call(Method::DELETE, &format!("/tokens/{id}"), NO_BODY)
                 .await?;
-            conn.print(&v, |v| {
-                format!("token #{} {} revoked", field(v, "id"), field(v, "name"))
-            });
+            conn.print(&t, |t| format!("token #{} {} revoked", t.id, t.name));
         }
     }
     Ok(())
@@ -97,9 +103,17 @@ pub async fn audit(a: AuditArgs) -> Result<()> {
                 .collect();
         path.push_str(&format!("&action={action}"));
     }
-    let v = a.conn.call(Method::GET, &path, None).await?;
-    a.conn.print(&v, |v| {
-        table(v, &["id", "at", "actor", "action", "subject"])
+    let entries: Vec<AuditEntry> = a.conn.get(&path).await?;
+    a.conn.print(&entries, |entries| {
+        table(&["id", "at", "actor", "action", "subject"], entries, |e| {
+            vec![
+                cell(&e.id),
+                cell(&e.at),
+                cell(&e.actor),
+                cell(&e.action),
+                cell(&e.subject),
+            ]
+        })
     });
     Ok(())
 }

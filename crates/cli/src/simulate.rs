@@ -15,7 +15,6 @@ use otter_agent::sim::{
 };
 use otter_protocol::Dialect;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
 
 /// How often the status line is printed.
 const STATUS_EVERY: Duration = Duration::from_secs(2);
@@ -228,7 +227,7 @@ impl Api {
     fn new(server: &str, token: Option<String>) -> Result<Api> {
         let token = match token {
             Some(token) => token,
-            None => crate::admin::token_from_data_dir()?,
+            None => crate::client::token_from_data_dir()?,
         };
         Ok(Api {
             http: reqwest::Client::new(),
@@ -246,13 +245,22 @@ impl Api {
         products.sort();
         products.dedup();
         for (id, dialect) in products {
-            let body = json!({"id": id, "dialect": dialect.as_str()});
-            self.create("/products", body).await?;
+            let body = otter_api::NewProduct {
+                id: id.to_owned(),
+                dialect: dialect.as_str().to_owned(),
+                name: None,
+                version_scheme: None,
+            };
+            self.create("/products", &body).await?;
         }
         let results: Vec<Result<bool>> = futures::stream::iter(devices)
             .map(|d| {
                 let path = format!("/products/{}/devices", d.product);
-                self.create(path, json!({"name": d.device, "secret": d.secret}))
+                let body = otter_api::NewDevice {
+                    name: d.device.clone(),
+                    secret: Some(d.secret.clone()),
+                };
+                async move { self.create(path, &body).await }
             })
             .buffer_unordered(REGISTER_CONCURRENCY)
             .collect()
@@ -269,13 +277,13 @@ impl Api {
     }
 
     /// POST; `true` when created, `false` when it already existed (409).
-    async fn create(&self, path: impl AsRef<str>, body: Value) -> Result<bool> {
+    async fn create(&self, path: impl AsRef<str>, body: &impl serde::Serialize) -> Result<bool> {
         let url = format!("{}{}", self.base, path.as_ref());
         let response = self
             .http
             .post(&url)
             .bearer_auth(&self.token)
-            .json(&body)
+            .json(body)
             .send()
             .await
             .with_context(|| format!("cannot reach the server at {url}"))?;
@@ -283,11 +291,11 @@ impl Api {
             StatusCode::CONFLICT => Ok(false),
             status if status.is_success() => Ok(true),
             status => {
-                let body: Value = response.json().await.unwrap_or(Value::Null);
-                let message = body
-                    .get("error")
-                    .and_then(Value::as_str)
-                    .unwrap_or("no details");
+                let message = response
+                    .json::<otter_api::ErrorBody>()
+                    .await
+                    .map(|e| e.error)
+                    .unwrap_or_else(|_| "no details".into());
                 bail!("POST {url} answered {status}: {message}")
             }
         }

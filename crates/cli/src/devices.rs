@@ -1,0 +1,216 @@
+//! `otter device …`: devices of a product (`/products/{product}/devices`).
+
+use crate::client::{Conn, NO_BODY, cell, table};
+use anyhow::Result;
+use clap::Subcommand;
+use otter_api::{
+    CreatedDevice, Device, DeviceView, NewDevice, RotatedSecret, TagChange, UpgradeEvent,
+};
+use reqwest::Method;
+
+#[derive(Subcommand, Debug)]
+pub enum DeviceCmd {
+    /// Register a device; prints its secret (generated in the dialect's format unless given).
+    Create {
+        #[arg(long)]
+        product: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        secret: Option<String>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// List a product's devices.
+    List {
+        #[arg(long)]
+        product: String,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long, default_value_t = 0)]
+        offset: u32,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Add or remove tags of a device (used to target campaigns).
+    Tag {
+        #[arg(long)]
+        product: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long = "add")]
+        add: Vec<String>,
+        #[arg(long = "remove")]
+        remove: Vec<String>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// A device's upgrade history, newest first.
+    History {
+        #[arg(long)]
+        product: String,
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Give a device a new secret (printed once); the old one stops working at once.
+    RotateSecret {
+        #[arg(long)]
+        product: String,
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Show a device: versions, online state, current upgrade and its last result.
+    Show {
+        #[arg(long)]
+        product: String,
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+pub async fn run(cmd: DeviceCmd) -> Result<()> {
+    match cmd {
+        DeviceCmd::RotateSecret {
+            product,
+            name,
+            conn,
+        } => {
+            let path = format!("/products/{product}/devices/{name}/secret");
+            let r: RotatedSecret = conn.call(Method::POST, &path, NO_BODY).await?;
+            conn.print(&r, |r| format!("{product}/{name} secret: {}", r.secret));
+        }
+        DeviceCmd::Tag {
+            product,
+            name,
+            add,
+            remove,
+            conn,
+        } => {
+            let tags: Vec<String> = conn
+                .call(
+                    Method::PUT,
+                    &format!("/products/{product}/devices/{name}/tags"),
+                    Some(&TagChange { add, remove }),
+                )
+                .await?;
+            conn.print(&tags, |tags| format!("tags: {}", tags.join(" ")));
+        }
+        DeviceCmd::History {
+            product,
+            name,
+            conn,
+        } => {
+            let events: Vec<UpgradeEvent> = conn
+                .get(&format!("/products/{product}/devices/{name}/history"))
+                .await?;
+            conn.print(&events, |events| {
+                table(
+                    &[
+                        "at",
+                        "campaign_id",
+                        "state",
+                        "percent",
+                        "result_code",
+                        "result_msg",
+                    ],
+                    events,
+                    |e| {
+                        vec![
+                            cell(&e.at),
+                            cell(&e.campaign_id),
+                            cell(&e.state),
+                            cell(&e.percent),
+                            cell(&e.result_code),
+                            cell(&e.result_msg),
+                        ]
+                    },
+                )
+            });
+        }
+        DeviceCmd::Create {
+            product,
+            name,
+            secret,
+            conn,
+        } => {
+            let d: CreatedDevice = conn
+                .call(
+                    Method::POST,
+                    &format!("/products/{product}/devices"),
+                    Some(&NewDevice { name, secret }),
+                )
+                .await?;
+            conn.print(&d, |d| {
+                format!(
+                    "created device {}/{}\nsecret: {}",
+                    d.device.product, d.device.name, d.secret
+                )
+            });
+        }
+        DeviceCmd::List {
+            product,
+            limit,
+            offset,
+            conn,
+        } => {
+            let devices: Vec<Device> = conn
+                .get(&format!(
+                    "/products/{product}/devices?limit={limit}&offset={offset}"
+                ))
+                .await?;
+            conn.print(&devices, |devices| {
+                table(&["name", "online", "last_seen"], devices, |d| {
+                    vec![cell(&d.name), cell(&d.online), cell(&d.last_seen)]
+                })
+            });
+        }
+        DeviceCmd::Show {
+            product,
+            name,
+            conn,
+        } => {
+            let d: DeviceView = conn
+                .get(&format!("/products/{product}/devices/{name}"))
+                .await?;
+            conn.print(&d, show_device);
+        }
+    }
+    Ok(())
+}
+
+fn show_device(v: &DeviceView) -> String {
+    let mut out = format!(
+        "device    {}/{}\nversion   {}\nonline    {}\nlast seen {}\n",
+        v.device.product,
+        v.device.name,
+        cell(&v.version),
+        cell(&v.device.online),
+        cell(&v.device.last_seen)
+    );
+    match &v.upgrade {
+        Some(u) => {
+            let (explained, u) = (&u.result_explained, &u.upgrade);
+            out.push_str(&format!(
+                "upgrade   campaign #{} to {}: {} {}%\nresult    {} {} {}",
+                u.campaign_id,
+                u.target,
+                cell(&u.state),
+                cell(&u.percent),
+                cell(&u.result_code),
+                cell(&u.result_msg),
+                cell(explained),
+            ));
+            if let Some(r) = u.reason {
+                out.push_str(&format!("\nwhy       {} ({r})", r.describe()));
+            }
+        }
+        None => out.push_str("upgrade   none"),
+    }
+    out
+}
