@@ -31,8 +31,8 @@ pub struct AuditQuery {
 async fn audit(State(s): State<ApiState>, Query(q): Query<AuditQuery>) -> PageResult {
     let prefix = q.action.as_deref().filter(|a| !a.is_empty());
     let offset = q.offset.unwrap_or(0).max(0);
-    let total = s.store.audit_count(prefix).await?;
-    let entries = s.store.audit_log(prefix, PAGE, offset).await?;
+    let total = s.store().await.audit_count(prefix).await?;
+    let entries = s.store().await.audit_log(prefix, PAGE, offset).await?;
     let body = html! {
         main {
             h1 { "Audit log" }

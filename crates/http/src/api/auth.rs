@@ -97,7 +97,7 @@ pub async fn authenticate(s: &ApiState, presented: &str) -> Option<Caller> {
         return None;
     }
     // Looked up by hash: equality of hashes leaks nothing useful about the token.
-    match s.store.use_api_token(&token_hash(presented)).await {
+    match s.store().await.use_api_token(&token_hash(presented)).await {
         Ok(Some(t)) => Some(Caller {
             actor: format!("token:{}", t.name),
             scope: Scope::parse(&t.scope)?,

@@ -1,12 +1,12 @@
 //! `/campaigns`: fleet rollouts. `otter upgrade` of one device is a campaign with one target.
 
 use super::{ApiError, ApiState};
-use crate::campaigns::{CampaignError, CampaignRequest, Created};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use otter_core::{ProductId, UpgradeState};
+use otter_engine::campaigns::{CampaignError, CampaignRequest, Created};
 use otter_store::{
     BakeRecord, Campaign, CampaignKind, Firmware, ReasonCount, StateCounts, Upgrade,
 };
@@ -90,7 +90,11 @@ pub async fn create(
     let req: CampaignRequest = serde_json::from_value(body)
         .map_err(|e| ApiError::BadRequest(format!("invalid campaign: {e}")))?;
     let dry_run = req.dry_run;
-    let created = s.campaigns.create(req, CampaignKind::Rollout).await?;
+    let created = s
+        .engine
+        .campaigns()
+        .create(req, CampaignKind::Rollout)
+        .await?;
     if let Some(c) = &created.campaign {
         let detail = serde_json::json!({ "product": c.product.as_str(), "firmware_id": c.firmware_id, "devices": created.targeting.selected.len(), "mode": c.mode.as_str() });
         super::audit::record(
@@ -104,7 +108,7 @@ pub async fn create(
     let (campaign, upgrades) = match &created.campaign {
         Some(c) => (
             Some(view(&s, c.id).await?),
-            s.campaigns.upgrades(c.id, None, 100, 0).await?,
+            s.engine.campaigns().upgrades(c.id, None, 100, 0).await?,
         ),
         None => (None, Vec::new()),
     };
@@ -136,7 +140,7 @@ pub async fn list(
 ) -> Result<Json<Vec<CampaignView>>, ApiError> {
     let product = p.product.map(ProductId::parse).transpose()?;
     let mut out = Vec::new();
-    for c in s.store.campaigns(product.as_ref()).await? {
+    for c in s.store().await.campaigns(product.as_ref()).await? {
         out.push(view(&s, c.id).await?);
     }
     Ok(Json(out))
@@ -164,7 +168,7 @@ pub async fn devices(
     Path(id): Path<i64>,
     Query(p): Query<DeviceParams>,
 ) -> Result<Json<Vec<Upgrade>>, ApiError> {
-    s.store.campaign(id).await?;
+    s.store().await.campaign(id).await?;
     let state = p
         .state
         .map(|st| {
@@ -174,7 +178,8 @@ pub async fn devices(
         .transpose()?;
     let limit = p.limit.unwrap_or(100).clamp(1, 1000);
     Ok(Json(
-        s.campaigns
+        s.engine
+            .campaigns()
             .upgrades(id, state, limit, p.offset.unwrap_or(0).max(0))
             .await?,
     ))
@@ -185,7 +190,7 @@ pub async fn pause(
     State(s): State<ApiState>,
     Path(id): Path<i64>,
 ) -> Result<Json<CampaignView>, ApiError> {
-    s.campaigns.pause(id).await?;
+    s.engine.campaigns().pause(id).await?;
     super::audit::record(
         &s,
         "campaign.pause",
@@ -201,7 +206,7 @@ pub async fn resume(
     State(s): State<ApiState>,
     Path(id): Path<i64>,
 ) -> Result<Json<CampaignView>, ApiError> {
-    s.campaigns.resume(id).await?;
+    s.engine.campaigns().resume(id).await?;
     super::audit::record(
         &s,
         "campaign.resume",
@@ -217,7 +222,7 @@ pub async fn cancel(
     State(s): State<ApiState>,
     Path(id): Path<i64>,
 ) -> Result<Json<CampaignView>, ApiError> {
-    s.campaigns.cancel(id).await?;
+    s.engine.campaigns().cancel(id).await?;
     super::audit::record(
         &s,
         "campaign.cancel",
@@ -229,12 +234,12 @@ pub async fn cancel(
 }
 
 pub async fn view(s: &ApiState, id: i64) -> Result<CampaignView, ApiError> {
-    let campaign = s.store.campaign(id).await?;
-    let firmware = s.store.firmware(campaign.firmware_id).await?;
-    let counts = s.store.campaign_counts(id).await?;
+    let campaign = s.store().await.campaign(id).await?;
+    let firmware = s.store().await.firmware(campaign.firmware_id).await?;
+    let counts = s.store().await.campaign_counts(id).await?;
     let total = counts.0.values().sum();
-    let reasons = s.store.campaign_reasons(id).await?;
-    let bakes = s.store.campaign_bakes(id).await?;
+    let reasons = s.store().await.campaign_reasons(id).await?;
+    let bakes = s.store().await.campaign_bakes(id).await?;
     Ok(CampaignView {
         campaign,
         firmware,

@@ -16,11 +16,12 @@ pub fn routes() -> Router<ApiState> {
 }
 
 async fn firmware(State(s): State<ApiState>, Path(product): Path<String>) -> PageResult {
-    let product = s.store.product(&ProductId::parse(product)?).await?;
-    let mut images = s.store.firmware_list(&product.id).await?;
+    let product = s.store().await.product(&ProductId::parse(product)?).await?;
+    let mut images = s.store().await.firmware_list(&product.id).await?;
     images.reverse(); // newest first
     let verifications: Vec<_> = s
-        .store
+        .store()
+        .await
         .campaigns(Some(&product.id))
         .await?
         .into_iter()

@@ -3,8 +3,8 @@
 //! The decision itself is otter-protocol's pure `verify`; this file only finds the product and
 //! device a CONNECT claims to be and hands the broker the device's exact topic sets (its ACL).
 
-use otter_broker::{Gate, Grant, Login, Refusal};
 use otter_core::{DeviceName, ProductId};
+use otter_mqtt::{Gate, Grant, Login, Refusal};
 use otter_protocol::{self as protocol, Credentials, DeviceAddr, Dialect};
 use otter_store::{Store, StoreError};
 use std::net::IpAddr;
@@ -222,7 +222,7 @@ impl DeviceGate {
 
 /// The (product, device) a Tencent client id `{productId}{deviceName}` names: the registered
 /// Tencent product that is its longest prefix, and the rest. Also the rule for PSK identities.
-pub(crate) fn split_tencent_id(
+pub fn split_tencent_id(
     products: &[otter_store::Product],
     client_id: &str,
 ) -> Option<(String, String)> {
@@ -283,7 +283,7 @@ fn refuse(what: &'static str) -> impl Fn(StoreError) -> Refusal {
 impl DeviceGate {
     /// The grant of the device a connection's client id and username name, without checking
     /// a password: for ACL checks on a connection the broker already authenticated.
-    pub(crate) async fn identify(
+    pub async fn identify(
         &self,
         client_id: &str,
         username: Option<&str>,

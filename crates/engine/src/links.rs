@@ -8,12 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::Context;
 use otter_blobs::Blobs;
 use otter_download::UrlSigner;
 use otter_protocol::Dialect;
-
-use crate::config::ServeConfig;
 
 /// Longest presigned URL put in a push. Tencent devices take at most 2048 bytes per packet
 /// (topic, JSON envelope, version, MD5 and URL together): 1000 leaves ample room for the rest.
@@ -225,17 +222,6 @@ pub fn dialects_of<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<Dialect>
 }
 
 /// Opens the blob store of `config`: `--blobs`, or the folder `<data_dir>/blobs`.
-pub(crate) fn open_blobs(config: &ServeConfig) -> anyhow::Result<Blobs> {
-    let spec = match &config.blobs {
-        Some(spec) if !spec.trim().is_empty() => spec.clone(),
-        _ => config.data_dir.join("blobs").to_string_lossy().into_owned(),
-    };
-    let blobs = Blobs::open_with(&spec, &config.s3)
-        .with_context(|| format!("opening the blob store {spec}"))?;
-    tracing::info!(blobs = %spec, download_mode = %config.download_mode, "blob store");
-    Ok(blobs)
-}
-
 /// Outcome of [`choose`].
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Choice {

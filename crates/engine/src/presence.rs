@@ -13,6 +13,7 @@
 //! online (campaign targeting, a release's pushes) call it first, so they see every connect
 //! and report this node has handled.
 
+use crate::clock::Clock;
 use otter_core::{DeviceName, Module, ProductId};
 use otter_store::{OnlineChange, Store, VersionReport};
 use std::collections::HashMap;
@@ -26,8 +27,9 @@ const ATTEMPTS: u32 = 5;
 
 type Key = (ProductId, DeviceName, Module);
 
-pub struct Presence {
+pub(crate) struct Presence {
     pending: Mutex<Pending>,
+    clock: Arc<dyn Clock>,
     wake: Notify,
     /// The sequence number of the last report whose batch is done.
     committed: watch::Sender<u64>,
@@ -43,9 +45,10 @@ struct Pending {
 
 impl Presence {
     /// Starts the task that writes batches to `store` (the caller aborts it after a `flush`).
-    pub fn spawn(store: Store) -> (Arc<Self>, tokio::task::JoinHandle<()>) {
+    pub fn spawn(store: Store, clock: Arc<dyn Clock>) -> (Arc<Self>, tokio::task::JoinHandle<()>) {
         let presence = Arc::new(Self {
             pending: Mutex::default(),
+            clock,
             wake: Notify::new(),
             committed: watch::Sender::new(0),
         });
@@ -98,7 +101,7 @@ impl Presence {
                 });
             change.online = online;
             change.connects += u32::from(online);
-            change.at = otter_store::now_ms();
+            change.at = self.clock.now_ms();
         }
         self.wake.notify_one();
     }

@@ -27,7 +27,7 @@ pub fn routes() -> Router<ApiState> {
 }
 
 async fn products(State(s): State<ApiState>) -> PageResult {
-    let products = s.store.product_summaries().await?;
+    let products = s.store().await.product_summaries().await?;
     let body = html! {
         main {
             h1 { "Products" }
@@ -66,9 +66,10 @@ pub fn product_header(product: &Product, current: &str) -> Markup {
 }
 
 async fn overview(State(s): State<ApiState>, Path(product): Path<String>) -> PageResult {
-    let product = s.store.product(&ProductId::parse(product)?).await?;
+    let product = s.store().await.product(&ProductId::parse(product)?).await?;
     let mut counts = s
-        .store
+        .store()
+        .await
         .version_counts(&product.id, &Module::default())
         .await?;
     counts.sort_by(|(a, _), (b, _)| match (a, b) {
@@ -91,13 +92,15 @@ async fn overview(State(s): State<ApiState>, Path(product): Path<String>) -> Pag
         })
         .collect();
     let summary = s
-        .store
+        .store()
+        .await
         .product_summaries()
         .await?
         .into_iter()
         .find(|p| p.product.id == product.id);
     let campaigns: Vec<Campaign> = s
-        .store
+        .store()
+        .await
         .campaigns(Some(&product.id))
         .await?
         .into_iter()
@@ -193,14 +196,15 @@ async fn devices(
     Path(product): Path<String>,
     Query(q): Query<DeviceQuery>,
 ) -> PageResult {
-    let product = s.store.product(&ProductId::parse(product)?).await?;
+    let product = s.store().await.product(&ProductId::parse(product)?).await?;
     let module = Module::default();
     let offset = q.offset.unwrap_or(0).max(0);
     let (total, rows) = s
-        .store
+        .store()
+        .await
         .device_page(&product.id, &module, &q.filter(), PAGE, offset)
         .await?;
-    let versions = s.store.version_counts(&product.id, &module).await?;
+    let versions = s.store().await.version_counts(&product.id, &module).await?;
     let selected = |v: &str| q.version.as_deref() == Some(v);
     let body = html! {
         main {
@@ -266,13 +270,17 @@ async fn device(
     State(s): State<ApiState>,
     Path((product, device)): Path<(String, String)>,
 ) -> PageResult {
-    let product = s.store.product(&ProductId::parse(product)?).await?;
+    let product = s.store().await.product(&ProductId::parse(product)?).await?;
     let name = DeviceName::parse(device)?;
-    let device = s.store.device(&product.id, &name).await?;
-    let versions = s.store.versions(&product.id, &name).await?;
-    let tags = s.store.tags(&product.id, &name).await?;
-    let history = s.store.device_events(&product.id, &name, 200).await?;
-    let current = s.store.latest_upgrade(&product.id, &name).await?;
+    let device = s.store().await.device(&product.id, &name).await?;
+    let versions = s.store().await.versions(&product.id, &name).await?;
+    let tags = s.store().await.tags(&product.id, &name).await?;
+    let history = s
+        .store()
+        .await
+        .device_events(&product.id, &name, 200)
+        .await?;
+    let current = s.store().await.latest_upgrade(&product.id, &name).await?;
     let dialect: Option<Dialect> = product.dialect.parse().ok();
     let explain = |code: Option<i32>| {
         code.zip(dialect)

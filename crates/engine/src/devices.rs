@@ -1,4 +1,4 @@
-//! The device side of the platform: every message a device sends goes through here.
+//! The device path: every message a device sends goes through here.
 //!
 //! Decode (otter-protocol) → decide (otter-core) → persist (otter-store) → answer (broker).
 //! Messages are handled in order per device (workers are sharded by device), and concurrently
@@ -6,16 +6,16 @@
 //! logged with the device it came from and the message is dropped.
 
 use crate::changes::Changes;
+use crate::clock::Clock;
 use crate::gate::DeviceIdentity;
 use crate::links::Links;
-use crate::mqtt::Mqtt;
 use crate::presence::Presence;
 use anyhow::{Context, Result};
 use bytes::Bytes;
-use otter_broker::BrokerEvent;
-use otter_core::{Decision, DeviceName, Fact, Module, Situation, Version, decide};
+use otter_core::{Decision, Fact, Module, Situation, Version, decide};
+use otter_mqtt::{BrokerEvent, Publish};
 use otter_protocol::{self as protocol, Answer, Offer, Outbound, Progress, UpMessage, Uplink};
-use otter_store::{Firmware, Store, Upgrade, UpgradeUpdate, VersionReport};
+use otter_store::{Store, Upgrade, UpgradeUpdate, VersionReport};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,18 +26,17 @@ use tracing::{debug, error, info, warn};
 /// Devices handled concurrently (each shard handles its devices' messages in order); enough
 /// to keep the change writer's batches full.
 const SHARDS: usize = 32;
-/// Topic + payload a Tencent SDK device can take in one PUBLISH (PROTOCOL.md §1).
-const TENCENT_MAX_PUBLISH: usize = 1900;
 
-pub struct Engine {
-    pub store: Store,
-    pub mqtt: Arc<Mqtt>,
-    pub signer: Arc<Links>,
-    pub url_ttl: Duration,
+pub(crate) struct Devices {
+    pub(crate) store: Store,
+    broker: Arc<dyn Publish>,
+    pub(crate) links: Arc<Links>,
+    pub(crate) url_ttl: Duration,
     /// Version reports and last-seen times, written behind in batches.
-    pub presence: Arc<Presence>,
+    pub(crate) presence: Arc<Presence>,
     /// Device-driven upgrade changes, committed in groups.
     changes: Changes,
+    clock: Arc<dyn Clock>,
     next_id: AtomicU64,
 }
 
@@ -56,28 +55,43 @@ pub struct Pushable {
     pub ext: protocol::OfferExt,
 }
 
-impl Engine {
-    pub fn new(
-        store: Store,
-        mqtt: Arc<Mqtt>,
-        signer: Arc<Links>,
-        url_ttl: Duration,
-        presence: Arc<Presence>,
-        changes: Changes,
-    ) -> Arc<Self> {
-        Arc::new(Self {
-            changes,
+/// What the device path needs from the rest of the engine.
+pub(crate) struct Parts {
+    pub store: Store,
+    pub broker: Arc<dyn Publish>,
+    pub links: Arc<Links>,
+    pub url_ttl: Duration,
+    pub presence: Arc<Presence>,
+    pub changes: Changes,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Devices {
+    pub(crate) fn new(parts: Parts) -> Arc<Self> {
+        let Parts {
             store,
-            mqtt,
-            signer,
+            broker,
+            links,
             url_ttl,
             presence,
+            changes,
+            clock,
+        } = parts;
+        Arc::new(Self {
+            // Message ids only need to differ across restarts: wall time, not the injected clock.
             next_id: AtomicU64::new(otter_store::now_ms() as u64),
+            changes,
+            store,
+            broker,
+            links,
+            url_ttl,
+            presence,
+            clock,
         })
     }
 
     /// Consumes broker events until the broker's sender is dropped.
-    pub fn spawn(
+    pub(crate) fn spawn(
         self: &Arc<Self>,
         mut events: mpsc::Receiver<BrokerEvent<DeviceIdentity>>,
     ) -> tokio::task::JoinHandle<()> {
@@ -110,6 +124,11 @@ impl Engine {
                 }
             }
         })
+    }
+
+    /// A fresh message id for a push (unique per process run).
+    pub(crate) fn next_message_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
     async fn handle(&self, event: BrokerEvent<DeviceIdentity>) {
@@ -215,7 +234,7 @@ impl Engine {
             device: from.device.clone(),
             module: module.clone(),
             version: version.clone(),
-            at: otter_store::now_ms(),
+            at: self.clock.now_ms(),
         });
         self.answer(uplink, Answer::Ack).await?;
         let applied = self
@@ -226,46 +245,6 @@ impl Engine {
                 .await?;
         }
         Ok(())
-    }
-
-    pub async fn send_push(
-        &self,
-        dialect: protocol::Dialect,
-        addr: &protocol::DeviceAddr,
-        offer: &Offer,
-        ext: &protocol::OfferExt,
-    ) -> Result<()> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let push = protocol::encode_push_ext(dialect, addr, offer, ext, id);
-        if dialect == protocol::Dialect::Tencent
-            && push.topic.len() + push.payload.len() > TENCENT_MAX_PUBLISH
-        {
-            // Tencent's C SDK has a 2048-byte receive buffer: a longer push is silently lost.
-            warn!(device = %addr, bytes = push.topic.len() + push.payload.len(), "push exceeds what Tencent SDK devices can receive; shorten --public-url or names");
-        }
-        self.send(push).await
-    }
-
-    /// The `otter` extension of an offer: the SHA-256 (vendor pushes have only MD5) and, when
-    /// the firmware is signed, its signature, validity, downgrade permission and the key
-    /// announcements leading to its key. Vendor SDKs ignore it, otter agents verify it
-    /// (docs/protocol-extensions.md). The same for every device: a release computes it once.
-    pub async fn offer_ext(&self, firmware: &Firmware) -> Result<protocol::OfferExt> {
-        let mut ext = protocol::OfferExt {
-            sha256: Some(firmware.sha256.clone()),
-            ..Default::default()
-        };
-        let Some(sig) = self.store.firmware_signature(firmware.id).await? else {
-            return Ok(ext);
-        };
-        let keys = self.store.product_keys(&firmware.product).await?;
-        ext.rotation = crate::signing::rotation_chain(&keys, &sig.key_id);
-        ext.sig = Some(sig.sig);
-        ext.key = Some(sig.key_id);
-        ext.issued = u64::try_from(sig.issued).ok();
-        ext.expires = u64::try_from(sig.expires).ok();
-        ext.downgrade = sig.downgrade;
-        Ok(ext)
     }
 
     async fn on_progress(
@@ -397,29 +376,6 @@ impl Engine {
         Ok(written)
     }
 
-    /// The offer of `firmware` to one device, with a freshly signed download URL.
-    pub async fn offer(&self, firmware: &Firmware, device: &DeviceName) -> Offer {
-        let expires = (otter_store::now_ms() / 1000) as u64 + self.url_ttl.as_secs();
-        let url = self
-            .signer
-            .url(
-                &firmware.sha256,
-                firmware.product.as_str(),
-                device.as_str(),
-                expires,
-            )
-            .await;
-        metrics::counter!("otter_pushes_total").increment(1);
-        Offer {
-            module: firmware.module.to_string(),
-            version: firmware.version.to_string(),
-            url,
-            size: firmware.size,
-            md5: firmware.md5.clone(),
-            sha256: firmware.sha256.clone(),
-        }
-    }
-
     async fn answer(&self, uplink: &Uplink, answer: Answer) -> Result<()> {
         match protocol::answer(uplink, answer) {
             Some(reply) => self.send(reply).await,
@@ -427,8 +383,8 @@ impl Engine {
         }
     }
 
-    async fn send(&self, out: Outbound) -> Result<()> {
-        self.mqtt
+    pub(crate) async fn send(&self, out: Outbound) -> Result<()> {
+        self.broker
             .publish(&out.topic, Bytes::from(out.payload), out.qos)
             .await
             .with_context(|| format!("publishing to {}", out.topic))

@@ -35,9 +35,9 @@ pub struct Snapshot {
 }
 
 async fn snapshot(s: &ApiState, id: i64) -> Result<Snapshot, ApiError> {
-    let c = s.store.campaign(id).await?;
-    let counts = s.store.campaign_counts(id).await?;
-    let firmware = s.store.firmware(c.firmware_id).await?;
+    let c = s.store().await.campaign(id).await?;
+    let counts = s.store().await.campaign_counts(id).await?;
+    let firmware = s.store().await.firmware(c.firmware_id).await?;
     Ok(Snapshot {
         id,
         state: c.state.as_str(),

@@ -45,7 +45,8 @@ pub async fn create(
     }
     let (secret, hash) = new_token();
     let token = s
-        .store
+        .store()
+        .await
         .create_api_token(name, t.scope.as_str(), &hash)
         .await?;
     tracing::info!(
@@ -62,7 +63,7 @@ pub async fn create(
 
 #[utoipa::path(get, path = "/api/v1/tokens", responses((status = 200, description = "every token, revoked ones too; never the token text")))]
 pub async fn list(State(s): State<ApiState>) -> Result<Json<Vec<ApiToken>>, ApiError> {
-    Ok(Json(s.store.api_tokens().await?))
+    Ok(Json(s.store().await.api_tokens().await?))
 }
 
 #[utoipa::path(delete, path = "/api/v1/tokens/{id}", responses((status = 200, description = "revoked"), (status = 404)))]
@@ -70,7 +71,7 @@ pub async fn revoke(
     State(s): State<ApiState>,
     Path(id): Path<i64>,
 ) -> Result<Json<ApiToken>, ApiError> {
-    let token = s.store.revoke_api_token(id).await?;
+    let token = s.store().await.revoke_api_token(id).await?;
     tracing::info!(id, name = %token.name, "API token revoked");
     let subject = format!("token #{id} {}", token.name);
     super::audit::record(&s, "token.revoke", &subject, serde_json::json!({})).await;

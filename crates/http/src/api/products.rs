@@ -37,11 +37,11 @@ pub async fn add_key(
     Json(k): Json<NewKey>,
 ) -> Result<(StatusCode, Json<ProductKey>), ApiError> {
     let id = ProductId::parse(product)?;
-    s.store.product(&id).await?;
+    s.store().await.product(&id).await?;
     let public = otter_protocol::parse_public_key_text(&k.public_key)
         .map_err(|e| ApiError::BadRequest(format!("bad public key: {e}")))?;
     let key_id = otter_protocol::key_id(&public);
-    let keys = s.store.product_keys(&id).await?;
+    let keys = s.store().await.product_keys(&id).await?;
     if keys.iter().any(|e| e.key_id == key_id) {
         return Err(ApiError::Conflict(format!(
             "key {key_id} of {id} already exists"
@@ -50,7 +50,7 @@ pub async fn add_key(
     let announced = match (&k.signed_by, &k.sig, keys.is_empty()) {
         (None, None, true) => None,
         (Some(by), Some(sig), false) => {
-            crate::signing::check_announcement(&keys, id.as_str(), &public, by, sig)
+            otter_engine::signing::check_announcement(&keys, id.as_str(), &public, by, sig)
                 .map_err(|e| ApiError::BadRequest(format!("key announcement refused: {e}")))?;
             Some((by.as_str(), sig.trim()))
         }
@@ -67,7 +67,8 @@ pub async fn add_key(
     };
     let b64 = otter_protocol::key_base64(&public);
     let key = s
-        .store
+        .store()
+        .await
         .add_product_key(&id, &key_id, &b64, announced)
         .await?;
     tracing::info!(product = %id, key = %key_id, signed_by = ?k.signed_by, "signing key registered");
@@ -87,8 +88,8 @@ pub async fn list_keys(
     Path(product): Path<String>,
 ) -> Result<Json<Vec<ProductKey>>, ApiError> {
     let id = ProductId::parse(product)?;
-    s.store.product(&id).await?;
-    Ok(Json(s.store.product_keys(&id).await?))
+    s.store().await.product(&id).await?;
+    Ok(Json(s.store().await.product_keys(&id).await?))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -124,7 +125,7 @@ pub async fn update(
 ) -> Result<Json<Product>, ApiError> {
     let id = ProductId::parse(product)?;
     let scheme = parse_scheme(Some(&change.version_scheme))?;
-    let product = s.store.set_version_scheme(&id, scheme).await?;
+    let product = s.store().await.set_version_scheme(&id, scheme).await?;
     tracing::info!(product = %id, %scheme, "product version scheme changed");
     super::audit::record(
         &s,
@@ -157,7 +158,7 @@ pub async fn create(
     static CREATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _one_at_a_time = CREATING.lock().await;
     if dialect == Dialect::Tencent {
-        let products = s.store.products().await?;
+        let products = s.store().await.products().await?;
         if let Some(clash) = tencent_prefix_clash(&products, &id) {
             tracing::warn!(product = %id, existing = %clash, "product refused: its id and a Tencent product's id prefix each other");
             return Err(ApiError::Conflict(format!(
@@ -169,7 +170,8 @@ pub async fn create(
     }
     let scheme = parse_scheme(p.version_scheme.as_deref())?;
     let product = s
-        .store
+        .store()
+        .await
         .create_product(&id, dialect.as_str(), &name, scheme)
         .await?;
     tracing::info!(product = %id, %dialect, "product created");
@@ -225,7 +227,7 @@ fn tencent_prefix_clash<'a>(products: &'a [Product], id: &ProductId) -> Option<&
 
 #[utoipa::path(get, path = "/api/v1/products", responses((status = 200)))]
 pub async fn list(State(s): State<ApiState>) -> Result<Json<Vec<Product>>, ApiError> {
-    Ok(Json(s.store.products().await?))
+    Ok(Json(s.store().await.products().await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/products/{product}", responses((status = 200), (status = 404)))]
@@ -233,5 +235,7 @@ pub async fn show(
     State(s): State<ApiState>,
     Path(product): Path<String>,
 ) -> Result<Json<Product>, ApiError> {
-    Ok(Json(s.store.product(&ProductId::parse(product)?).await?))
+    Ok(Json(
+        s.store().await.product(&ProductId::parse(product)?).await?,
+    ))
 }

@@ -229,6 +229,13 @@ async fn run(
     }
 }
 
+#[async_trait::async_trait]
+impl crate::Publish for ExternalBroker {
+    async fn publish(&self, topic: &str, payload: Bytes, qos: u8) -> Result<(), BrokerError> {
+        ExternalBroker::publish(self, topic, payload, qos).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,29 +14,30 @@ mod products;
 mod stream;
 mod tokens;
 
-use crate::campaigns::Campaigns;
 use axum::Router;
 use axum::middleware;
 use otter_blobs::Blobs;
+use otter_engine::Engine;
 use otter_store::Store;
 use std::sync::Arc;
 
 pub use broker_hooks::BrokerHooks;
 pub use error::ApiError;
 
+/// What the API and the console work with.
 #[derive(Clone)]
 pub struct ApiState {
-    pub store: Store,
+    /// The device engine: the store (always current) and campaigns.
+    pub engine: Arc<Engine>,
     pub blobs: Blobs,
-    pub campaigns: Arc<Campaigns>,
     pub admin_token: Arc<str>,
     /// Seals device secrets before they are stored.
-    pub secrets: Arc<crate::secrets::SecretBox>,
+    pub secrets: Arc<otter_engine::secrets::SecretBox>,
     /// Largest firmware upload accepted, in bytes.
     pub max_firmware_size: u64,
     /// The base of download links, to tell operators when its port is one some device SDKs
     /// cannot dial (product creation, the console's product page).
-    pub public_url: Arc<crate::links::PublicBase>,
+    pub public_url: Arc<otter_engine::links::PublicBase>,
     /// Per-product firmware signing keys for server-side signing (docs/signing.md).
     pub signing_key_dir: Option<std::path::PathBuf>,
     /// The external broker's device auth hooks; `None` (no broker secret): they are off.
@@ -63,4 +64,12 @@ pub fn router(state: ApiState) -> Router {
         "/api/v1",
         protected.merge(openapi::routes()).merge(broker_hooks),
     )
+}
+
+impl ApiState {
+    /// The store, current as of this call (device reports are written behind; the engine
+    /// writes every acknowledged one first).
+    pub async fn store(&self) -> &Store {
+        self.engine.store().await
+    }
 }

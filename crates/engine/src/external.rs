@@ -12,9 +12,9 @@
 //! or the campaign's timeout recovers them.
 
 use crate::gate::DeviceIdentity;
-use otter_broker::BrokerEvent;
-use otter_broker::external::{Received, Subscription};
 use otter_core::{DeviceName, ProductId};
+use otter_mqtt::BrokerEvent;
+use otter_mqtt::external::{Received, Subscription};
 use otter_protocol::{self as protocol, DeviceAddr, Dialect};
 use otter_store::Store;
 use sha2::{Digest, Sha256};
@@ -29,7 +29,7 @@ const HEARTBEAT: Duration = Duration::from_secs(2);
 const NODE_TTL: Duration = Duration::from_secs(6);
 
 /// The upstream topic filters of every dialect; shared where the topic allows it.
-pub(crate) fn subscriptions(shared: bool) -> Vec<Subscription> {
+pub fn subscriptions(shared: bool) -> Vec<Subscription> {
     let any = DeviceAddr::new("+", "+");
     Dialect::ALL
         .iter()
@@ -44,7 +44,7 @@ pub(crate) fn subscriptions(shared: bool) -> Vec<Subscription> {
 }
 
 /// This node's view of the live nodes, for partitioning plain-subscription messages.
-pub(crate) struct Membership {
+pub struct Membership {
     pub me: String,
     live: RwLock<Vec<String>>,
 }
@@ -105,7 +105,7 @@ fn owner<'a>(live: &'a [String], device: &DeviceAddr) -> Option<&'a String> {
 }
 
 /// Turns received messages into engine events: names the device, drops what is not ours.
-pub(crate) fn spawn_router(
+pub fn spawn_router(
     store: Store,
     membership: Arc<Membership>,
     mut received: mpsc::Receiver<Received>,

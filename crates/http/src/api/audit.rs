@@ -15,7 +15,12 @@ pub fn routes() -> Router<ApiState> {
 /// Records an operator action, by the caller of the request being handled.
 pub async fn record(s: &ApiState, action: &str, subject: &str, detail: serde_json::Value) {
     let actor = super::auth::current_actor();
-    if let Err(e) = s.store.record_audit(&actor, action, subject, &detail).await {
+    if let Err(e) = s
+        .store()
+        .await
+        .record_audit(&actor, action, subject, &detail)
+        .await
+    {
         tracing::error!(error = %e, action, subject, "audit record failed");
     }
 }
@@ -38,7 +43,8 @@ pub async fn list(
     let limit = p.limit.unwrap_or(100).clamp(1, 1000);
     let offset = p.offset.unwrap_or(0).max(0);
     Ok(Json(
-        s.store
+        s.store()
+            .await
             .audit_log(p.action.as_deref().filter(|a| !a.is_empty()), limit, offset)
             .await?,
     ))

@@ -47,7 +47,8 @@ pub async fn tags(
     }
     let (product, device) = (ProductId::parse(product)?, DeviceName::parse(device)?);
     let tags = s
-        .store
+        .store()
+        .await
         .set_tags(&product, &device, &t.add, &t.remove)
         .await?;
     super::audit::record(
@@ -66,8 +67,13 @@ pub async fn history(
     Path((product, device)): Path<(String, String)>,
 ) -> Result<Json<Vec<UpgradeEvent>>, ApiError> {
     let (product, device) = (ProductId::parse(product)?, DeviceName::parse(device)?);
-    s.store.device(&product, &device).await?;
-    Ok(Json(s.store.device_events(&product, &device, 500).await?))
+    s.store().await.device(&product, &device).await?;
+    Ok(Json(
+        s.store()
+            .await
+            .device_events(&product, &device, 500)
+            .await?,
+    ))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -92,7 +98,7 @@ pub async fn create(
     Path(product): Path<String>,
     Json(d): Json<NewDevice>,
 ) -> Result<(StatusCode, Json<CreatedDevice>), ApiError> {
-    let product = s.store.product(&ProductId::parse(product)?).await?;
+    let product = s.store().await.product(&ProductId::parse(product)?).await?;
     let name = DeviceName::parse(d.name)?;
     let secret = match d.secret {
         Some(secret) if secret.is_empty() || secret.len() > 256 => {
@@ -104,7 +110,11 @@ pub async fn create(
         None => generated_secret(&product.dialect)?,
     };
     let sealed = s.secrets.seal(product.id.as_str(), name.as_str(), &secret);
-    let device = s.store.create_device(&product.id, &name, &sealed).await?;
+    let device = s
+        .store()
+        .await
+        .create_device(&product.id, &name, &sealed)
+        .await?;
     tracing::info!(device = %format!("{}/{}", product.id, name), "device created");
     super::audit::record(
         &s,
@@ -129,10 +139,12 @@ pub async fn list(
     Query(page): Query<Page>,
 ) -> Result<Json<Vec<Device>>, ApiError> {
     let product = ProductId::parse(product)?;
-    s.store.product(&product).await?;
+    s.store().await.product(&product).await?;
     let limit = page.limit.unwrap_or(100).clamp(1, 1000);
     let offset = page.offset.unwrap_or(0).max(0);
-    Ok(Json(s.store.devices(&product, limit, offset).await?))
+    Ok(Json(
+        s.store().await.devices(&product, limit, offset).await?,
+    ))
 }
 
 /// A device as `otter device show` prints it.
@@ -162,11 +174,12 @@ pub async fn show(
     State(s): State<ApiState>,
     Path((product, device)): Path<(String, String)>,
 ) -> Result<Json<DeviceView>, ApiError> {
-    let product = s.store.product(&ProductId::parse(product)?).await?;
+    let product = s.store().await.product(&ProductId::parse(product)?).await?;
     let name = DeviceName::parse(device)?;
     let dialect: Option<Dialect> = product.dialect.parse().ok();
     let upgrade = s
-        .store
+        .store()
+        .await
         .latest_upgrade(&product.id, &name)
         .await?
         .map(|upgrade| UpgradeView {
@@ -177,18 +190,17 @@ pub async fn show(
                 .map(|(code, d)| otter_protocol::explain(d, code)),
             upgrade,
         });
-    // Reports are written behind (presence.rs). Flushing after reading the upgrade shows
-    // every report acknowledged before that state was written (the engine queues a report
-    // before it records what the report caused), so version and state agree.
-    s.campaigns.engine.presence.flush().await;
-    let device = s.store.device(&product.id, &name).await?;
-    let versions = s.store.versions(&product.id, &name).await?;
+    // Read after the upgrade: every store read is current as of its call (otter-engine), so the
+    // version includes every report acknowledged before that state was written (the engine
+    // queues a report before it records what the report caused), and version and state agree.
+    let device = s.store().await.device(&product.id, &name).await?;
+    let versions = s.store().await.versions(&product.id, &name).await?;
     let version = versions
         .iter()
         .find(|v| v.module.as_str() == "default")
         .map(|v| v.version.to_string());
-    let tags = s.store.tags(&product.id, &name).await?;
-    let health_counters = s.store.device_counters(&product.id, &name).await?;
+    let tags = s.store().await.tags(&product.id, &name).await?;
+    let health_counters = s.store().await.device_counters(&product.id, &name).await?;
     Ok(Json(DeviceView {
         device,
         version,
@@ -223,11 +235,12 @@ pub async fn rotate_secret(
     State(s): State<ApiState>,
     Path((product, device)): Path<(String, String)>,
 ) -> Result<Json<RotatedSecret>, ApiError> {
-    let product = s.store.product(&ProductId::parse(product)?).await?;
+    let product = s.store().await.product(&ProductId::parse(product)?).await?;
     let name = DeviceName::parse(device)?;
     let secret = generated_secret(&product.dialect)?;
     let sealed = s.secrets.seal(product.id.as_str(), name.as_str(), &secret);
-    s.store
+    s.store()
+        .await
         .set_device_secret(&product.id, &name, &sealed)
         .await?;
     let subject = format!("{}/{name}", product.id);

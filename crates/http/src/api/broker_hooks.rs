@@ -6,16 +6,15 @@
 //! (`--broker-secret`), and without one these routes do not exist (404).
 
 use super::ApiState;
-use crate::gate::DeviceGate;
-use crate::throttle::ThrottleConfig;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use otter_broker::Gate as _;
-use otter_broker::Login;
+use otter_engine::gate::DeviceGate;
+use otter_mqtt::Gate as _;
+use otter_mqtt::Login;
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -26,12 +25,12 @@ use tracing::warn;
 pub const NODE_USERNAME: &str = "otter-node";
 
 /// Settings of the hooks, handed over in [`ApiState`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct BrokerHooks {
     /// What the broker sends as `Authorization: Bearer …`, and the nodes' MQTT password.
     pub secret: Arc<str>,
-    /// Failed-login limits, as for the embedded broker.
-    pub throttle: ThrottleConfig,
+    /// The device gate (with its failed-login throttle), as for the embedded broker.
+    pub gate: Arc<DeviceGate>,
 }
 
 #[derive(Clone)]
@@ -47,11 +46,7 @@ pub fn routes(state: &ApiState) -> Router {
     };
     let hooks = Hooks {
         secret: Arc::clone(&config.secret),
-        gate: Arc::new(DeviceGate::new(
-            state.store.clone(),
-            Arc::clone(&state.secrets),
-            config.throttle,
-        )),
+        gate: Arc::clone(&config.gate),
     };
     Router::new()
         .route("/broker/authn", post(authn))

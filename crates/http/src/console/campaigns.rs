@@ -40,7 +40,7 @@ async fn list(State(s): State<ApiState>, Query(q): Query<ListQuery>) -> PageResu
         .filter(|p| !p.is_empty())
         .map(ProductId::parse)
         .transpose()?;
-    let campaigns = s.store.campaigns(product.as_ref()).await?;
+    let campaigns = s.store().await.campaigns(product.as_ref()).await?;
     let body = html! {
         main {
             h1 { "Campaigns" @if let Some(p) = &product { " of " (p) } }
@@ -55,8 +55,8 @@ async fn list(State(s): State<ApiState>, Query(q): Query<ListQuery>) -> PageResu
 pub async fn campaign_table(s: &ApiState, campaigns: &[Campaign]) -> Result<Markup, PageError> {
     let mut rows = Vec::with_capacity(campaigns.len());
     for c in campaigns {
-        let firmware = s.store.firmware(c.firmware_id).await?;
-        let counts = s.store.campaign_counts(c.id).await?;
+        let firmware = s.store().await.firmware(c.firmware_id).await?;
+        let counts = s.store().await.campaign_counts(c.id).await?;
         rows.push((c, firmware, counts));
     }
     Ok(html! {
@@ -95,7 +95,7 @@ pub struct NewQuery {
 
 async fn new(State(s): State<ApiState>, Query(q): Query<NewQuery>) -> PageResult {
     let Some(product) = q.product.filter(|p| !p.is_empty()) else {
-        let products = s.store.products().await?;
+        let products = s.store().await.products().await?;
         let body = html! {
             main {
                 h1 { "New campaign" }
@@ -115,11 +115,12 @@ async fn new(State(s): State<ApiState>, Query(q): Query<NewQuery>) -> PageResult
             body,
         ));
     };
-    let product = s.store.product(&ProductId::parse(product)?).await?;
-    let mut images = s.store.firmware_list(&product.id).await?;
+    let product = s.store().await.product(&ProductId::parse(product)?).await?;
+    let mut images = s.store().await.firmware_list(&product.id).await?;
     images.reverse();
     let versions = s
-        .store
+        .store()
+        .await
         .version_counts(&product.id, &otter_core::Module::default())
         .await?;
     let body = html! {
@@ -221,13 +222,14 @@ async fn detail(
     Path(id): Path<i64>,
     Query(q): Query<RowsQuery>,
 ) -> PageResult {
-    let c = s.store.campaign(id).await?;
-    let fw = s.store.firmware(c.firmware_id).await?;
-    let counts = s.store.campaign_counts(id).await?;
-    let reasons = s.store.campaign_reasons(id).await?;
-    let bakes = s.store.campaign_bakes(id).await?;
+    let c = s.store().await.campaign(id).await?;
+    let fw = s.store().await.firmware(c.firmware_id).await?;
+    let counts = s.store().await.campaign_counts(id).await?;
+    let reasons = s.store().await.campaign_reasons(id).await?;
+    let bakes = s.store().await.campaign_bakes(id).await?;
     let rollbacks: Vec<i64> = s
-        .store
+        .store()
+        .await
         .campaigns(Some(&c.product))
         .await?
         .into_iter()
@@ -384,10 +386,21 @@ async fn device_table(
     state: Option<UpgradeState>,
     offset: i64,
 ) -> Result<Markup, PageError> {
-    let upgrades = s.campaigns.upgrades(c.id, state, ROWS, offset).await?;
+    let upgrades = s
+        .engine
+        .campaigns()
+        .upgrades(c.id, state, ROWS, offset)
+        .await?;
     let total: i64 = counts.0.values().sum();
     let shown = state.map_or(total, |st| count(counts, st.as_str()));
-    let dialect: Option<Dialect> = s.store.product(&c.product).await?.dialect.parse().ok();
+    let dialect: Option<Dialect> = s
+        .store()
+        .await
+        .product(&c.product)
+        .await?
+        .dialect
+        .parse()
+        .ok();
     let filter_href = |st: Option<&str>| match st {
         Some(st) => format!("/campaigns/{}?state={st}", c.id),
         None => format!("/campaigns/{}", c.id),
@@ -449,8 +462,8 @@ async fn rows(
     Path(id): Path<i64>,
     Query(q): Query<RowsQuery>,
 ) -> PageResult {
-    let c = s.store.campaign(id).await?;
-    let counts = s.store.campaign_counts(id).await?;
+    let c = s.store().await.campaign(id).await?;
+    let counts = s.store().await.campaign_counts(id).await?;
     let table = device_table(&s, &c, &counts, q.state()?, q.offset.unwrap_or(0).max(0)).await?;
     Ok(Html(table.into_string()))
 }

@@ -3,8 +3,6 @@
 //! firmware images with their signatures.
 
 use super::{ApiError, ApiState};
-use crate::campaigns::CampaignRequest;
-use crate::signing;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -13,6 +11,8 @@ use axum::{Json, Router};
 use otter_core::campaign::Strategy;
 use otter_core::targeting::Selection;
 use otter_core::{Module, ProductId, Version};
+use otter_engine::campaigns::CampaignRequest;
+use otter_engine::signing;
 use otter_protocol::{SignatureDoc, SignedRelease};
 use otter_store::{CampaignKind, CampaignMode};
 use otter_store::{Firmware, FirmwareSignature, NewFirmware};
@@ -56,10 +56,10 @@ pub async fn verify(
     Path(product): Path<String>,
     Json(v): Json<VerifyRequest>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    if v.devices.is_empty() || v.devices.len() > crate::campaigns::MAX_TEST_DEVICES {
+    if v.devices.is_empty() || v.devices.len() > otter_engine::campaigns::MAX_TEST_DEVICES {
         return Err(ApiError::BadRequest(format!(
             "verification takes 1 to {} test devices",
-            crate::campaigns::MAX_TEST_DEVICES
+            otter_engine::campaigns::MAX_TEST_DEVICES
         )));
     }
     let (subject, tests) = (format!("{product} {}", v.version), v.devices.clone());
@@ -84,7 +84,8 @@ pub async fn verify(
         rollback_of: None,
     };
     let created = s
-        .campaigns
+        .engine
+        .campaigns()
         .create(request, CampaignKind::Verification)
         .await?;
     let id = created.campaign.as_ref().map(|c| c.id).unwrap_or_default();
@@ -140,8 +141,9 @@ pub async fn upload(
         .map(Module::parse)
         .transpose()?
         .unwrap_or_default();
-    s.store.product(&product).await?;
-    if s.store
+    s.store().await.product(&product).await?;
+    if s.store()
+        .await
         .firmware_by_version(&product, &module, &version)
         .await
         .is_ok()
@@ -171,7 +173,8 @@ pub async fn upload(
     };
     let doc = upload_signature(&s, &p, release).await?;
     let firmware = s
-        .store
+        .store()
+        .await
         .create_firmware(&NewFirmware {
             product,
             module,
@@ -205,7 +208,7 @@ async fn upload_signature(
     mut release: SignedRelease,
 ) -> Result<Option<SignatureDoc>, ApiError> {
     let product = ProductId::parse(release.product.clone())?;
-    let keys = s.store.product_keys(&product).await?;
+    let keys = s.store().await.product_keys(&product).await?;
     let now = signing::now_secs();
     match (&p.sig, &p.key, p.issued, p.expires) {
         (None, None, None, None) => {}
@@ -237,7 +240,8 @@ async fn upload_signature(
     let id = otter_protocol::key_id(&key.verifying_key().to_bytes());
     if keys.is_empty() {
         // The product's first key: registering it is what an administrator would do.
-        s.store
+        s.store()
+            .await
             .add_product_key(&product, &id, &signing::public_base64(&key), None)
             .await?;
         tracing::info!(%product, key = %id, "server signing key registered as the product's first key");
@@ -269,7 +273,7 @@ async fn store_signature(
         downgrade: doc.release.downgrade,
         signed_at: otter_store::now_ms(),
     };
-    s.store.set_firmware_signature(&signature).await?;
+    s.store().await.set_firmware_signature(&signature).await?;
     Ok(signature)
 }
 
@@ -292,7 +296,8 @@ pub async fn attach_signature(
     let module = Module::parse(doc.release.module.clone())?;
     let version = Version::parse(doc.release.version.clone())?;
     let firmware = s
-        .store
+        .store()
+        .await
         .firmware_by_version(&product, &module, &version)
         .await?;
     if doc.release.size != firmware.size
@@ -303,7 +308,7 @@ pub async fn attach_signature(
             doc.release.size, doc.release.sha256, firmware.size, firmware.sha256
         )));
     }
-    let keys = s.store.product_keys(&product).await?;
+    let keys = s.store().await.product_keys(&product).await?;
     signing::check_doc(&keys, &doc, signing::now_secs())
         .map_err(|e| ApiError::BadRequest(format!("signature refused: {e}")))?;
     let signature = store_signature(&s, firmware.id, &doc).await?;
@@ -321,15 +326,16 @@ pub async fn list(
     Path(product): Path<String>,
 ) -> Result<Json<Vec<FirmwareView>>, ApiError> {
     let product = ProductId::parse(product)?;
-    s.store.product(&product).await?;
+    s.store().await.product(&product).await?;
     let mut signatures: std::collections::HashMap<i64, FirmwareSignature> = s
-        .store
+        .store()
+        .await
         .firmware_signatures(&product)
         .await?
         .into_iter()
         .map(|g| (g.firmware_id, g))
         .collect();
-    let list = s.store.firmware_list(&product).await?;
+    let list = s.store().await.firmware_list(&product).await?;
     Ok(Json(
         list.into_iter()
             .map(|firmware| FirmwareView {
