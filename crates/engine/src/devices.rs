@@ -193,8 +193,8 @@ impl Devices {
                     Some(p) => (Some(p.offer), p.ext),
                     None => (None, protocol::OfferExt::default()),
                 };
-                if let Some(mut reply) = protocol::answer(&uplink, Answer::Offer(offer)) {
-                    protocol::add_ext_to_reply(&mut reply, &ext);
+                if let Some(reply) = protocol::answer_with_ext(&uplink, Answer::Offer(offer), &ext)
+                {
                     self.send(reply).await?;
                 }
                 Ok(())

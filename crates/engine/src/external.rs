@@ -163,7 +163,7 @@ async fn identity(
     let dialect = match dialects.get(product.as_str()) {
         Some(d) => *d,
         None => {
-            let d: Dialect = store.product(&product).await.ok()?.dialect.parse().ok()?;
+            let d = store.product(&product).await.ok()?.dialect;
             dialects.insert(product.to_string(), d);
             d
         }
@@ -220,7 +220,7 @@ mod tests {
         store
             .create_product(
                 &product,
-                "aliyun",
+                Dialect::Aliyun,
                 "echo",
                 otter_core::VersionScheme::Semver,
             )

@@ -168,10 +168,7 @@ impl DeviceGate {
             .product(&product)
             .await
             .map_err(refuse("product"))?;
-        let dialect: Dialect = product
-            .dialect
-            .parse()
-            .map_err(|_| Refusal::NotAuthorized)?;
+        let dialect = product.dialect;
         let record = self
             .store
             .device(&product.id, &device)
@@ -228,7 +225,7 @@ pub fn split_tencent_id(
 ) -> Option<(String, String)> {
     products
         .iter()
-        .filter(|p| p.dialect == Dialect::Tencent.as_str())
+        .filter(|p| p.dialect == Dialect::Tencent)
         .filter_map(|p| {
             let device = client_id.strip_prefix(p.id.as_str())?;
             (!device.is_empty()).then(|| (p.id.to_string(), device.to_owned()))

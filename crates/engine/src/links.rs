@@ -216,12 +216,6 @@ impl std::fmt::Display for PublicBase {
     }
 }
 
-/// The dialects named by products' dialect strings (unknown names are left out).
-pub fn dialects_of<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<Dialect> {
-    names.into_iter().filter_map(|n| n.parse().ok()).collect()
-}
-
-/// Opens the blob store of `config`: `--blobs`, or the folder `<data_dir>/blobs`.
 /// Outcome of [`choose`].
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Choice {
@@ -366,10 +360,6 @@ mod tests {
         assert!(
             both.contains("Alibaba") && both.contains("Tencent"),
             "{both}"
-        );
-        assert_eq!(
-            dialects_of(["aliyun", "nope", "enos"]),
-            [Dialect::Aliyun, Dialect::Enos]
         );
     }
 

@@ -20,7 +20,6 @@ use otter_engine::{Engine, EngineConfig};
 use otter_http::{ApiState, BrokerHooks};
 use otter_mqtt::BrokerEvent;
 use otter_mqtt::external::{ExternalBroker, ExternalConfig};
-use otter_protocol::Dialect;
 use otter_store::Store;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -264,15 +263,10 @@ async fn warn_of_link_port(store: &Store, public_url: &PublicBase) -> Result<()>
         return Ok(());
     };
     let products = store.products().await?;
-    let dialects = otter_engine::links::dialects_of(products.iter().map(|p| p.dialect.as_str()));
-    if let Some(problem) = public_url.port_problem(dialects.iter().copied()) {
+    if let Some(problem) = public_url.port_problem(products.iter().map(|p| p.dialect)) {
         let products: Vec<&str> = products
             .iter()
-            .filter(|p| {
-                p.dialect
-                    .parse()
-                    .is_ok_and(|d: Dialect| !d.sdks_dial_link_ports())
-            })
+            .filter(|p| !p.dialect.sdks_dial_link_ports())
             .map(|p| p.id.as_str())
             .collect();
         warn!(%public_url, port, ?products, "{problem}");

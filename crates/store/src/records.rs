@@ -3,15 +3,16 @@
 pub use otter_core::CampaignMode;
 use otter_core::campaign::{CampaignState, Strategy};
 use otter_core::{
-    DeviceName, Module, ProductId, Reason, UpgradeState, UpgradeStatus, Version, VersionScheme,
+    DeviceName, Dialect, Module, ProductId, Reason, UpgradeState, UpgradeStatus, Version,
+    VersionScheme,
 };
 use serde::Serialize;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Product {
     pub id: ProductId,
-    /// The wire dialect (`tencent`, `aliyun`, `enos`); parsed by the protocol layer.
-    pub dialect: String,
+    /// The vendor protocol its devices speak.
+    pub dialect: Dialect,
     pub name: String,
     /// How this product's versions are ordered for anti-rollback.
     pub version_scheme: VersionScheme,

@@ -73,13 +73,7 @@ impl Campaigns {
                 .filter_map(|i| upgrades.get(*i).map(|u| u.device.clone()))
                 .collect::<Vec<_>>()
         };
-        let dialect: Dialect = self
-            .store
-            .product(&campaign.product)
-            .await?
-            .dialect
-            .parse()
-            .map_err(|_| anyhow::anyhow!("stored dialect"))?;
+        let dialect = self.store.product(&campaign.product).await?.dialect;
         for action in actions {
             match action {
                 Action::Start => {

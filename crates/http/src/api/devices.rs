@@ -107,7 +107,7 @@ pub async fn create(
             ));
         }
         Some(secret) => secret,
-        None => generated_secret(&product.dialect)?,
+        None => generated_secret(product.dialect)?,
     };
     let sealed = s.secrets.seal(product.id.as_str(), name.as_str(), &secret);
     let device = s
@@ -176,7 +176,7 @@ pub async fn show(
 ) -> Result<Json<DeviceView>, ApiError> {
     let product = s.store().await.product(&ProductId::parse(product)?).await?;
     let name = DeviceName::parse(device)?;
-    let dialect: Option<Dialect> = product.dialect.parse().ok();
+    let dialect = Some(product.dialect);
     let upgrade = s
         .store()
         .await
@@ -212,10 +212,7 @@ pub async fn show(
 }
 
 /// A fresh random secret in the dialect's format (base64 for Tencent, hex otherwise).
-fn generated_secret(dialect: &str) -> Result<String, ApiError> {
-    let dialect: Dialect = dialect
-        .parse()
-        .map_err(|_| ApiError::Internal("stored dialect".into()))?;
+fn generated_secret(dialect: Dialect) -> Result<String, ApiError> {
     let mut bytes = [0u8; 16];
     rand::rng().fill_bytes(&mut bytes);
     Ok(otter_protocol::generate_secret_format(dialect, &bytes))
@@ -237,7 +234,7 @@ pub async fn rotate_secret(
 ) -> Result<Json<RotatedSecret>, ApiError> {
     let product = s.store().await.product(&ProductId::parse(product)?).await?;
     let name = DeviceName::parse(device)?;
-    let secret = generated_secret(&product.dialect)?;
+    let secret = generated_secret(product.dialect)?;
     let sealed = s.secrets.seal(product.id.as_str(), name.as_str(), &secret);
     s.store()
         .await

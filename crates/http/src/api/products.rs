@@ -172,7 +172,7 @@ pub async fn create(
     let product = s
         .store()
         .await
-        .create_product(&id, dialect.as_str(), &name, scheme)
+        .create_product(&id, dialect, &name, scheme)
         .await?;
     tracing::info!(product = %id, %dialect, "product created");
     if let Some(problem) = s.public_url.port_problem([dialect]) {
@@ -217,7 +217,7 @@ fn product_name(name: String) -> Result<String, ApiError> {
 fn tencent_prefix_clash<'a>(products: &'a [Product], id: &ProductId) -> Option<&'a str> {
     products
         .iter()
-        .filter(|p| p.dialect == Dialect::Tencent.as_str())
+        .filter(|p| p.dialect == Dialect::Tencent)
         .map(|p| p.id.as_str())
         .find(|existing| {
             *existing != id.as_str()

@@ -12,7 +12,6 @@ use axum::routing::get;
 use maud::{Markup, html};
 use otter_core::campaign::{CampaignState, Strategy};
 use otter_core::{ProductId, UpgradeState};
-use otter_protocol::Dialect;
 use otter_store::{Campaign, StateCounts};
 use serde::Deserialize;
 
@@ -393,14 +392,7 @@ async fn device_table(
         .await?;
     let total: i64 = counts.0.values().sum();
     let shown = state.map_or(total, |st| count(counts, st.as_str()));
-    let dialect: Option<Dialect> = s
-        .store()
-        .await
-        .product(&c.product)
-        .await?
-        .dialect
-        .parse()
-        .ok();
+    let dialect = Some(s.store().await.product(&c.product).await?.dialect);
     let filter_href = |st: Option<&str>| match st {
         Some(st) => format!("/campaigns/{}?state={st}", c.id),
         None => format!("/campaigns/{}", c.id),

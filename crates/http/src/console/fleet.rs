@@ -9,7 +9,6 @@ use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use maud::{Markup, html};
 use otter_core::{DeviceName, Module, ProductId};
-use otter_protocol::Dialect;
 use otter_store::{Campaign, DeviceFilter, Product};
 use serde::Deserialize;
 
@@ -107,11 +106,7 @@ async fn overview(State(s): State<ApiState>, Path(product): Path<String>) -> Pag
         .take(10)
         .collect();
     // Devices of this dialect pushed a link with a port their SDK cannot dial never download.
-    let link_problem = product
-        .dialect
-        .parse::<Dialect>()
-        .ok()
-        .and_then(|d| s.public_url.port_problem([d]));
+    let link_problem = s.public_url.port_problem([product.dialect]);
     let body = html! {
         main {
             (product_header(&product, "Overview"))
@@ -281,7 +276,7 @@ async fn device(
         .device_events(&product.id, &name, 200)
         .await?;
     let current = s.store().await.latest_upgrade(&product.id, &name).await?;
-    let dialect: Option<Dialect> = product.dialect.parse().ok();
+    let dialect = Some(product.dialect);
     let explain = |code: Option<i32>| {
         code.zip(dialect)
             .map(|(c, d)| otter_protocol::explain(d, c))

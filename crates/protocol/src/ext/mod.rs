@@ -8,17 +8,23 @@
 //! Pure like the rest of the crate: the signer signs [`SignedRelease::message`]'s bytes, the
 //! agent verifies them; neither needs the other's code. Key text formats (PKCS#8 / SPKI PEM,
 //! hex, base64) are parsed here too so the CLI, the server and the agent agree on them.
+//!
+//! By job: the extension's fields ([`OfferExt`], here), the signed texts ([`signed`]), key
+//! encodings ([`keys`]) and where the extension sits in each dialect's messages ([`placement`]).
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
+mod keys;
+mod placement;
+mod signed;
+
+pub use keys::*;
+pub use placement::*;
+pub use signed::*;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
-use crate::downlink::{Offer, Outbound, encode_push};
+use crate::ProtocolError;
 use crate::json::{self, Object};
-use crate::topic::{self, DownKind};
-use crate::{DeviceAddr, Dialect, ProtocolError};
 
 /// Name of the extension object inside an offer.
 pub const EXT_FIELD: &str = "otter";
@@ -183,295 +189,12 @@ fn rotation(ext: &Object) -> Result<Vec<KeyAnnouncement>, ProtocolError> {
         .collect()
 }
 
-/// Everything a firmware signature covers. Also the body of a signature document (see
-/// [`SignatureDoc`]).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SignedRelease {
-    pub product: String,
-    pub module: String,
-    pub version: String,
-    pub size: u64,
-    /// Lowercase hex SHA-256 of the image.
-    pub sha256: String,
-    /// Unix seconds the signature was made.
-    pub issued: u64,
-    /// Unix seconds after which it is no longer valid.
-    pub expires: u64,
-    /// May be installed over a newer version.
-    #[serde(default)]
-    pub downgrade: bool,
-}
-
-impl SignedRelease {
-    /// The release an offer and its extension describe; `None` when the extension lacks the
-    /// issue or expiry time (an offer that cannot carry a v2 signature).
-    pub fn of_offer(product: &str, offer: &Offer, ext: &OfferExt) -> Option<SignedRelease> {
-        Some(SignedRelease {
-            product: product.to_owned(),
-            module: offer.module.clone(),
-            version: offer.version.clone(),
-            size: offer.size,
-            sha256: offer.sha256.to_ascii_lowercase(),
-            issued: ext.issued?,
-            expires: ext.expires?,
-            downgrade: ext.downgrade,
-        })
-    }
-
-    /// The exact bytes an Otter firmware signature covers:
-    ///
-    /// ```text
-    /// otter-firmware-signature-v2\nproduct:{product}\nmodule:{module}\nversion:{version}\nsize:{size}\nsha256:{sha256}\nissued:{issued}\nexpires:{expires}\ndowngrade:{yes|no}\n
-    /// ```
-    ///
-    /// Refused (so no two releases share a text) when a value is empty or holds a control
-    /// character.
-    pub fn message(&self) -> Result<String, ProtocolError> {
-        for (field, value) in [
-            ("product", &self.product),
-            ("module", &self.module),
-            ("version", &self.version),
-            ("sha256", &self.sha256),
-        ] {
-            check_text(field, value)?;
-        }
-        let SignedRelease {
-            product,
-            module,
-            version,
-            size,
-            issued,
-            expires,
-            ..
-        } = self;
-        let sha256 = self.sha256.to_ascii_lowercase();
-        let downgrade = if self.downgrade { "yes" } else { "no" };
-        Ok(format!(
-            "{SIGNED_MESSAGE_TAG}\nproduct:{product}\nmodule:{module}\nversion:{version}\nsize:{size}\nsha256:{sha256}\nissued:{issued}\nexpires:{expires}\ndowngrade:{downgrade}\n"
-        ))
-    }
-}
-
-fn check_text(field: &str, value: &str) -> Result<(), ProtocolError> {
-    if value.is_empty() || value.chars().any(char::is_control) {
-        return Err(ProtocolError::WrongType {
-            field: field.into(),
-            expected: "non-empty text without control characters",
-            got: json::show(&Value::from(value)),
-        });
-    }
-    Ok(())
-}
-
-/// What `otter firmware sign` writes and the server stores: the signed release, the signing
-/// key's id and the signature.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SignatureDoc {
-    /// Always [`SIGNED_MESSAGE_TAG`].
-    pub format: String,
-    #[serde(flatten)]
-    pub release: SignedRelease,
-    /// [`key_id`] of the signing key.
-    pub key: String,
-    /// Standard base64 of the 64-byte signature over [`SignedRelease::message`].
-    pub sig: String,
-}
-
-/// The exact bytes of a key announcement, signed by an already trusted key of the product:
-///
-/// ```text
-/// otter-key-announcement-v1\nproduct:{product}\nkey:{64 lowercase hex of the new public key}\n
-/// ```
-pub fn announcement_message(product: &str, new_key: &[u8; 32]) -> Result<String, ProtocolError> {
-    check_text("product", product)?;
-    Ok(format!(
-        "{KEY_ANNOUNCEMENT_TAG}\nproduct:{product}\nkey:{}\n",
-        hex::encode(new_key)
-    ))
-}
-
-/// The id of an ed25519 public key (its 32 raw bytes): the first 16 lowercase hex characters
-/// of their SHA-256.
-pub fn key_id(public_key: &[u8; 32]) -> String {
-    let mut id = hex::encode(Sha256::digest(public_key));
-    id.truncate(16);
-    id
-}
-
-/// DER prefix of an ed25519 private key in PKCS#8 v1 (RFC 8410), before the 32-byte seed.
-const PKCS8_PREFIX: [u8; 16] = [
-    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
-];
-/// DER prefix of an ed25519 SubjectPublicKeyInfo (RFC 8410), before the 32-byte key.
-const SPKI_PREFIX: [u8; 12] = [
-    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
-];
-
-/// A private key (32-byte seed) as PKCS#8 PEM, as `openssl genpkey -algorithm ed25519` writes.
-pub fn private_key_pem(seed: &[u8; 32]) -> String {
-    pem("PRIVATE KEY", &[&PKCS8_PREFIX[..], seed].concat())
-}
-
-/// A public key as SubjectPublicKeyInfo PEM (`openssl pkey -pubout`).
-pub fn public_key_pem(key: &[u8; 32]) -> String {
-    pem("PUBLIC KEY", &[&SPKI_PREFIX[..], key].concat())
-}
-
-fn pem(label: &str, der: &[u8]) -> String {
-    format!(
-        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
-        STANDARD.encode(der)
-    )
-}
-
-/// Reads a private key: PKCS#8 PEM (`BEGIN PRIVATE KEY`), or hex / standard base64 of the
-/// 32-byte seed.
-pub fn parse_private_key(text: &str) -> Result<[u8; 32], String> {
-    key_bytes(text, "PRIVATE KEY", &PKCS8_PREFIX)
-}
-
-/// Reads a public key: SPKI PEM (`BEGIN PUBLIC KEY`), or hex / standard base64 of its 32
-/// bytes. Whether the bytes are a valid curve point is for the caller's ed25519 library.
-pub fn parse_public_key_text(text: &str) -> Result<[u8; 32], String> {
-    key_bytes(text, "PUBLIC KEY", &SPKI_PREFIX)
-}
-
-fn key_bytes(text: &str, label: &str, prefix: &[u8]) -> Result<[u8; 32], String> {
-    let text = text.trim();
-    let bytes = if let Some(body) = text.strip_prefix(&format!("-----BEGIN {label}-----")) {
-        let body = body
-            .split_once(&format!("-----END {label}-----"))
-            .map(|(b, _)| b)
-            .ok_or_else(|| format!("unterminated {label} PEM"))?;
-        let body: String = body.split_whitespace().collect();
-        let der = STANDARD
-            .decode(body)
-            .map_err(|e| format!("bad base64 in {label} PEM: {e}"))?;
-        der.strip_prefix(prefix)
-            .map(<[u8]>::to_vec)
-            .ok_or_else(|| format!("the {label} PEM is not an ed25519 key"))?
-    } else if text.starts_with("-----BEGIN") {
-        return Err(format!("expected a {label} PEM"));
-    } else {
-        hex::decode(text)
-            .ok()
-            .filter(|b| b.len() == 32)
-            .or_else(|| STANDARD.decode(text).ok())
-            .ok_or_else(|| "neither PEM, hex nor base64".to_owned())?
-    };
-    bytes
-        .try_into()
-        .map_err(|b: Vec<u8>| format!("an ed25519 key is 32 bytes, not {}", b.len()))
-}
-
-/// Standard base64 of 32 key bytes (the form announcements carry).
-pub fn key_base64(key: &[u8; 32]) -> String {
-    STANDARD.encode(key)
-}
-
-/// [`encode_push`] with the extension object added beside the offer's fields (Tencent: the
-/// payload itself, Aliyun: `data`, EnOS: `params`). Every vendor field is unchanged.
-pub fn encode_push_ext(
-    d: Dialect,
-    dev: &DeviceAddr,
-    offer: &Offer,
-    ext: &OfferExt,
-    id: u64,
-) -> Outbound {
-    let mut out = encode_push(d, dev, offer, id);
-    if ext.is_empty() {
-        return out;
-    }
-    if let Ok(mut payload) = serde_json::from_slice::<Value>(&out.payload) {
-        if let Some(obj) = offer_object_mut(d, &mut payload) {
-            obj.insert(EXT_FIELD.into(), ext.to_json());
-        }
-        out.payload = payload.to_string().into_bytes();
-    }
-    out
-}
-
-/// Adds the extension to one offer as a firmware-request reply carries it (Aliyun `get_reply`
-/// data, one item of EnOS's `getversion_reply` list), for servers answering with it.
-pub fn add_ext_to_offer_value(offer: &mut Value, ext: &OfferExt) {
-    if let (Value::Object(m), false) = (offer, ext.is_empty()) {
-        m.insert(EXT_FIELD.into(), ext.to_json());
-    }
-}
-
-/// Adds the extension to the offer of an encoded firmware-request reply ([`crate::answer`]
-/// with an offer): Aliyun's `data` object (`get_reply` and the request topic's answer), every
-/// item of EnOS's `data` list. Other replies are left as they are.
-pub fn add_ext_to_reply(out: &mut Outbound, ext: &OfferExt) {
-    let Some((d, DownKind::Reply(crate::UpKind::FirmwareRequest | crate::UpKind::ImageRequest), _)) =
-        topic::parse_down_topic(&out.topic)
-    else {
-        return;
-    };
-    let Ok(mut payload) = serde_json::from_slice::<Value>(&out.payload) else {
-        return;
-    };
-    match (d, payload.get_mut("data")) {
-        (Dialect::Aliyun, Some(data)) if data.as_object().is_some_and(|m| !m.is_empty()) => {
-            add_ext_to_offer_value(data, ext)
-        }
-        (Dialect::Enos, Some(Value::Array(items))) => {
-            items
-                .iter_mut()
-                .for_each(|item| add_ext_to_offer_value(item, ext));
-        }
-        _ => return,
-    }
-    out.payload = payload.to_string().into_bytes();
-}
-
-fn offer_object_mut(d: Dialect, payload: &mut Value) -> Option<&mut Map<String, Value>> {
-    let obj = payload.as_object_mut()?;
-    match d {
-        Dialect::Tencent => Some(obj),
-        Dialect::Aliyun => obj.get_mut("data")?.as_object_mut(),
-        Dialect::Enos => obj.get_mut("params")?.as_object_mut(),
-    }
-}
-
-/// The extension of a downstream push (the same publish [`crate::parse_downlink`] read);
-/// `None` when it has none or is not a push.
-pub fn push_ext(topic: &str, payload: &[u8]) -> Result<Option<OfferExt>, ProtocolError> {
-    let (d, kind, _) = topic::parse_down_topic(topic)
-        .ok_or_else(|| ProtocolError::UnknownTopic(topic.to_owned()))?;
-    if kind != DownKind::Push {
-        return Ok(None);
-    }
-    let obj = json::parse_object(payload)?;
-    let offer = match d {
-        Dialect::Tencent => Some(&obj),
-        Dialect::Aliyun => json::opt_obj(&obj, "data")?,
-        Dialect::Enos => json::opt_obj(&obj, "params")?,
-    };
-    offer.map_or(Ok(None), OfferExt::from_offer_object)
-}
-
-/// The extensions of the offers in a firmware-request reply's data, in the order
-/// [`crate::reply_offers`] returns the offers.
-pub fn reply_exts(d: Dialect, data: &Value) -> Result<Vec<Option<OfferExt>>, ProtocolError> {
-    let items: Vec<&Value> = match (d, data) {
-        (Dialect::Aliyun, Value::Object(m)) if !m.is_empty() => vec![data],
-        (Dialect::Enos, Value::Array(items)) => items.iter().collect(),
-        _ => vec![],
-    };
-    items
-        .into_iter()
-        .map(|item| match item {
-            Value::Object(m) => OfferExt::from_offer_object(m),
-            _ => Ok(None),
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Downlink, parse_downlink};
+    use crate::{DeviceAddr, Dialect, Downlink, Offer, encode_push, parse_downlink};
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
     use proptest::prelude::*;
 
     fn offer() -> Offer {
