@@ -208,8 +208,12 @@ async fn state_survives_reopening() {
             v("1.0")
         );
         assert_eq!(
-            store.campaign_counts(c.id).await.unwrap().0.get("queued"),
-            Some(&2)
+            store
+                .campaign_counts(c.id)
+                .await
+                .unwrap()
+                .get(UpgradeState::Queued),
+            2
         );
         db.drop().await;
     }

@@ -144,16 +144,11 @@ impl Campaigns {
             .set_campaign_state(campaign.id, CampaignState::Finished, None)
             .await?;
         let counts = self.store.campaign_counts(campaign.id).await?;
-        info!(campaign = campaign.id, counts = ?counts.0, "campaign finished");
+        info!(campaign = campaign.id, ?counts, "campaign finished");
         if campaign.kind == CampaignKind::Verification {
             // A test device skipped (already there, or newer) tells nothing about the image.
-            let total: i64 = counts
-                .0
-                .iter()
-                .filter(|(s, _)| *s != "skipped")
-                .map(|(_, n)| n)
-                .sum();
-            let succeeded = counts.0.get("succeeded").copied().unwrap_or(0);
+            let total = counts.total() - counts.get(UpgradeState::Skipped);
+            let succeeded = counts.get(UpgradeState::Succeeded);
             let state = if succeeded == total {
                 FirmwareState::Verified
             } else {

@@ -237,7 +237,7 @@ pub async fn view(s: &ApiState, id: i64) -> Result<CampaignView, ApiError> {
     let campaign = s.store().await.campaign(id).await?;
     let firmware = s.store().await.firmware(campaign.firmware_id).await?;
     let counts = s.store().await.campaign_counts(id).await?;
-    let total = counts.0.values().sum();
+    let total = counts.total();
     let reasons = s.store().await.campaign_reasons(id).await?;
     let bakes = s.store().await.campaign_bakes(id).await?;
     Ok(CampaignView {

@@ -42,7 +42,7 @@ async fn snapshot(s: &ApiState, id: i64) -> Result<Snapshot, ApiError> {
         id,
         state: c.state.as_str(),
         reason: c.reason,
-        total: counts.0.values().sum(),
+        total: counts.total(),
         counts,
         firmware_state: firmware.state.as_str(),
     })

@@ -1,200 +1,26 @@
-//! Campaign pages: the list, the new-campaign form (its dry run and start are API calls made by
-//! the script) and the detail page, whose counts, progress and device rows the script refreshes
-//! live from the API's event stream (`GET /api/v1/campaigns/{id}/stream`).
+//! A campaign's detail page, whose counts, progress and device rows the script refreshes live
+//! from the API's event stream (`GET /api/v1/campaigns/{id}/stream`).
 
-use super::fleet::product_header;
-use super::page::{self, PageError, PageResult, Section, badge, enc, when};
 use crate::api::ApiState;
-use axum::Router;
+use crate::console::page::{self, PageError, PageResult, Section, badge, when};
 use axum::extract::{Path, Query, State};
 use axum::response::Html;
-use axum::routing::get;
 use maud::{Markup, html};
+use otter_core::UpgradeState;
 use otter_core::campaign::{CampaignState, Strategy};
-use otter_core::{ProductId, UpgradeState};
 use otter_store::{Campaign, StateCounts};
 use serde::Deserialize;
 
 /// Device rows per page of a campaign's table.
 const ROWS: i64 = 50;
 /// Upgrade states that count as finished for the progress bar.
-const DONE: [&str; 5] = ["succeeded", "failed", "timed_out", "canceled", "skipped"];
-
-pub fn routes() -> Router<ApiState> {
-    Router::new()
-        .route("/campaigns", get(list))
-        .route("/campaigns/new", get(new))
-        .route("/campaigns/{id}", get(detail))
-        .route("/campaigns/{id}/rows", get(rows))
-}
-
-#[derive(Deserialize)]
-pub struct ListQuery {
-    product: Option<String>,
-}
-
-async fn list(State(s): State<ApiState>, Query(q): Query<ListQuery>) -> PageResult {
-    let product = q
-        .product
-        .filter(|p| !p.is_empty())
-        .map(ProductId::parse)
-        .transpose()?;
-    let campaigns = s.store().await.campaigns(product.as_ref()).await?;
-    let body = html! {
-        main {
-            h1 { "Campaigns" @if let Some(p) = &product { " of " (p) } }
-            p { a.button href={ "/campaigns/new" @if let Some(p) = &product { "?product=" (enc(p.as_str())) } } { "New campaign" } }
-            (campaign_table(&s, &campaigns).await?)
-        }
-    };
-    Ok(page::document("Campaigns", Some(Section::Campaigns), body))
-}
-
-/// A table of campaigns with their firmware and progress (one small query set per campaign).
-pub async fn campaign_table(s: &ApiState, campaigns: &[Campaign]) -> Result<Markup, PageError> {
-    let mut rows = Vec::with_capacity(campaigns.len());
-    for c in campaigns {
-        let firmware = s.store().await.firmware(c.firmware_id).await?;
-        let counts = s.store().await.campaign_counts(c.id).await?;
-        rows.push((c, firmware, counts));
-    }
-    Ok(html! {
-        @if rows.is_empty() { p.empty { "No campaigns yet." } }
-        @else {
-            table.list.campaigns {
-                thead { tr { th { "#" } th { "Product" } th { "Firmware" } th { "Kind" } th { "State" } th { "Progress" } th { "Created" } } }
-                tbody {
-                    @for (c, fw, counts) in &rows {
-                        @let total: i64 = counts.0.values().sum();
-                        @let ok = count(counts, "succeeded");
-                        tr data-campaign=(c.id) {
-                            td { a href={ "/campaigns/" (c.id) } { "#" (c.id) } }
-                            td { a href={ "/products/" (c.product) } { (c.product) } }
-                            td { code { (fw.version) } @if fw.module.as_str() != "default" { " " span.muted { (fw.module) } } }
-                            td { (c.kind.as_str()) @if c.mode.as_str() == "requested" { br; small.muted { "device-requested" } } }
-                            td { (badge(c.state.as_str())) }
-                            td { (ok) " / " (total) " succeeded" }
-                            td { (when(c.created_at)) }
-                        }
-                    }
-                }
-            }
-        }
-    })
-}
-
-fn count(counts: &StateCounts, state: &str) -> i64 {
-    counts.0.get(state).copied().unwrap_or(0)
-}
-
-#[derive(Deserialize)]
-pub struct NewQuery {
-    product: Option<String>,
-}
-
-async fn new(State(s): State<ApiState>, Query(q): Query<NewQuery>) -> PageResult {
-    let Some(product) = q.product.filter(|p| !p.is_empty()) else {
-        let products = s.store().await.products().await?;
-        let body = html! {
-            main {
-                h1 { "New campaign" }
-                form method="get" action="/campaigns/new" {
-                    label { "Product"
-                        select name="product" required {
-                            @for p in &products { option value=(p.id) { (p.id) " (" (p.dialect) ")" } }
-                        }
-                    }
-                    button type="submit" { "Continue" }
-                }
-            }
-        };
-        return Ok(page::document(
-            "New campaign",
-            Some(Section::Campaigns),
-            body,
-        ));
-    };
-    let product = s.store().await.product(&ProductId::parse(product)?).await?;
-    let mut images = s.store().await.firmware_list(&product.id).await?;
-    images.reverse();
-    let versions = s
-        .store()
-        .await
-        .version_counts(&product.id, &otter_core::Module::default())
-        .await?;
-    let body = html! {
-        main {
-            (product_header(&product, "New campaign"))
-            @if images.is_empty() {
-                p.empty { "Upload a firmware image first: " a href={ "/products/" (product.id) "/firmware" } { "Firmware" } "." }
-            } @else {
-            form #new-campaign data-product=(product.id) novalidate {
-                fieldset {
-                    legend { "Firmware" }
-                    label { "Target image"
-                        select name="version" required {
-                            @for fw in &images {
-                                option value=(fw.version) data-module=(fw.module) data-state=(fw.state.as_str()) {
-                                    (fw.version) @if fw.module.as_str() != "default" { " (module " (fw.module) ")" } " — " (fw.state.as_str())
-                                }
-                            }
-                        }
-                    }
-                    label.check { input type="checkbox" name="skip_verification"; " Skip verification (roll out an image not verified on test devices; recorded on the campaign)" }
-                }
-                fieldset {
-                    legend { "Devices" }
-                    p.muted { "Every constraint given must hold; give at least one. Devices already at the target are skipped." }
-                    label { "Source versions " span.muted { "(comma-separated: every device at one of them)" }
-                        input type="text" name="versions" list="known-versions" placeholder="1.0.0" autocomplete="off";
-                    }
-                    datalist #known-versions { @for (v, _) in &versions { @if let Some(v) = v { option value=(v) {} } } }
-                    label { "Named devices " span.muted { "(comma or newline separated; with source versions, only those at them)" }
-                        textarea name="devices" rows="2" {}
-                    }
-                    label { "Device file " span.muted { "(one name per line, or CSV with a name column; version ignored)" }
-                        input type="file" name="device_file" accept=".txt,.csv,text/plain,text/csv";
-                    }
-                    label { "Tags " span.muted { "(comma-separated: devices carrying all of them)" }
-                        input type="text" name="tags" autocomplete="off";
-                    }
-                    label.check { input type="checkbox" name="requested"; " Device-requested: nothing is pushed; devices get the offer when they ask for it" }
-                    label.check { input type="checkbox" name="allow_downgrade"; " Allow downgrade (devices running a newer version)" }
-                    label.check { input type="checkbox" name="supersede"; " Supersede: take devices out of their other live campaign" }
-                }
-                fieldset.strategy {
-                    legend { "Strategy" }
-                    div.grid {
-                        label { "Start at " span.muted { "(your local time; empty = now)" } input type="datetime-local" name="start_at"; }
-                        label { "Rate " span.muted { "(devices per minute)" } input type="number" name="rate" min="1" inputmode="numeric"; }
-                        label { "Waves " span.muted { "(cumulative %, e.g. 10,50,100)" } input type="text" name="waves" placeholder="100" autocomplete="off"; }
-                        label { "Gate " span.muted { "(% of earlier waves succeeded)" } input type="number" name="gate" min="0" max="100" value="100"; }
-                        label { "Timeout " span.muted { "(seconds per device)" } input type="number" name="timeout" min="1"; }
-                        label { "Retries " span.muted { "(0–10)" } input type="number" name="retries" min="0" max="10" value="0"; }
-                        label { "Abort above " span.muted { "(% failed)" } input type="number" name="abort_percent" min="0" max="100"; }
-                        label { "…once finished " span.muted { "(devices)" } input type="number" name="abort_min" min="0"; }
-                        label { "Window opens " span.muted { "(HH:MM, devices' local time)" } input type="time" name="window_start"; }
-                        label { "Window length " span.muted { "(minutes)" } input type="number" name="window_minutes" min="1" max="1440"; }
-                        label { "Devices' UTC offset " span.muted { "(±HH:MM)" } input type="text" name="utc_offset" placeholder="+00:00" autocomplete="off"; }
-                    }
-                }
-                div.actions {
-                    button type="submit" name="preview" { "Preview (dry run)" }
-                    button #start type="button" disabled aria-describedby="start-help" { "Start campaign" }
-                    span #start-help.muted { "Preview first: starting is enabled when the preview matches the form." }
-                }
-                p.error role="alert" {}
-                section #preview aria-live="polite" hidden {}
-            }
-            }
-        }
-    };
-    Ok(page::document(
-        "New campaign",
-        Some(Section::Campaigns),
-        body,
-    ))
-}
+const DONE: [UpgradeState; 5] = [
+    UpgradeState::Succeeded,
+    UpgradeState::Failed,
+    UpgradeState::TimedOut,
+    UpgradeState::Canceled,
+    UpgradeState::Skipped,
+];
 
 #[derive(Deserialize)]
 pub struct RowsQuery {
@@ -216,7 +42,7 @@ impl RowsQuery {
     }
 }
 
-async fn detail(
+pub(super) async fn detail(
     State(s): State<ApiState>,
     Path(id): Path<i64>,
     Query(q): Query<RowsQuery>,
@@ -235,7 +61,7 @@ async fn detail(
         .filter(|other| other.rollback_of == Some(id))
         .map(|other| other.id)
         .collect();
-    let total: i64 = counts.0.values().sum();
+    let total = counts.total();
     let state = q.state()?;
     let table = device_table(&s, &c, &counts, state, q.offset.unwrap_or(0).max(0)).await?;
     let body = html! {
@@ -276,7 +102,7 @@ async fn detail(
                 dl.counts #counts {
                     div { dt { "total" } dd data-count="total" { (total) } }
                     @for st in UpgradeState::ALL {
-                        div class={ "c-" (st.as_str()) } { dt { (st.as_str().replace('_', " ")) } dd data-count=(st.as_str()) { (count(&counts, st.as_str())) } }
+                        div class={ "c-" (st.as_str()) } { dt { (st.as_str().replace('_', " ")) } dd data-count=(st.as_str()) { (counts.get(st)) } }
                     }
                 }
                 @if !reasons.is_empty() {
@@ -347,7 +173,7 @@ fn can_pause(state: CampaignState) -> bool {
 
 /// The stacked progress bar: finished devices by outcome, then the ones under way.
 fn progress(counts: &StateCounts, total: i64) -> Markup {
-    let done: i64 = DONE.iter().map(|s| count(counts, s)).sum();
+    let done = counts.sum(&DONE);
     let pct = |n: i64| {
         if total > 0 {
             n as f64 * 100.0 / total as f64
@@ -355,24 +181,25 @@ fn progress(counts: &StateCounts, total: i64) -> Markup {
             0.0
         }
     };
+    use UpgradeState::*;
     let segments = [
-        "succeeded",
-        "failed",
-        "timed_out",
-        "canceled",
-        "skipped",
-        "burning",
-        "downloading",
-        "pushed",
-        "pending",
+        Succeeded,
+        Failed,
+        TimedOut,
+        Canceled,
+        Skipped,
+        Burning,
+        Downloading,
+        Pushed,
+        Pending,
     ];
     html! {
         div.progress #progress role="progressbar" aria-label="Finished devices" aria-valuemin="0" aria-valuemax="100" aria-valuenow=(format!("{:.0}", pct(done))) {
             @for st in segments {
-                span class={ "seg c-" (st) } data-seg=(st) style={ "width:" (format!("{:.3}", pct(count(counts, st)))) "%" } title=(st) {}
+                span class={ "seg c-" (st.as_str()) } data-seg=(st.as_str()) style={ "width:" (format!("{:.3}", pct(counts.get(st)))) "%" } title=(st.as_str()) {}
             }
         }
-        p #progress-text { (done) " of " (total) " devices finished (" (format!("{:.0}", pct(done))) "%), " (count(counts, "succeeded")) " succeeded" }
+        p #progress-text { (done) " of " (total) " devices finished (" (format!("{:.0}", pct(done))) "%), " (counts.get(Succeeded)) " succeeded" }
     }
 }
 
@@ -390,8 +217,8 @@ async fn device_table(
         .campaigns()
         .upgrades(c.id, state, ROWS, offset)
         .await?;
-    let total: i64 = counts.0.values().sum();
-    let shown = state.map_or(total, |st| count(counts, st.as_str()));
+    let total = counts.total();
+    let shown = state.map_or(total, |st| counts.get(st));
     let dialect = Some(s.store().await.product(&c.product).await?.dialect);
     let filter_href = |st: Option<&str>| match st {
         Some(st) => format!("/campaigns/{}?state={st}", c.id),
@@ -404,7 +231,7 @@ async fn device_table(
                 @if current.is_none() { a href=(filter_href(None)) aria-current="true" { "all (" (total) ")" } }
                 @else { a href=(filter_href(None)) { "all (" (total) ")" } }
                 @for st in UpgradeState::ALL {
-                    @let n = count(counts, st.as_str());
+                    @let n = counts.get(st);
                     @if n > 0 || current == Some(st.as_str()) {
                         @if current == Some(st.as_str()) {
                             a href=(filter_href(Some(st.as_str()))) aria-current="true" { (st.as_str().replace('_', " ")) " (" (n) ")" }
@@ -449,7 +276,7 @@ async fn device_table(
 }
 
 /// The device table alone, for the live refresh.
-async fn rows(
+pub(super) async fn rows(
     State(s): State<ApiState>,
     Path(id): Path<i64>,
     Query(q): Query<RowsQuery>,
