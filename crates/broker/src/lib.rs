@@ -1,4 +1,5 @@
-//! otter-broker: Otter's embedded MQTT broker facade.
+//! otter-broker: Otter's embedded MQTT broker (rmqtt underneath), one fulfilment of the
+//! broker contract in otter-mqtt.
 //!
 //! Devices speak MQTT 3.1 / 3.1.1 to this broker; Otter itself talks to it in
 //! process. The broker knows nothing of vendor dialects: the caller supplies a
@@ -15,19 +16,18 @@
 //! The MQTT engine underneath is an implementation detail of this crate and
 //! never appears in its public API.
 
-pub mod external;
 mod hooks;
 mod registry;
 mod server;
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use bytes::Bytes;
-
 pub use registry::PublishLimit;
 pub use server::Broker;
+
+// The contract every broker fulfils (otter-mqtt), re-exported for this crate's users.
+pub use otter_mqtt::{BrokerError, BrokerEvent, Gate, Grant, Login, Publish, Refusal};
 
 /// Log filter directives that keep the MQTT engine's own logging quiet.
 ///
@@ -35,68 +35,6 @@ pub use server::Broker;
 /// append these to an `EnvFilter` when `log` records are bridged into tracing.
 pub const ENGINE_LOG_DIRECTIVES: &str =
     "rmqtt=warn,rmqtt_net=warn,rmqtt_codec=warn,rmqtt_utils=warn";
-
-/// What a client presented in its CONNECT packet.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Login {
-    /// The MQTT client identifier (may be far longer than 23 characters).
-    pub client_id: String,
-    pub username: Option<String>,
-    pub password: Option<Vec<u8>>,
-    /// The client's TCP peer address (`0.0.0.0:0` if the transport has none).
-    pub peer: SocketAddr,
-    /// The common name (CN) of the client certificate the TLS listener verified against its
-    /// client CA; `None` on plaintext connections and when no client CA is configured.
-    pub cert_identity: Option<String>,
-}
-
-/// What an authenticated client may do. Topics are exact names, no wildcards.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Grant<I> {
-    /// Who the client is, handed back in every [`BrokerEvent`].
-    pub identity: I,
-    /// Topics the client may PUBLISH to; anything else is dropped.
-    pub publish_topics: Vec<String>,
-    /// Topics the client receives (implicitly subscribed on connect).
-    pub receive_topics: Vec<String>,
-}
-
-/// Why a CONNECT was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// CONNACK return code 4: bad user name or password.
-    BadCredentials,
-    /// CONNACK return code 5: not authorized.
-    NotAuthorized,
-}
-
-/// Caller-supplied authentication: turns a [`Login`] into a [`Grant`].
-pub trait Gate: Send + Sync + 'static {
-    /// Identity attached to a connected client's events. Sessions are keyed on it: a login
-    /// only ever replaces the live session of its own identity, whatever client id it presents.
-    type Identity: Clone + Eq + std::hash::Hash + Send + Sync + std::fmt::Debug + 'static;
-
-    /// Decides whether the client may connect, and with which topics.
-    fn authenticate(
-        &self,
-        login: Login,
-    ) -> impl Future<Output = Result<Grant<Self::Identity>, Refusal>> + Send;
-}
-
-/// Something Otter needs to know about a client.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BrokerEvent<I> {
-    /// The client completed CONNECT and is online.
-    Connected(I),
-    /// The client's connection ended (or was taken over by a newer one).
-    Disconnected(I),
-    /// The client published to one of its granted publish topics.
-    Message {
-        from: I,
-        topic: String,
-        payload: Bytes,
-    },
-}
 
 /// How to run a broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,21 +104,4 @@ pub struct TlsListen {
 impl TlsListen {
     /// Conventional MQTT-over-TLS port.
     pub const DEFAULT_PORT: u16 = 8883;
-}
-
-/// Errors from starting the broker or publishing through it.
-#[derive(Debug, thiserror::Error)]
-pub enum BrokerError {
-    #[error("cannot listen on {addr}: {reason}")]
-    Bind { addr: SocketAddr, reason: String },
-    #[error("cannot set up TLS on {addr}: {reason}")]
-    Tls { addr: SocketAddr, reason: String },
-    #[error("external broker {url}: {reason}")]
-    External { url: String, reason: String },
-    #[error("unsupported QoS {0} (only 0 and 1)")]
-    InvalidQos(u8),
-    #[error("invalid topic name {0:?}")]
-    InvalidTopic(String),
-    #[error("publish failed: {0}")]
-    Publish(String),
 }

@@ -292,3 +292,12 @@ fn with_tls(builder: Builder, tls: &TlsListen) -> Builder {
     }
     builder
 }
+
+#[async_trait::async_trait]
+impl<I: Clone + Eq + std::hash::Hash + Send + Sync + std::fmt::Debug + 'static> otter_mqtt::Publish
+    for Broker<I>
+{
+    async fn publish(&self, topic: &str, payload: Bytes, qos: u8) -> Result<(), BrokerError> {
+        Broker::publish(self, topic, payload, qos).await
+    }
+}

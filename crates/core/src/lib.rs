@@ -7,6 +7,7 @@
 //! with actions.
 
 pub mod campaign;
+pub mod dialect;
 pub mod health;
 pub mod names;
 pub mod targeting;
@@ -17,6 +18,7 @@ pub use campaign::{
     AbortRule, Action, CampaignState, PlanInput, Projection, Slot, Strategy, StrategyError,
     WaveProjection, Window, assign_waves, in_window, next_window_open, plan, project,
 };
+pub use dialect::{Dialect, UnknownDialect};
 pub use names::{DeviceName, InvalidName, Module, ProductId, Version};
 pub use upgrade::{
     CampaignMode, Decision, Fact, Reason, Situation, UpgradeState, UpgradeStatus, decide,

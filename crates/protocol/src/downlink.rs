@@ -75,13 +75,20 @@ pub enum Downlink {
 /// The firmware push for a device. `id` is the message id (Aliyun: a JSON number, EnOS: a JSON
 /// string, Tencent: not sent).
 pub fn encode_push(d: Dialect, dev: &DeviceAddr, offer: &Offer, id: u64) -> Outbound {
-    let payload = match d {
+    Outbound::new(push_topic(d, dev), &push_payload(d, offer, id))
+}
+
+/// The push's JSON, before it is written out (the extension is added to it, not re-parsed).
+pub(crate) fn push_payload(d: Dialect, offer: &Offer, id: u64) -> Value {
+    match d {
         Dialect::Tencent => tencent::encode_push(offer),
         Dialect::Aliyun => aliyun::encode_push(offer, id),
         Dialect::Enos => enos::encode_push(offer, id),
-    };
-    let topic = topic::down_topic(d, DownKind::Push, dev).unwrap_or_default();
-    Outbound::new(topic, &payload)
+    }
+}
+
+pub(crate) fn push_topic(d: Dialect, dev: &DeviceAddr) -> String {
+    topic::down_topic(d, DownKind::Push, dev).unwrap_or_default()
 }
 
 /// The reply to an accepted upstream message, or `None` where the dialect has no reply
@@ -94,6 +101,12 @@ pub fn encode_push(d: Dialect, dev: &DeviceAddr, offer: &Offer, id: u64) -> Outb
 /// `TaskNotStarted` only change progress replies (764/765). `Offer` only matters for firmware
 /// requests.
 pub fn answer(u: &Uplink, a: Answer) -> Option<Outbound> {
+    let (topic, payload) = answer_parts(u, a)?;
+    Some(Outbound::new(topic, &payload))
+}
+
+/// The reply's topic and JSON, before it is written out.
+pub(crate) fn answer_parts(u: &Uplink, a: Answer) -> Option<(String, Value)> {
     let id = u.request_id.clone().unwrap_or(Value::Null);
     let payload = match u.dialect {
         Dialect::Tencent => tencent::answer(&u.message)?,
@@ -101,7 +114,7 @@ pub fn answer(u: &Uplink, a: Answer) -> Option<Outbound> {
         Dialect::Enos => enos::answer(&u.message, id, a)?,
     };
     let topic = topic::down_topic(u.dialect, DownKind::Reply(u.kind()), &u.device)?;
-    Some(Outbound::new(topic, &payload))
+    Some((topic, payload))
 }
 
 /// The dialect's error reply to a rejected message, where it has one: EnOS `*_reply` with an

@@ -1,27 +1,25 @@
 //! Building and running the whole server: `Application::build` binds every listener and opens
 //! every store (so start-up errors surface before anything runs), `run_until_stopped` serves.
 
-use crate::api::{self, ApiState};
-use crate::campaigns::Campaigns;
-use crate::changes::Changes;
 use crate::config::ExternalBrokerConfig;
 use crate::config::ServeConfig;
-use crate::engine::Engine;
-use crate::external::Membership;
-use crate::gate::{DeviceGate, DeviceIdentity};
 use crate::keys;
 use crate::mqtt::Mqtt;
-use crate::presence::Presence;
-use crate::secrets::{SEALED_PREFIX, SecretBox};
 use crate::transport::{self, HttpListeners};
 use anyhow::{Context, Result};
 use axum::Router;
 use axum::routing::get;
-use otter_broker::external::{ExternalBroker, ExternalConfig};
-use otter_broker::{Broker, BrokerEvent};
+use otter_broker::Broker;
 use otter_core::{DeviceName, ProductId};
 use otter_download::{DownloadState, UrlSigner};
-use otter_protocol::Dialect;
+use otter_engine::external::Membership;
+use otter_engine::gate::{DeviceGate, DeviceIdentity};
+use otter_engine::links::{Links, PublicBase};
+use otter_engine::secrets::{SEALED_PREFIX, SecretBox};
+use otter_engine::{Engine, EngineConfig};
+use otter_http::{ApiState, BrokerHooks};
+use otter_mqtt::BrokerEvent;
+use otter_mqtt::external::{ExternalBroker, ExternalConfig};
 use otter_store::Store;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -36,7 +34,7 @@ pub struct Application {
     mqtt: Arc<Mqtt>,
     external_broker: Option<String>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    presence: Arc<Presence>,
+    engine: Arc<Engine>,
     admin_token: String,
 }
 
@@ -50,7 +48,7 @@ impl Application {
             None => Store::open_sqlite(&dir.join("otter.db")).await,
         }
         .context("opening the database")?;
-        let blobs = crate::links::open_blobs(&config)?;
+        let blobs = open_blobs(&config)?;
         sweep_staging(&blobs).await;
         let admin_token = match &config.admin_token {
             Some(token) if !token.is_empty() => token.clone(),
@@ -64,12 +62,11 @@ impl Application {
             Some(url) if !url.is_empty() => url.to_owned(),
             _ => http.default_public_url(),
         };
-        let public_url = Arc::new(crate::links::PublicBase::parse(&public_url)?);
+        let public_url = Arc::new(PublicBase::parse(&public_url)?);
         warn_of_link_port(&store, &public_url).await?;
         let signer = Arc::new(download_signer(dir, public_url.as_str())?);
-        let links =
-            crate::links::Links::new(Arc::clone(&signer), blobs.clone(), config.download_mode)
-                .map_err(anyhow::Error::msg)?;
+        let links = Links::new(Arc::clone(&signer), blobs.clone(), config.download_mode)
+            .map_err(anyhow::Error::msg)?;
         let secrets = Arc::new(secret_box(&config)?);
         seal_stored_secrets(&store, &secrets).await?;
 
@@ -86,40 +83,35 @@ impl Application {
             }
         };
         let mqtt = Arc::new(mqtt);
-        let (presence, presence_task) = Presence::spawn(store.clone());
-        let (changes, changes_task) = Changes::spawn(store.clone());
-        let engine = Engine::new(
-            store.clone(),
-            Arc::clone(&mqtt),
-            Arc::new(links),
-            config.url_ttl,
-            Arc::clone(&presence),
-            changes,
+        let (engine, engine_tasks) = Engine::start(
+            EngineConfig {
+                store: store.clone(),
+                broker: Arc::clone(&mqtt) as Arc<dyn otter_mqtt::Publish>,
+                links,
+                url_ttl: config.url_ttl,
+                clock: Arc::clone(&config.clock),
+                tick: config.tick,
+            },
+            events_rx,
         );
-        let engine_task = engine.spawn(events_rx);
-        let campaigns = Arc::new(Campaigns {
-            store: store.clone(),
-            engine,
-            clock: Arc::clone(&config.clock),
-        });
-        let planner_task = Arc::clone(&campaigns).spawn(config.tick);
 
+        let broker_hooks = config.broker_secret.as_deref().map(|secret| BrokerHooks {
+            secret: secret.into(),
+            gate: Arc::new(DeviceGate::new(
+                store.clone(),
+                Arc::clone(&secrets),
+                config.login_throttle,
+            )),
+        });
         let api_state = ApiState {
-            store,
+            broker_hooks,
+            engine: Arc::clone(&engine),
             blobs: blobs.clone(),
-            campaigns,
             admin_token: admin_token.clone().into(),
             secrets,
             max_firmware_size: config.max_firmware_size,
             public_url: Arc::clone(&public_url),
             signing_key_dir: config.signing_key_dir.clone(),
-            broker_hooks: config
-                .broker_secret
-                .as_deref()
-                .map(|secret| api::BrokerHooks {
-                    secret: secret.into(),
-                    throttle: config.login_throttle,
-                }),
         };
         let prometheus = crate::telemetry::prometheus();
         let router = Router::new()
@@ -128,12 +120,11 @@ impl Application {
                 "/metrics",
                 get(move || std::future::ready(prometheus.render())),
             )
-            .merge(api::router(api_state.clone()))
-            .merge(crate::console::router(api_state))
+            .merge(otter_http::router(api_state))
             .merge(otter_download::router(DownloadState { blobs, signer }))
             .layer(tower_http::trace::TraceLayer::new_for_http());
 
-        tasks.extend([engine_task, planner_task, presence_task, changes_task]);
+        tasks.extend(engine_tasks);
         info!(mqtt = %mqtt.local_addr(), http = %http_addr, %public_url, data_dir = %dir.display(), "otter is up");
         Ok(Self {
             http,
@@ -142,7 +133,7 @@ impl Application {
             mqtt,
             external_broker: config.broker.as_ref().map(|b| b.url.clone()),
             tasks,
-            presence,
+            engine,
             admin_token,
         })
     }
@@ -191,7 +182,7 @@ impl Application {
             .context("HTTP server")?;
         drop(self.psk);
         self.mqtt.shutdown().await;
-        self.presence.flush().await;
+        self.engine.drain().await;
         self.tasks.iter().for_each(|t| t.abort());
         info!("otter stopped");
         Ok(())
@@ -239,7 +230,7 @@ async fn connect_external(
             client_id: node_id.clone(),
             username: external.username.clone(),
             password: external.password.clone(),
-            subscriptions: crate::external::subscriptions(external.shared_subscriptions),
+            subscriptions: otter_engine::external::subscriptions(external.shared_subscriptions),
             max_packet_size: config.max_packet_size.max(1 << 20),
         },
         received_tx,
@@ -248,7 +239,12 @@ async fn connect_external(
     .with_context(|| format!("connecting to the MQTT broker {}", external.url))?;
     let tasks = vec![
         membership.spawn_heartbeat(store.clone()),
-        crate::external::spawn_router(store.clone(), Arc::clone(&membership), received_rx, events),
+        otter_engine::external::spawn_router(
+            store.clone(),
+            Arc::clone(&membership),
+            received_rx,
+            events,
+        ),
     ];
     info!(node = %node_id, broker = %external.url, "running as a node of an external broker");
     Ok((Mqtt::External(client), tasks))
@@ -262,20 +258,15 @@ fn random_node_id() -> String {
 /// Warns (once, at start) when download links carry a port that the device SDKs of some of the
 /// products cannot dial (Tencent's and Alibaba's C SDKs): those devices would be pushed and
 /// never download. Products created later are warned about when they are created.
-async fn warn_of_link_port(store: &Store, public_url: &crate::links::PublicBase) -> Result<()> {
+async fn warn_of_link_port(store: &Store, public_url: &PublicBase) -> Result<()> {
     let Some(port) = public_url.port() else {
         return Ok(());
     };
     let products = store.products().await?;
-    let dialects = crate::links::dialects_of(products.iter().map(|p| p.dialect.as_str()));
-    if let Some(problem) = public_url.port_problem(dialects.iter().copied()) {
+    if let Some(problem) = public_url.port_problem(products.iter().map(|p| p.dialect)) {
         let products: Vec<&str> = products
             .iter()
-            .filter(|p| {
-                p.dialect
-                    .parse()
-                    .is_ok_and(|d: Dialect| !d.sdks_dial_link_ports())
-            })
+            .filter(|p| !p.dialect.sdks_dial_link_ports())
             .map(|p| p.id.as_str())
             .collect();
         warn!(%public_url, port, ?products, "{problem}");
@@ -372,4 +363,16 @@ fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
     }
     #[cfg(not(unix))]
     std::fs::create_dir_all(dir)
+}
+
+/// The blob store: `--blobs` (a folder or `s3://…`), or `<data_dir>/blobs`.
+fn open_blobs(config: &ServeConfig) -> anyhow::Result<otter_blobs::Blobs> {
+    let spec = match &config.blobs {
+        Some(spec) if !spec.trim().is_empty() => spec.clone(),
+        _ => config.data_dir.join("blobs").to_string_lossy().into_owned(),
+    };
+    let blobs = otter_blobs::Blobs::open_with(&spec, &config.s3)
+        .with_context(|| format!("opening the blob store {spec}"))?;
+    tracing::info!(blobs = %spec, download_mode = %config.download_mode, "blob store");
+    Ok(blobs)
 }

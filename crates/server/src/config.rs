@@ -1,8 +1,8 @@
 //! Settings of `otter serve`, already merged from flags, environment and config file by the CLI.
 
-use crate::clock::{Clock, SystemClock};
-use crate::throttle::ThrottleConfig;
 use otter_broker::PublishLimit;
+use otter_engine::clock::{Clock, SystemClock};
+use otter_engine::throttle::ThrottleConfig;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -53,7 +53,7 @@ pub struct ServeConfig {
     /// How to reach the S3 service of `s3://` blobs.
     pub s3: otter_blobs::S3Options,
     /// What download URLs pushes carry: Otter links (default) or S3 presigned URLs.
-    pub download_mode: crate::links::DownloadMode,
+    pub download_mode: otter_engine::links::DownloadMode,
     /// Folder of per-product firmware signing keys (`{product}.pem`), kept out of the database;
     /// uploads without an offline signature are signed with them (docs/signing.md).
     pub signing_key_dir: Option<PathBuf>,
@@ -113,7 +113,7 @@ impl ServeConfig {
             tls: TlsConfig::default(),
             blobs: None,
             s3: otter_blobs::S3Options::default(),
-            download_mode: crate::links::DownloadMode::Otter,
+            download_mode: otter_engine::links::DownloadMode::Otter,
             signing_key_dir: None,
             broker_secret: None,
         }

@@ -1,34 +1,22 @@
 //! `otter serve`: the platform in one process.
 //!
-//! Wires the pieces together and owns nothing else: the embedded broker (otter-broker) feeds device
-//! messages to the [`engine`], which decodes them (otter-protocol), decides (otter-core), persists
-//! (otter-store) and answers through the broker; the HTTP side serves the admin API, the OpenAPI
-//! document, metrics and firmware downloads (otter-download) from one listener.
+//! Builds the parts and runs them, and owns nothing else: the broker (embedded otter-broker, or
+//! an external one through otter-mqtt) feeds device messages to the device engine
+//! (otter-engine), which decodes, decides, persists and answers; the HTTP listeners serve the
+//! API and console (otter-http), firmware downloads (otter-download), `/metrics` and `/healthz`.
 
-mod api;
 mod app;
-mod campaigns;
-mod changes;
-pub mod clock;
 mod config;
-mod console;
-mod engine;
-mod external;
-mod gate;
 pub mod keys;
-mod links;
 mod mqtt;
-mod presence;
 mod psk;
-pub mod secrets;
-pub mod signing;
 mod telemetry;
-mod throttle;
 mod transport;
 
 pub use app::Application;
 pub use config::{ExternalBrokerConfig, ServeConfig, TlsConfig};
-pub use gate::DeviceIdentity;
-pub use links::{DownloadMode, MAX_PRESIGNED_URL};
 pub use otter_blobs::S3Options;
-pub use throttle::ThrottleConfig;
+pub use otter_engine::gate::DeviceIdentity;
+pub use otter_engine::links::{DownloadMode, MAX_PRESIGNED_URL};
+pub use otter_engine::throttle::ThrottleConfig;
+pub use otter_engine::{clock, secrets, signing};

@@ -1,11 +1,11 @@
 //! Where device MQTT goes: the embedded broker (one node, the default), or an existing broker
-//! that several nodes share (`--broker mqtt://…`). The engine only publishes through [`Mqtt`]
-//! and consumes `BrokerEvent`s; which of the two produced them is decided here, at start-up.
+//! that several nodes share (`--broker mqtt://…`). The engine only publishes through otter-mqtt's
+//! `Publish` and consumes `BrokerEvent`s; which broker that is is decided here, at start-up.
 
-use crate::gate::DeviceIdentity;
 use bytes::Bytes;
-use otter_broker::external::ExternalBroker;
 use otter_broker::{Broker, BrokerError};
+use otter_engine::gate::DeviceIdentity;
+use otter_mqtt::external::ExternalBroker;
 use std::net::SocketAddr;
 
 pub(crate) enum Mqtt {
@@ -13,14 +13,17 @@ pub(crate) enum Mqtt {
     External(ExternalBroker),
 }
 
-impl Mqtt {
-    pub async fn publish(&self, topic: &str, payload: Bytes, qos: u8) -> Result<(), BrokerError> {
+#[async_trait::async_trait]
+impl otter_mqtt::Publish for Mqtt {
+    async fn publish(&self, topic: &str, payload: Bytes, qos: u8) -> Result<(), BrokerError> {
         match self {
             Self::Embedded(b) => b.publish(topic, payload, qos).await,
             Self::External(b) => b.publish(topic, payload, qos).await,
         }
     }
+}
 
+impl Mqtt {
     /// The embedded broker, if that is what runs.
     pub fn embedded(&self) -> Option<&Broker<DeviceIdentity>> {
         match self {

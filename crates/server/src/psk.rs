@@ -13,7 +13,7 @@ use otter_psk::{PskLogin, PskLookup};
 use otter_store::Store;
 use tracing::{debug, error};
 
-use crate::secrets::SecretBox;
+use otter_engine::secrets::SecretBox;
 
 /// Finds a Tencent device by PSK identity and signs its broker login.
 pub(crate) struct TencentPsk {
@@ -54,7 +54,7 @@ impl TencentPsk {
             .await
             .inspect_err(|e| error!(error = %e, "store failed during a PSK lookup"))
             .ok()?;
-        let (product, device) = crate::gate::split_tencent_id(&products, identity)?;
+        let (product, device) = otter_engine::gate::split_tencent_id(&products, identity)?;
         Some((
             ProductId::parse(product).ok()?,
             DeviceName::parse(device).ok()?,

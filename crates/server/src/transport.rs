@@ -13,9 +13,9 @@ use otter_store::Store;
 use tokio::net::TcpListener;
 
 use crate::config::{ServeConfig, TlsConfig};
-use crate::gate::DeviceIdentity;
 use crate::psk::TencentPsk;
-use crate::secrets::SecretBox;
+use otter_engine::gate::DeviceIdentity;
+use otter_engine::secrets::SecretBox;
 
 /// Where the broker's plaintext listener goes when plaintext MQTT is off: loopback only, for
 /// nothing but local tools (the PSK terminator has its own listener).

@@ -3,15 +3,16 @@
 pub use otter_core::CampaignMode;
 use otter_core::campaign::{CampaignState, Strategy};
 use otter_core::{
-    DeviceName, Module, ProductId, Reason, UpgradeState, UpgradeStatus, Version, VersionScheme,
+    DeviceName, Dialect, Module, ProductId, Reason, UpgradeState, UpgradeStatus, Version,
+    VersionScheme,
 };
 use serde::Serialize;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Product {
     pub id: ProductId,
-    /// The wire dialect (`tencent`, `aliyun`, `enos`); parsed by the protocol layer.
-    pub dialect: String,
+    /// The vendor protocol its devices speak.
+    pub dialect: Dialect,
     pub name: String,
     /// How this product's versions are ordered for anti-rollback.
     pub version_scheme: VersionScheme,
@@ -241,9 +242,39 @@ pub struct Upgrade {
     pub updated_at: i64,
 }
 
-/// Device counts of a campaign by upgrade state.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
-pub struct StateCounts(pub std::collections::BTreeMap<String, i64>);
+/// Device counts of a campaign by upgrade state. On the wire: an object from state name to
+/// count, names in alphabetical order, states without devices left out.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StateCounts(std::collections::BTreeMap<UpgradeState, i64>);
+
+impl StateCounts {
+    /// Devices in `state`.
+    pub fn get(&self, state: UpgradeState) -> i64 {
+        self.0.get(&state).copied().unwrap_or(0)
+    }
+
+    /// Devices in any of `states`.
+    pub fn sum(&self, states: &[UpgradeState]) -> i64 {
+        states.iter().map(|s| self.get(*s)).sum()
+    }
+
+    /// Every device of the campaign.
+    pub fn total(&self) -> i64 {
+        self.0.values().sum()
+    }
+
+    pub(crate) fn add(&mut self, state: UpgradeState, devices: i64) {
+        *self.0.entry(state).or_default() += devices;
+    }
+}
+
+impl Serialize for StateCounts {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut by_name: Vec<(&str, i64)> = self.0.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        by_name.sort_unstable();
+        s.collect_map(by_name)
+    }
+}
 
 /// How many devices of a campaign are in `state` for `reason` (the verdicts, counted).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -3,7 +3,7 @@
 
 use crate::*;
 use otter_core::campaign::{CampaignState, Strategy};
-use otter_core::{DeviceName, Module, ProductId, UpgradeState, Version, VersionScheme};
+use otter_core::{DeviceName, Dialect, Module, ProductId, UpgradeState, Version, VersionScheme};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use std::str::FromStr;
@@ -188,7 +188,7 @@ macro_rules! forward {
 
 forward! {
     // ---- products, devices, firmware, tags
-    pub async fn create_product(&self, id: &ProductId, dialect: &str, name: &str, version_scheme: VersionScheme) -> Result<Product>;
+    pub async fn create_product(&self, id: &ProductId, dialect: Dialect, name: &str, version_scheme: VersionScheme) -> Result<Product>;
     pub async fn set_version_scheme(&self, id: &ProductId, scheme: VersionScheme) -> Result<Product>;
     pub async fn product(&self, id: &ProductId) -> Result<Product>;
     pub async fn products(&self) -> Result<Vec<Product>>;

@@ -8,7 +8,7 @@ use engines::{TestDb, databases};
 
 use otter_core::campaign::{CampaignState, Strategy};
 use otter_core::{
-    DeviceName, Module, ProductId, UpgradeState, UpgradeStatus, Version, VersionScheme,
+    DeviceName, Dialect, Module, ProductId, UpgradeState, UpgradeStatus, Version, VersionScheme,
 };
 use otter_store::{
     CampaignKind, CampaignMode, Firmware, FirmwareSignature, NewCampaign, NewFirmware, NewSlot,
@@ -86,7 +86,7 @@ fn v(s: &str) -> Version {
 async fn store_with_firmware(db: &TestDb) -> (Store, otter_store::Firmware) {
     let store = db.open().await;
     store
-        .create_product(&p("P1"), "tencent", "P1", VersionScheme::Semver)
+        .create_product(&p("P1"), Dialect::Tencent, "P1", VersionScheme::Semver)
         .await
         .unwrap();
     for name in ["a", "b"] {
@@ -115,7 +115,7 @@ async fn duplicates_are_conflicts_and_unknowns_not_found() {
         let (store, fw) = store_with_firmware(&db).await;
         assert!(matches!(
             store
-                .create_product(&p("P1"), "tencent", "again", VersionScheme::Semver)
+                .create_product(&p("P1"), Dialect::Tencent, "again", VersionScheme::Semver)
                 .await,
             Err(StoreError::Conflict(_))
         ));
@@ -208,8 +208,12 @@ async fn state_survives_reopening() {
             v("1.0")
         );
         assert_eq!(
-            store.campaign_counts(c.id).await.unwrap().0.get("queued"),
-            Some(&2)
+            store
+                .campaign_counts(c.id)
+                .await
+                .unwrap()
+                .get(UpgradeState::Queued),
+            2
         );
         db.drop().await;
     }
@@ -497,7 +501,7 @@ async fn keys_and_signatures_round_trip() {
         let store = db.open().await;
         let p = ProductId::parse("P1").unwrap();
         store
-            .create_product(&p, "tencent", "P1", VersionScheme::Semver)
+            .create_product(&p, Dialect::Tencent, "P1", VersionScheme::Semver)
             .await
             .unwrap();
         store.add_product_key(&p, "k1", "AAAA", None).await.unwrap();
@@ -574,7 +578,7 @@ async fn api_tokens_and_stored_secrets() {
         assert_eq!(store.api_tokens().await.unwrap().len(), 1);
 
         store
-            .create_product(&p("P1"), "aliyun", "P1", VersionScheme::Semver)
+            .create_product(&p("P1"), Dialect::Aliyun, "P1", VersionScheme::Semver)
             .await
             .unwrap();
         store

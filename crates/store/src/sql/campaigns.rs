@@ -301,7 +301,10 @@ impl Engine {
         .await?;
         let mut counts = StateCounts::default();
         for r in rows {
-            counts.0.insert(r.try_get("state")?, r.try_get("n")?);
+            let state: String = r.try_get("state")?;
+            let state = UpgradeState::parse(&state)
+                .ok_or_else(|| super::corrupt(format!("upgrade state {state:?}")))?;
+            counts.add(state, r.try_get("n")?);
         }
         Ok(counts)
     }

@@ -135,7 +135,7 @@ impl Engine {
                 Ok(ProductSummary {
                     product: Product {
                         id: ProductId::parse(r.try_get::<String, _>("id")?).map_err(corrupt)?,
-                        dialect: r.try_get("dialect")?,
+                        dialect: super::parse_dialect(r.try_get("dialect")?)?,
                         name: r.try_get("name")?,
                         version_scheme: super::parse_scheme(r.try_get("version_scheme")?)?,
                         created_at: r.try_get("created_at")?,

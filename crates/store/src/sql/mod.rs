@@ -4,7 +4,7 @@
 
 use super::Db;
 use crate::*;
-use otter_core::{DeviceName, Module, ProductId, Version, VersionScheme};
+use otter_core::{DeviceName, Dialect, Module, ProductId, Version, VersionScheme};
 use sqlx::{FromRow, Pool, Row};
 
 /// Appends the live upgrade states to a query, keeping it a `&'static str`. Must match
@@ -58,6 +58,10 @@ struct ProductRow {
     created_at: i64,
 }
 
+pub(crate) fn parse_dialect(s: &str) -> Result<Dialect> {
+    s.parse().map_err(corrupt)
+}
+
 pub(crate) fn parse_scheme(s: &str) -> Result<VersionScheme> {
     VersionScheme::parse(s).ok_or_else(|| corrupt(format!("version scheme {s:?}")))
 }
@@ -67,7 +71,7 @@ impl TryFrom<ProductRow> for Product {
     fn try_from(r: ProductRow) -> Result<Self> {
         Ok(Product {
             id: ProductId::parse(r.id).map_err(corrupt)?,
-            dialect: r.dialect,
+            dialect: parse_dialect(&r.dialect)?,
             name: r.name,
             version_scheme: parse_scheme(&r.version_scheme)?,
             created_at: r.created_at,
@@ -140,14 +144,14 @@ impl Engine {
     pub async fn create_product(
         &self,
         id: &ProductId,
-        dialect: &str,
+        dialect: Dialect,
         name: &str,
         version_scheme: VersionScheme,
     ) -> Result<Product> {
         let now = now_ms();
         sqlx::query("INSERT INTO products (id, dialect, name, version_scheme, created_at) VALUES ($1, $2, $3, $4, $5)")
             .bind(id.as_str())
-            .bind(dialect)
+            .bind(dialect.as_str())
             .bind(name)
             .bind(version_scheme.as_str())
             .bind(now)
@@ -156,7 +160,7 @@ impl Engine {
             .map_err(|e| conflict_or(e, || format!("product {id} already exists")))?;
         Ok(Product {
             id: id.clone(),
-            dialect: dialect.into(),
+            dialect,
             name: name.into(),
             version_scheme,
             created_at: now,

@@ -1,0 +1,207 @@
+//! The runner: once per tick, every live campaign's snapshot goes to otter-core's pure planner
+//! and what it says is applied (release, bake, judge, finish, stop).
+
+use super::*;
+
+impl Campaigns {
+    /// Runs the planner over every live campaign once.
+    pub(crate) async fn tick(&self) {
+        let ids = match self.store.live_campaigns().await {
+            Ok(ids) => ids,
+            Err(e) => return error!(error = %e, "listing live campaigns failed"),
+        };
+        for id in ids {
+            if let Err(e) = self.step(id).await {
+                error!(
+                    campaign = id,
+                    error = format!("{e:#}"),
+                    "campaign step failed"
+                );
+            }
+        }
+    }
+
+    pub(crate) fn spawn(self: Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                self.tick().await;
+            }
+        })
+    }
+
+    /// One planner pass over one campaign.
+    pub(crate) async fn step(&self, id: i64) -> Result<()> {
+        let mut campaign = self.store.campaign(id).await?;
+        let upgrades = self.store.campaign_upgrades(id, None, i64::MAX, 0).await?;
+        let slots: Vec<Slot> = upgrades
+            .iter()
+            .map(|u| Slot {
+                wave: u.wave,
+                state: u.status.state,
+                attempts: u.attempts,
+                released_at: u.released_at,
+            })
+            .collect();
+        let now = self.clock.now_ms();
+        let bakes: Vec<Bake> = match campaign.strategy.health {
+            None => Vec::new(),
+            Some(_) => self
+                .store
+                .campaign_bakes(id)
+                .await?
+                .into_iter()
+                .map(|b| Bake {
+                    wave: b.wave,
+                    started_ms: b.started_at,
+                    verdict: b.verdict,
+                    accepted: b.accepted,
+                })
+                .collect(),
+        };
+        let actions = campaign::plan(&PlanInput {
+            now_ms: now,
+            state: campaign.state,
+            strategy: &campaign.strategy,
+            slots: &slots,
+            bakes: &bakes,
+        });
+        let devices = |idx: &[usize]| {
+            idx.iter()
+                .filter_map(|i| upgrades.get(*i).map(|u| u.device.clone()))
+                .collect::<Vec<_>>()
+        };
+        let dialect = self.store.product(&campaign.product).await?.dialect;
+        for action in actions {
+            match action {
+                Action::Start => {
+                    self.store
+                        .set_campaign_state(id, CampaignState::Running, None)
+                        .await?;
+                    campaign.state = CampaignState::Running;
+                    info!(campaign = id, "campaign started");
+                }
+                Action::Release(idx) => {
+                    let released: Vec<&Upgrade> =
+                        idx.iter().filter_map(|i| upgrades.get(*i)).collect();
+                    self.release(&campaign, dialect, &released, now).await?
+                }
+                Action::TimeOut(idx) => {
+                    // Tencent devices are told nothing; the record says -1 time_out as theirs would.
+                    let code = (dialect == Dialect::Tencent).then_some(-1);
+                    let change = Transition {
+                        from: RELEASED,
+                        to: UpgradeState::TimedOut,
+                        result_code: code,
+                        result_msg: Some("time_out"),
+                        reason: Some(Reason::TimedOut),
+                        released_at: None,
+                        count_push: false,
+                    };
+                    let moved = self
+                        .store
+                        .transition(id, &campaign.product, &devices(&idx), &change)
+                        .await?;
+                    warn!(campaign = id, devices = moved.len(), "devices timed out");
+                }
+                Action::Retry(idx) => {
+                    let change = Transition {
+                        from: &[UpgradeState::Failed, UpgradeState::TimedOut],
+                        to: UpgradeState::Queued,
+                        result_code: None,
+                        result_msg: None,
+                        reason: None,
+                        released_at: None,
+                        count_push: false,
+                    };
+                    self.store
+                        .transition(id, &campaign.product, &devices(&idx), &change)
+                        .await?;
+                }
+                Action::Pause(reason) => {
+                    warn!(campaign = id, %reason, "campaign paused");
+                    self.store
+                        .set_campaign_state(id, CampaignState::Paused, Some(&reason))
+                        .await?;
+                }
+                Action::Abort(reason) => {
+                    warn!(campaign = id, %reason, "campaign aborted");
+                    self.stop(&campaign, CampaignState::Aborted, &reason)
+                        .await?;
+                }
+                Action::Finish => self.finish(&campaign).await?,
+                Action::Bake(wave) => self.start_bake(&campaign, wave, now).await?,
+                Action::Judge(wave) => self.judge(&campaign, wave, now).await?,
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn finish(&self, campaign: &Campaign) -> Result<()> {
+        self.store
+            .set_campaign_state(campaign.id, CampaignState::Finished, None)
+            .await?;
+        let counts = self.store.campaign_counts(campaign.id).await?;
+        info!(campaign = campaign.id, ?counts, "campaign finished");
+        if campaign.kind == CampaignKind::Verification {
+            // A test device skipped (already there, or newer) tells nothing about the image.
+            let total = counts.total() - counts.get(UpgradeState::Skipped);
+            let succeeded = counts.get(UpgradeState::Succeeded);
+            let state = if succeeded == total {
+                FirmwareState::Verified
+            } else {
+                FirmwareState::Rejected
+            };
+            self.store
+                .set_firmware_state(campaign.firmware_id, state)
+                .await?;
+            info!(
+                firmware = campaign.firmware_id,
+                state = state.as_str(),
+                "firmware verification done"
+            );
+        }
+        Ok(())
+    }
+
+    /// Cancel or abort: the campaign ends, and every device not yet finished is canceled. A
+    /// device that reports later is recorded (its version) but its upgrade stays canceled.
+    pub(super) async fn stop(
+        &self,
+        campaign: &Campaign,
+        state: CampaignState,
+        reason: &str,
+    ) -> Result<()> {
+        self.store
+            .set_campaign_state(campaign.id, state, Some(reason))
+            .await?;
+        let open: Vec<DeviceName> = self
+            .store
+            .campaign_upgrades(campaign.id, None, i64::MAX, 0)
+            .await?
+            .into_iter()
+            .filter(|u| u.status.state.is_live())
+            .map(|u| u.device)
+            .collect();
+        let change = Transition {
+            from: OPEN,
+            to: UpgradeState::Canceled,
+            result_code: None,
+            result_msg: Some(reason),
+            reason: Some(Reason::Canceled),
+            released_at: None,
+            count_push: false,
+        };
+        self.store
+            .transition(campaign.id, &campaign.product, &open, &change)
+            .await?;
+        if campaign.kind == CampaignKind::Verification {
+            self.store
+                .set_firmware_state(campaign.firmware_id, FirmwareState::Uploaded)
+                .await?;
+        }
+        Ok(())
+    }
+}

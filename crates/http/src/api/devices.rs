@@ -1,0 +1,251 @@
+//! `/products/{product}/devices`: device identities, secrets and what each device is doing.
+
+use super::{ApiError, ApiState};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use otter_core::{DeviceName, ProductId};
+use otter_protocol::Dialect;
+use otter_store::{Device, ModuleVersion, Upgrade, UpgradeEvent};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/products/{product}/devices", get(list).post(create))
+        .route("/products/{product}/devices/{device}", get(show))
+        .route("/products/{product}/devices/{device}/tags", put(tags))
+        .route(
+            "/products/{product}/devices/{device}/secret",
+            post(rotate_secret),
+        )
+        .route("/products/{product}/devices/{device}/history", get(history))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct TagChange {
+    #[serde(default)]
+    pub add: Vec<String>,
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+#[utoipa::path(put, path = "/api/v1/products/{product}/devices/{device}/tags", request_body = TagChange, responses((status = 200, description = "the device's tags"), (status = 400), (status = 404)))]
+pub async fn tags(
+    State(s): State<ApiState>,
+    Path((product, device)): Path<(String, String)>,
+    Json(t): Json<TagChange>,
+) -> Result<Json<Vec<String>>, ApiError> {
+    let valid = |tag: &String| {
+        !tag.is_empty() && tag.len() <= 64 && tag.chars().all(|c| c.is_ascii_graphic())
+    };
+    if let Some(bad) = t.add.iter().find(|t| !valid(t)) {
+        return Err(ApiError::BadRequest(format!(
+            "invalid tag {bad:?}: 1 to 64 printable characters, no spaces"
+        )));
+    }
+    let (product, device) = (ProductId::parse(product)?, DeviceName::parse(device)?);
+    let tags = s
+        .store()
+        .await
+        .set_tags(&product, &device, &t.add, &t.remove)
+        .await?;
+    super::audit::record(
+        &s,
+        "device.tags",
+        &format!("{product}/{device}"),
+        serde_json::json!({ "add": t.add, "remove": t.remove }),
+    )
+    .await;
+    Ok(Json(tags))
+}
+
+#[utoipa::path(get, path = "/api/v1/products/{product}/devices/{device}/history", responses((status = 200, description = "upgrade events, newest first"), (status = 404)))]
+pub async fn history(
+    State(s): State<ApiState>,
+    Path((product, device)): Path<(String, String)>,
+) -> Result<Json<Vec<UpgradeEvent>>, ApiError> {
+    let (product, device) = (ProductId::parse(product)?, DeviceName::parse(device)?);
+    s.store().await.device(&product, &device).await?;
+    Ok(Json(
+        s.store()
+            .await
+            .device_events(&product, &device, 500)
+            .await?,
+    ))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct NewDevice {
+    pub name: String,
+    /// Generated in the dialect's format when absent (base64 for Tencent, hex otherwise).
+    pub secret: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct CreatedDevice {
+    #[serde(flatten)]
+    device: Device,
+    /// Shown once, at creation.
+    secret: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/products/{product}/devices", request_body = NewDevice,
+    responses((status = 201, description = "created; the body carries the secret"), (status = 404), (status = 409)))]
+pub async fn create(
+    State(s): State<ApiState>,
+    Path(product): Path<String>,
+    Json(d): Json<NewDevice>,
+) -> Result<(StatusCode, Json<CreatedDevice>), ApiError> {
+    let product = s.store().await.product(&ProductId::parse(product)?).await?;
+    let name = DeviceName::parse(d.name)?;
+    let secret = match d.secret {
+        Some(secret) if secret.is_empty() || secret.len() > 256 => {
+            return Err(ApiError::BadRequest(
+                "secret must be 1 to 256 characters".into(),
+            ));
+        }
+        Some(secret) => secret,
+        None => generated_secret(product.dialect)?,
+    };
+    let sealed = s.secrets.seal(product.id.as_str(), name.as_str(), &secret);
+    let device = s
+        .store()
+        .await
+        .create_device(&product.id, &name, &sealed)
+        .await?;
+    tracing::info!(device = %format!("{}/{}", product.id, name), "device created");
+    super::audit::record(
+        &s,
+        "device.create",
+        &format!("{}/{name}", product.id),
+        serde_json::json!({}),
+    )
+    .await;
+    Ok((StatusCode::CREATED, Json(CreatedDevice { device, secret })))
+}
+
+#[derive(Deserialize)]
+pub struct Page {
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+#[utoipa::path(get, path = "/api/v1/products/{product}/devices", params(("limit" = Option<i64>, Query), ("offset" = Option<i64>, Query)), responses((status = 200)))]
+pub async fn list(
+    State(s): State<ApiState>,
+    Path(product): Path<String>,
+    Query(page): Query<Page>,
+) -> Result<Json<Vec<Device>>, ApiError> {
+    let product = ProductId::parse(product)?;
+    s.store().await.product(&product).await?;
+    let limit = page.limit.unwrap_or(100).clamp(1, 1000);
+    let offset = page.offset.unwrap_or(0).max(0);
+    Ok(Json(
+        s.store().await.devices(&product, limit, offset).await?,
+    ))
+}
+
+/// A device as `otter device show` prints it.
+#[derive(Serialize)]
+pub struct DeviceView {
+    #[serde(flatten)]
+    device: Device,
+    /// Version of the default module, for the common case.
+    version: Option<String>,
+    versions: Vec<ModuleVersion>,
+    tags: Vec<String>,
+    upgrade: Option<UpgradeView>,
+    /// Totals of the counters the device sent in health reports (empty for vendor SDKs).
+    health_counters: std::collections::BTreeMap<String, i64>,
+}
+
+#[derive(Serialize)]
+pub struct UpgradeView {
+    #[serde(flatten)]
+    upgrade: Upgrade,
+    /// What `result_code` means in the device's dialect.
+    result_explained: Option<&'static str>,
+}
+
+#[utoipa::path(get, path = "/api/v1/products/{product}/devices/{device}", responses((status = 200), (status = 404)))]
+pub async fn show(
+    State(s): State<ApiState>,
+    Path((product, device)): Path<(String, String)>,
+) -> Result<Json<DeviceView>, ApiError> {
+    let product = s.store().await.product(&ProductId::parse(product)?).await?;
+    let name = DeviceName::parse(device)?;
+    let dialect = Some(product.dialect);
+    let upgrade = s
+        .store()
+        .await
+        .latest_upgrade(&product.id, &name)
+        .await?
+        .map(|upgrade| UpgradeView {
+            result_explained: upgrade
+                .status
+                .result_code
+                .zip(dialect)
+                .map(|(code, d)| otter_protocol::explain(d, code)),
+            upgrade,
+        });
+    // Read after the upgrade: every store read is current as of its call (otter-engine), so the
+    // version includes every report acknowledged before that state was written (the engine
+    // queues a report before it records what the report caused), and version and state agree.
+    let device = s.store().await.device(&product.id, &name).await?;
+    let versions = s.store().await.versions(&product.id, &name).await?;
+    let version = versions
+        .iter()
+        .find(|v| v.module.as_str() == "default")
+        .map(|v| v.version.to_string());
+    let tags = s.store().await.tags(&product.id, &name).await?;
+    let health_counters = s.store().await.device_counters(&product.id, &name).await?;
+    Ok(Json(DeviceView {
+        device,
+        version,
+        versions,
+        tags,
+        upgrade,
+        health_counters,
+    }))
+}
+
+/// A fresh random secret in the dialect's format (base64 for Tencent, hex otherwise).
+fn generated_secret(dialect: Dialect) -> Result<String, ApiError> {
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    Ok(otter_protocol::generate_secret_format(dialect, &bytes))
+}
+
+#[derive(Serialize)]
+pub struct RotatedSecret {
+    product: ProductId,
+    name: DeviceName,
+    /// The new secret, shown once; the old one stops working now.
+    secret: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/products/{product}/devices/{device}/secret",
+    responses((status = 200, description = "a new secret, shown once; the old one no longer logs in"), (status = 404)))]
+pub async fn rotate_secret(
+    State(s): State<ApiState>,
+    Path((product, device)): Path<(String, String)>,
+) -> Result<Json<RotatedSecret>, ApiError> {
+    let product = s.store().await.product(&ProductId::parse(product)?).await?;
+    let name = DeviceName::parse(device)?;
+    let secret = generated_secret(product.dialect)?;
+    let sealed = s.secrets.seal(product.id.as_str(), name.as_str(), &secret);
+    s.store()
+        .await
+        .set_device_secret(&product.id, &name, &sealed)
+        .await?;
+    let subject = format!("{}/{name}", product.id);
+    tracing::info!(device = %subject, "device secret rotated");
+    super::audit::record(&s, "device.rotate_secret", &subject, serde_json::json!({})).await;
+    Ok(Json(RotatedSecret {
+        product: product.id,
+        name,
+        secret,
+    }))
+}

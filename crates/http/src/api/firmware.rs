@@ -1,0 +1,347 @@
+//! `/products/{product}/firmware`: upload (streamed to the blob store, digests computed on the
+//! way, signed offline or on the server: docs/signing.md), attach a new signature, and list
+//! firmware images with their signatures.
+
+use super::{ApiError, ApiState};
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use otter_core::campaign::Strategy;
+use otter_core::targeting::Selection;
+use otter_core::{Module, ProductId, Version};
+use otter_engine::campaigns::CampaignRequest;
+use otter_engine::signing;
+use otter_protocol::{SignatureDoc, SignedRelease};
+use otter_store::{CampaignKind, CampaignMode};
+use otter_store::{Firmware, FirmwareSignature, NewFirmware};
+use serde::{Deserialize, Serialize};
+use tokio_util::io::StreamReader;
+
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/products/{product}/firmware", get(list).post(upload))
+        .route("/products/{product}/firmware/verify", post(verify))
+        .route(
+            "/products/{product}/firmware/signature",
+            post(attach_signature),
+        )
+}
+
+/// A firmware image and its signature, if signed.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct FirmwareView {
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub firmware: Firmware,
+    #[schema(value_type = Option<Object>)]
+    pub signature: Option<FirmwareSignature>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct VerifyRequest {
+    pub version: String,
+    pub module: Option<String>,
+    /// Test devices (at most 10); the firmware is verified when all succeed, rejected when any fails.
+    pub devices: Vec<String>,
+    /// Per-device timeout in seconds.
+    pub timeout_secs: Option<u64>,
+}
+
+#[utoipa::path(post, path = "/api/v1/products/{product}/firmware/verify", request_body = VerifyRequest,
+    responses((status = 201, description = "verification campaign started"), (status = 400), (status = 404)))]
+pub async fn verify(
+    State(s): State<ApiState>,
+    Path(product): Path<String>,
+    Json(v): Json<VerifyRequest>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    if v.devices.is_empty() || v.devices.len() > otter_engine::campaigns::MAX_TEST_DEVICES {
+        return Err(ApiError::BadRequest(format!(
+            "verification takes 1 to {} test devices",
+            otter_engine::campaigns::MAX_TEST_DEVICES
+        )));
+    }
+    let (subject, tests) = (format!("{product} {}", v.version), v.devices.clone());
+    let request = CampaignRequest {
+        product,
+        version: v.version,
+        module: v.module,
+        selection: Selection {
+            devices: v.devices,
+            ..Default::default()
+        },
+        device_file: None,
+        strategy: Strategy {
+            timeout_secs: v.timeout_secs,
+            ..Default::default()
+        },
+        mode: CampaignMode::Push,
+        dry_run: false,
+        supersede: false,
+        allow_downgrade: true,
+        skip_verification: true,
+        rollback_of: None,
+    };
+    let created = s
+        .engine
+        .campaigns()
+        .create(request, CampaignKind::Verification)
+        .await?;
+    let id = created.campaign.as_ref().map(|c| c.id).unwrap_or_default();
+    super::audit::record(
+        &s,
+        "firmware.verify",
+        &subject,
+        serde_json::json!({ "campaign": id, "devices": tests }),
+    )
+    .await;
+    let view = super::campaigns::view(&s, id).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::to_value(view).unwrap_or_default()),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct UploadParams {
+    version: String,
+    module: Option<String>,
+    /// Offline signature (`otter firmware sign`): `sig`, `key`, `issued` and `expires` together.
+    sig: Option<String>,
+    key: Option<String>,
+    issued: Option<u64>,
+    expires: Option<u64>,
+    /// Signed: the release may be installed over a newer version.
+    downgrade: Option<bool>,
+    /// Server-side signing (`--signing-key-dir`): validity in seconds (default 365 days).
+    expires_in: Option<u64>,
+}
+
+#[utoipa::path(post, path = "/api/v1/products/{product}/firmware",
+    params(("version" = String, Query), ("module" = Option<String>, Query),
+        ("sig" = Option<String>, Query, description = "offline signature (base64)"),
+        ("key" = Option<String>, Query, description = "id of the signing key"),
+        ("issued" = Option<u64>, Query), ("expires" = Option<u64>, Query),
+        ("downgrade" = Option<bool>, Query), ("expires_in" = Option<u64>, Query, description = "server-side signing validity, seconds")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 201, description = "stored; size, md5 and sha256 computed", body = FirmwareView),
+        (status = 400, description = "bad signature"), (status = 409, description = "version exists")))]
+pub async fn upload(
+    State(s): State<ApiState>,
+    Path(product): Path<String>,
+    Query(p): Query<UploadParams>,
+    body: Body,
+) -> Result<(StatusCode, Json<FirmwareView>), ApiError> {
+    let product = ProductId::parse(product)?;
+    let version = Version::parse(p.version.clone())?;
+    let module = p
+        .module
+        .clone()
+        .map(Module::parse)
+        .transpose()?
+        .unwrap_or_default();
+    s.store().await.product(&product).await?;
+    if s.store()
+        .await
+        .firmware_by_version(&product, &module, &version)
+        .await
+        .is_ok()
+    {
+        return Err(ApiError::Conflict(format!(
+            "firmware {product} {version} (module {module}) already exists"
+        )));
+    }
+    let (stream, limit) = super::limits::firmware_upload(body, s.max_firmware_size)?;
+    let info = s
+        .blobs
+        .ingest(StreamReader::new(stream))
+        .await
+        .map_err(|e| limit.error(e))?;
+    if info.size == 0 {
+        return Err(ApiError::BadRequest("firmware file is empty".into()));
+    }
+    let release = SignedRelease {
+        product: product.to_string(),
+        module: module.to_string(),
+        version: version.to_string(),
+        size: info.size,
+        sha256: info.sha256.clone(),
+        issued: 0,
+        expires: 0,
+        downgrade: p.downgrade.unwrap_or(false),
+    };
+    let doc = upload_signature(&s, &p, release).await?;
+    let firmware = s
+        .store()
+        .await
+        .create_firmware(&NewFirmware {
+            product,
+            module,
+            version,
+            size: info.size,
+            md5: info.md5,
+            sha256: info.sha256,
+        })
+        .await?;
+    let signature = match doc {
+        Some(doc) => Some(store_signature(&s, firmware.id, &doc).await?),
+        None => None,
+    };
+    tracing::info!(product = %firmware.product, version = %firmware.version, size = firmware.size, sha256 = %firmware.sha256, "firmware uploaded");
+    let subject = format!("{} {}", firmware.product, firmware.version);
+    super::audit::record(&s, "firmware.upload", &subject, serde_json::json!({ "module": firmware.module.as_str(), "size": firmware.size, "sha256": firmware.sha256, "key": signature.as_ref().map(|g| &g.key_id) })).await;
+    Ok((
+        StatusCode::CREATED,
+        Json(FirmwareView {
+            firmware,
+            signature,
+        }),
+    ))
+}
+
+/// The signature an upload carries (checked against the product's keys), or one made with the
+/// server's key of the product, or none.
+async fn upload_signature(
+    s: &ApiState,
+    p: &UploadParams,
+    mut release: SignedRelease,
+) -> Result<Option<SignatureDoc>, ApiError> {
+    let product = ProductId::parse(release.product.clone())?;
+    let keys = s.store().await.product_keys(&product).await?;
+    let now = signing::now_secs();
+    match (&p.sig, &p.key, p.issued, p.expires) {
+        (None, None, None, None) => {}
+        (Some(sig), Some(key), Some(issued), Some(expires)) => {
+            release.issued = issued;
+            release.expires = expires;
+            let doc = SignatureDoc {
+                format: otter_protocol::SIGNED_MESSAGE_TAG.into(),
+                release,
+                key: key.clone(),
+                sig: sig.clone(),
+            };
+            signing::check_doc(&keys, &doc, now)
+                .map_err(|e| ApiError::BadRequest(format!("signature refused: {e}")))?;
+            return Ok(Some(doc));
+        }
+        _ => {
+            return Err(ApiError::BadRequest(
+                "an offline signature needs sig, key, issued and expires together".into(),
+            ));
+        }
+    }
+    let Some(dir) = &s.signing_key_dir else {
+        return Ok(None);
+    };
+    let Some(key) = signing::load_key(dir, &product).map_err(ApiError::Internal)? else {
+        return Ok(None);
+    };
+    let id = otter_protocol::key_id(&key.verifying_key().to_bytes());
+    if keys.is_empty() {
+        // The product's first key: registering it is what an administrator would do.
+        s.store()
+            .await
+            .add_product_key(&product, &id, &signing::public_base64(&key), None)
+            .await?;
+        tracing::info!(%product, key = %id, "server signing key registered as the product's first key");
+    } else if !keys.iter().any(|k| k.key_id == id) {
+        return Err(ApiError::BadRequest(format!(
+            "the server's signing key {id} of {product} is not registered; announce it with a registered key (`otter product key add --signed-by`)"
+        )));
+    }
+    release.issued = now;
+    release.expires = now.saturating_add(p.expires_in.unwrap_or(signing::DEFAULT_VALIDITY_SECS));
+    signing::sign(&key, release)
+        .map(Some)
+        .map_err(ApiError::BadRequest)
+}
+
+async fn store_signature(
+    s: &ApiState,
+    firmware_id: i64,
+    doc: &SignatureDoc,
+) -> Result<FirmwareSignature, ApiError> {
+    let secs =
+        |v: u64| i64::try_from(v).map_err(|_| ApiError::BadRequest("time out of range".into()));
+    let signature = FirmwareSignature {
+        firmware_id,
+        key_id: doc.key.clone(),
+        sig: doc.sig.clone(),
+        issued: secs(doc.release.issued)?,
+        expires: secs(doc.release.expires)?,
+        downgrade: doc.release.downgrade,
+        signed_at: otter_store::now_ms(),
+    };
+    s.store().await.set_firmware_signature(&signature).await?;
+    Ok(signature)
+}
+
+#[utoipa::path(post, path = "/api/v1/products/{product}/firmware/signature",
+    request_body(content = Object, description = "a signature document from `otter firmware sign`"),
+    responses((status = 200, description = "the signature replaced the image's", body = FirmwareView),
+        (status = 400, description = "bad signature or not this image"), (status = 404)))]
+pub async fn attach_signature(
+    State(s): State<ApiState>,
+    Path(product): Path<String>,
+    Json(doc): Json<SignatureDoc>,
+) -> Result<Json<FirmwareView>, ApiError> {
+    let product = ProductId::parse(product)?;
+    if doc.release.product != product.as_str() {
+        return Err(ApiError::BadRequest(format!(
+            "the signature is for product {}, not {product}",
+            doc.release.product
+        )));
+    }
+    let module = Module::parse(doc.release.module.clone())?;
+    let version = Version::parse(doc.release.version.clone())?;
+    let firmware = s
+        .store()
+        .await
+        .firmware_by_version(&product, &module, &version)
+        .await?;
+    if doc.release.size != firmware.size
+        || !doc.release.sha256.eq_ignore_ascii_case(&firmware.sha256)
+    {
+        return Err(ApiError::BadRequest(format!(
+            "the signature is for another image (size {}, sha256 {}) than {product} {version} (size {}, sha256 {})",
+            doc.release.size, doc.release.sha256, firmware.size, firmware.sha256
+        )));
+    }
+    let keys = s.store().await.product_keys(&product).await?;
+    signing::check_doc(&keys, &doc, signing::now_secs())
+        .map_err(|e| ApiError::BadRequest(format!("signature refused: {e}")))?;
+    let signature = store_signature(&s, firmware.id, &doc).await?;
+    let subject = format!("{product} {version}");
+    super::audit::record(&s, "firmware.sign", &subject, serde_json::json!({ "key": doc.key, "issued": doc.release.issued, "expires": doc.release.expires, "downgrade": doc.release.downgrade })).await;
+    Ok(Json(FirmwareView {
+        firmware,
+        signature: Some(signature),
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/products/{product}/firmware", responses((status = 200, body = Vec<FirmwareView>)))]
+pub async fn list(
+    State(s): State<ApiState>,
+    Path(product): Path<String>,
+) -> Result<Json<Vec<FirmwareView>>, ApiError> {
+    let product = ProductId::parse(product)?;
+    s.store().await.product(&product).await?;
+    let mut signatures: std::collections::HashMap<i64, FirmwareSignature> = s
+        .store()
+        .await
+        .firmware_signatures(&product)
+        .await?
+        .into_iter()
+        .map(|g| (g.firmware_id, g))
+        .collect();
+    let list = s.store().await.firmware_list(&product).await?;
+    Ok(Json(
+        list.into_iter()
+            .map(|firmware| FirmwareView {
+                signature: signatures.remove(&firmware.id),
+                firmware,
+            })
+            .collect(),
+    ))
+}

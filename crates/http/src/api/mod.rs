@@ -1,0 +1,75 @@
+//! The admin API under `/api/v1`: JSON over HTTP, protected by scoped bearer tokens ([`auth`]), described by an
+//! OpenAPI document. One file per resource; errors map to HTTP status in [`error`] only.
+
+pub(crate) mod audit;
+pub(crate) mod auth;
+mod broker_hooks;
+mod campaigns;
+mod devices;
+mod error;
+mod firmware;
+mod limits;
+mod openapi;
+mod products;
+mod stream;
+mod tokens;
+
+use axum::Router;
+use axum::middleware;
+use otter_blobs::Blobs;
+use otter_engine::Engine;
+use otter_store::Store;
+use std::sync::Arc;
+
+pub use broker_hooks::BrokerHooks;
+pub use error::ApiError;
+
+/// What the API and the console work with.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The device engine: the store (always current) and campaigns.
+    pub engine: Arc<Engine>,
+    pub blobs: Blobs,
+    pub admin_token: Arc<str>,
+    /// Seals device secrets before they are stored.
+    pub secrets: Arc<otter_engine::secrets::SecretBox>,
+    /// Largest firmware upload accepted, in bytes.
+    pub max_firmware_size: u64,
+    /// The base of download links, to tell operators when its port is one some device SDKs
+    /// cannot dial (product creation, the console's product page).
+    pub public_url: Arc<otter_engine::links::PublicBase>,
+    /// Per-product firmware signing keys for server-side signing (docs/signing.md).
+    pub signing_key_dir: Option<std::path::PathBuf>,
+    /// The external broker's device auth hooks; `None` (no broker secret): they are off.
+    pub broker_hooks: Option<BrokerHooks>,
+}
+
+pub fn router(state: ApiState) -> Router {
+    // Outside the bearer-token layer: the broker authenticates with the broker secret.
+    let broker_hooks = broker_hooks::routes(&state);
+    let protected = Router::new()
+        .merge(products::routes())
+        .merge(devices::routes())
+        .merge(firmware::routes())
+        .merge(campaigns::routes())
+        .merge(stream::routes())
+        .merge(audit::routes())
+        .merge(tokens::routes())
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_scope,
+        ))
+        .with_state(state);
+    Router::new().nest(
+        "/api/v1",
+        protected.merge(openapi::routes()).merge(broker_hooks),
+    )
+}
+
+impl ApiState {
+    /// The store, current as of this call (device reports are written behind; the engine
+    /// writes every acknowledged one first).
+    pub async fn store(&self) -> &Store {
+        self.engine.store().await
+    }
+}
