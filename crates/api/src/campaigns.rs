@@ -74,14 +74,15 @@ pub struct Campaign {
     pub updated_at: i64,
 }
 
-/// Devices of a campaign per upgrade state (`queued`, `pending`, ..., `succeeded`).
+/// Devices of a campaign per upgrade state: an object from state name (`queued`, `pending`,
+/// ..., `succeeded`) to count, names in alphabetical order, states without devices left out.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct StateCounts(pub BTreeMap<String, i64>);
 
 impl StateCounts {
     /// Devices in `state` (0 when none).
-    pub fn get(&self, state: &str) -> i64 {
-        self.0.get(state).copied().unwrap_or(0)
+    pub fn get(&self, state: UpgradeState) -> i64 {
+        self.0.get(state.as_str()).copied().unwrap_or(0)
     }
 }
 

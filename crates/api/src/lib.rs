@@ -9,6 +9,7 @@
 //! One module per resource, as the API is split.
 
 pub mod audit;
+pub mod broker;
 pub mod campaigns;
 pub mod devices;
 pub mod firmware;
@@ -28,7 +29,7 @@ pub use otter_core::campaign::{
 };
 pub use otter_core::health::{Evaluation, Evidence, HealthPolicy, Measured, OnUnhealthy, Verdict};
 pub use otter_core::targeting::Selection;
-pub use otter_core::{CampaignMode, Reason, UpgradeState, VersionScheme};
+pub use otter_core::{CampaignMode, Dialect, Reason, UpgradeState, VersionScheme};
 
 use serde::{Deserialize, Serialize};
 

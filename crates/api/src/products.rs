@@ -1,6 +1,6 @@
 //! `/products`: device models, their dialect and version scheme, and their signing keys.
 
-use otter_core::VersionScheme;
+use otter_core::{Dialect, VersionScheme};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -30,8 +30,8 @@ pub struct ProductChange {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Product {
     pub id: String,
-    /// The wire dialect: `tencent`, `aliyun` or `enos`.
-    pub dialect: String,
+    /// The vendor protocol its devices speak.
+    pub dialect: Dialect,
     pub name: String,
     /// How this product's versions are ordered for anti-rollback.
     pub version_scheme: VersionScheme,

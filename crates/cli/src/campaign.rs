@@ -8,7 +8,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use otter_api::{
     AbortRule, BakeRecord, CampaignCreated, CampaignMode, CampaignState, CampaignView,
     HealthPolicy, NewCampaign, OnUnhealthy, ReasonCount, Selection, StateCounts, Strategy, Upgrade,
-    Window,
+    UpgradeState, Window,
 };
 use reqwest::Method;
 use serde::Serialize;
@@ -535,24 +535,27 @@ async fn watch(id: i64, every: Duration, conn: Conn) -> Result<()> {
             if conn.json {
                 println!("{}", serde_json::to_value(&event)?);
             } else {
-                let count = |k: &str| u64::try_from(v.counts.get(k)).unwrap_or(0);
+                let count = |s: UpgradeState| u64::try_from(v.counts.get(s)).unwrap_or(0);
                 let total = u64::try_from(v.total).unwrap_or(0);
-                let finished = count("succeeded")
-                    + count("failed")
-                    + count("timed_out")
-                    + count("canceled")
-                    + count("skipped");
+                let finished = count(UpgradeState::Succeeded)
+                    + count(UpgradeState::Failed)
+                    + count(UpgradeState::TimedOut)
+                    + count(UpgradeState::Canceled)
+                    + count(UpgradeState::Skipped);
                 done_bar.set_length(total);
                 done_bar.set_position(finished);
                 ok_bar.set_length(total);
-                ok_bar.set_position(count("succeeded"));
+                ok_bar.set_position(count(UpgradeState::Succeeded));
                 done_bar.set_message(v.campaign.state.as_str().to_owned());
                 ok_bar.set_message(format!(
                     "failed {} timed out {} skipped {} in flight {}",
-                    count("failed"),
-                    count("timed_out"),
-                    count("skipped"),
-                    count("pending") + count("pushed") + count("downloading") + count("burning")
+                    count(UpgradeState::Failed),
+                    count(UpgradeState::TimedOut),
+                    count(UpgradeState::Skipped),
+                    count(UpgradeState::Pending)
+                        + count(UpgradeState::Pushed)
+                        + count(UpgradeState::Downloading)
+                        + count(UpgradeState::Burning)
                 ));
             }
             last = Some(event);

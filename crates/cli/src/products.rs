@@ -146,7 +146,7 @@ pub async fn run(cmd: ProductCmd) -> Result<()> {
                 format!(
                     "created product {} ({}, {} versions)",
                     p.id,
-                    p.dialect,
+                    p.dialect.as_str(),
                     p.version_scheme.as_str()
                 )
             });
@@ -191,7 +191,7 @@ fn product_text(p: &Product) -> String {
     format!(
         "product {}\n  dialect         {}\n  name            {}\n  version scheme  {}",
         p.id,
-        p.dialect,
+        p.dialect.as_str(),
         p.name,
         p.version_scheme.as_str()
     )

@@ -7,6 +7,7 @@ use std::str::FromStr;
 
 /// The vendor protocol a device speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Dialect {
     /// Tencent IoT Hub (`$ota/report`, `$ota/update`).
