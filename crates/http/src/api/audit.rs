@@ -1,15 +1,17 @@
 //! `/audit`: the operator actions the API's handlers record, newest first. Recording is best
 //! effort: the action already happened, so a failed audit write is logged, not returned.
 
-use super::{ApiError, ApiState};
+use super::{ApiError, ApiState, wire};
+use axum::Json;
 use axum::extract::{Query, State};
-use axum::routing::get;
-use axum::{Json, Router};
-use otter_store::AuditEntry;
+use otter_api::AuditEntry;
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<ApiState> {
-    Router::new().route("/audit", get(list))
+/// The route and its documentation, from the handler's annotation.
+pub fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::default().routes(routes!(list))
 }
 
 /// Records an operator action, by the caller of the request being handled.
@@ -33,19 +35,19 @@ pub struct AuditParams {
     offset: Option<i64>,
 }
 
-#[utoipa::path(get, path = "/api/v1/audit",
+#[utoipa::path(get, path = "/audit", tag = "audit",
     params(("action" = Option<String>, Query), ("limit" = Option<i64>, Query), ("offset" = Option<i64>, Query)),
-    responses((status = 200, description = "operator actions, newest first")))]
+    responses((status = 200, description = "operator actions, newest first", body = Vec<AuditEntry>)))]
 pub async fn list(
     State(s): State<ApiState>,
     Query(p): Query<AuditParams>,
 ) -> Result<Json<Vec<AuditEntry>>, ApiError> {
     let limit = p.limit.unwrap_or(100).clamp(1, 1000);
     let offset = p.offset.unwrap_or(0).max(0);
-    Ok(Json(
-        s.store()
-            .await
-            .audit_log(p.action.as_deref().filter(|a| !a.is_empty()), limit, offset)
-            .await?,
-    ))
+    let entries = s
+        .store()
+        .await
+        .audit_log(p.action.as_deref().filter(|a| !a.is_empty()), limit, offset)
+        .await?;
+    Ok(Json(entries.into_iter().map(wire::audit_entry).collect()))
 }

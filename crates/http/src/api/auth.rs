@@ -11,38 +11,10 @@ use axum::http::{HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 use rand::RngCore;
-use serde::{Deserialize, Serialize};
+
 use sha2::{Digest, Sha256};
 
-/// What a token may do; each scope includes the ones before it.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Scope {
-    Read,
-    Operate,
-    Admin,
-}
-
-impl Scope {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Read => "read",
-            Self::Operate => "operate",
-            Self::Admin => "admin",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "read" => Some(Self::Read),
-            "operate" => Some(Self::Operate),
-            "admin" => Some(Self::Admin),
-            _ => None,
-        }
-    }
-}
+pub use otter_api::Scope;
 
 /// An authenticated caller: who (for the audit log) and what they may do.
 #[derive(Debug, Clone)]

@@ -10,15 +10,17 @@ use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use axum::{Json, Router};
+use otter_api::ErrorBody;
+use otter_api::broker::{AuthnRequest, AuthnResponse, AuthzRequest, AuthzResponse, Outcome};
 use otter_engine::gate::DeviceGate;
 use otter_mqtt::Gate as _;
 use otter_mqtt::Login;
-use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use tracing::warn;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// The MQTT user name Otter nodes log into the broker with; their password is the broker secret
 /// and their client id starts with it too.
@@ -34,7 +36,7 @@ pub struct BrokerHooks {
 }
 
 #[derive(Clone)]
-struct Hooks {
+pub struct Hooks {
     secret: Arc<str>,
     gate: Arc<DeviceGate>,
 }
@@ -48,58 +50,20 @@ pub fn routes(state: &ApiState) -> Router {
         secret: Arc::clone(&config.secret),
         gate: Arc::clone(&config.gate),
     };
-    Router::new()
-        .route("/broker/authn", post(authn))
-        .route("/broker/authz", post(authz))
-        .with_state(hooks)
+    let (router, _) = documented().with_state(hooks).split_for_parts();
+    router
 }
 
-/// EMQX's authn request body (configure these fields; extra ones are ignored).
-#[derive(Debug, Deserialize)]
-struct AuthnRequest {
-    #[serde(default)]
-    clientid: String,
-    #[serde(default)]
-    username: Option<String>,
-    #[serde(default)]
-    password: Option<String>,
-    #[serde(default)]
-    peerhost: Option<String>,
+/// The routes and their documentation, from the handlers' annotations.
+pub fn documented() -> OpenApiRouter<Hooks> {
+    OpenApiRouter::default()
+        .routes(routes!(authn))
+        .routes(routes!(authz))
 }
 
-#[derive(Debug, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-enum Outcome {
-    Allow,
-    Deny,
-}
-
-#[derive(Debug, Serialize)]
-struct AuthnResponse {
-    result: Outcome,
-    is_superuser: bool,
-}
-
-/// EMQX's authz request body.
-#[derive(Debug, Deserialize)]
-struct AuthzRequest {
-    #[serde(default)]
-    clientid: String,
-    #[serde(default)]
-    username: Option<String>,
-    #[serde(default)]
-    topic: String,
-    #[serde(default)]
-    action: String,
-    #[serde(default)]
-    peerhost: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct AuthzResponse {
-    result: Outcome,
-}
-
+#[utoipa::path(post, path = "/broker/authn", tag = "broker", request_body = AuthnRequest,
+    security(("broker_secret" = [])),
+    responses((status = 200, description = "the decision", body = AuthnResponse), (status = 401, description = "missing or wrong broker secret", body = ErrorBody)))]
 async fn authn(
     State(hooks): State<Hooks>,
     headers: HeaderMap,
@@ -132,6 +96,9 @@ async fn authn(
     authn_answer(ok, false)
 }
 
+#[utoipa::path(post, path = "/broker/authz", tag = "broker", request_body = AuthzRequest,
+    security(("broker_secret" = [])),
+    responses((status = 200, description = "the decision", body = AuthzResponse), (status = 401, description = "missing or wrong broker secret", body = ErrorBody)))]
 async fn authz(
     State(hooks): State<Hooks>,
     headers: HeaderMap,
@@ -222,7 +189,9 @@ fn authz_answer(allow: bool) -> Response {
 fn unauthorized() -> Response {
     (
         StatusCode::UNAUTHORIZED,
-        Json(serde_json::json!({ "error": "missing or wrong broker secret" })),
+        Json(ErrorBody {
+            error: "missing or wrong broker secret".into(),
+        }),
     )
         .into_response()
 }

@@ -1,25 +1,28 @@
 //! `/campaigns`: fleet rollouts. `otter upgrade` of one device is a campaign with one target.
 
+use super::wire;
 use super::{ApiError, ApiState};
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use otter_api::{CampaignCreated, CampaignView, ErrorBody, NewCampaign, Upgrade};
 use otter_core::{ProductId, UpgradeState};
-use otter_engine::campaigns::{CampaignError, CampaignRequest, Created};
-use otter_store::{
-    BakeRecord, Campaign, CampaignKind, Firmware, ReasonCount, StateCounts, Upgrade,
-};
-use serde::{Deserialize, Serialize};
+use otter_engine::campaigns::CampaignError;
+use otter_store::CampaignKind;
+use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<ApiState> {
-    Router::new()
-        .route("/campaigns", post(create).get(list))
-        .route("/campaigns/{id}", get(show))
-        .route("/campaigns/{id}/devices", get(devices))
-        .route("/campaigns/{id}/pause", post(pause))
-        .route("/campaigns/{id}/resume", post(resume))
-        .route("/campaigns/{id}/cancel", post(cancel))
+/// The routes and their documentation, from the handlers' annotations (one list: the router
+/// and `/openapi.json` cannot disagree).
+pub fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::default()
+        .routes(routes!(create, list))
+        .routes(routes!(show))
+        .routes(routes!(devices))
+        .routes(routes!(pause))
+        .routes(routes!(resume))
+        .routes(routes!(cancel))
 }
 
 impl From<CampaignError> for ApiError {
@@ -33,63 +36,19 @@ impl From<CampaignError> for ApiError {
     }
 }
 
-/// Request body of `POST /campaigns` (see docs/campaigns.md for every field).
-#[derive(Deserialize, utoipa::ToSchema)]
-#[allow(dead_code)]
-pub struct NewCampaign {
-    pub product: String,
-    /// Target firmware version (uploaded, and verified unless skip_verification).
-    pub version: String,
-    pub module: Option<String>,
-    /// `{"versions": [...], "devices": [...], "tags": [...]}`: every constraint given must hold.
-    #[schema(value_type = Object)]
-    pub selection: Option<serde_json::Value>,
-    /// Content of a device-name file (one per line, or CSV with a name column).
-    pub device_file: Option<String>,
-    /// start_at_ms, window, rate_per_minute, waves, gate_percent, timeout_secs, retries, abort.
-    #[schema(value_type = Object)]
-    pub strategy: Option<serde_json::Value>,
-    /// `push` (default) or `requested` (devices get the offer only when they ask).
-    pub mode: Option<String>,
-    pub dry_run: Option<bool>,
-    pub supersede: Option<bool>,
-    pub allow_downgrade: Option<bool>,
-    pub skip_verification: Option<bool>,
-}
-
-#[derive(Serialize)]
-pub struct CampaignView {
-    #[serde(flatten)]
-    campaign: Campaign,
-    firmware: Firmware,
-    counts: StateCounts,
-    /// Devices per state and the reason Otter gave (skipped, failed, waiting, …).
-    reasons: Vec<ReasonCount>,
-    /// The health gates' bakes and their evaluations, by wave (the gate timeline).
-    bakes: Vec<BakeRecord>,
-    total: i64,
-}
-
-#[derive(Serialize)]
-pub struct CreatedView {
-    #[serde(flatten)]
-    campaign: Option<CampaignView>,
-    dry_run: bool,
-    #[serde(flatten)]
-    created: Created,
-    /// The first devices, for a quick look (all of them: GET /campaigns/{id}/devices).
-    upgrades: Vec<Upgrade>,
-}
-
-#[utoipa::path(post, path = "/api/v1/campaigns", request_body = NewCampaign,
-    responses((status = 201, description = "created (or, with dry_run, 200 and nothing started)"), (status = 400), (status = 404, description = "unknown product or firmware"), (status = 409, description = "firmware not verified, or a device is already in a live campaign")))]
+#[utoipa::path(post, path = "/campaigns", tag = "campaigns", request_body = NewCampaign,
+    responses((status = 201, description = "created", body = CampaignCreated),
+        (status = 200, description = "dry_run: the plan; nothing started", body = CampaignCreated),
+        (status = 400, body = ErrorBody), (status = 404, description = "unknown product or firmware", body = ErrorBody),
+        (status = 409, description = "firmware not verified, or a device is already in a live campaign", body = ErrorBody)))]
 pub async fn create(
     State(s): State<ApiState>,
     Json(body): Json<serde_json::Value>,
-) -> Result<(StatusCode, Json<CreatedView>), ApiError> {
-    let req: CampaignRequest = serde_json::from_value(body)
+) -> Result<(StatusCode, Json<CampaignCreated>), ApiError> {
+    let req: NewCampaign = serde_json::from_value(body)
         .map_err(|e| ApiError::BadRequest(format!("invalid campaign: {e}")))?;
     let dry_run = req.dry_run;
+    let req = wire::campaign_request(req);
     let created = s
         .engine
         .campaigns()
@@ -119,12 +78,7 @@ pub async fn create(
     };
     Ok((
         status,
-        Json(CreatedView {
-            campaign,
-            dry_run,
-            created,
-            upgrades,
-        }),
+        Json(wire::campaign_created(campaign, dry_run, created, upgrades)),
     ))
 }
 
@@ -133,7 +87,8 @@ pub struct ListParams {
     product: Option<String>,
 }
 
-#[utoipa::path(get, path = "/api/v1/campaigns", params(("product" = Option<String>, Query)), responses((status = 200)))]
+#[utoipa::path(get, path = "/campaigns", tag = "campaigns", params(("product" = Option<String>, Query)),
+    responses((status = 200, body = Vec<CampaignView>), (status = 400, body = ErrorBody)))]
 pub async fn list(
     State(s): State<ApiState>,
     Query(p): Query<ListParams>,
@@ -146,7 +101,8 @@ pub async fn list(
     Ok(Json(out))
 }
 
-#[utoipa::path(get, path = "/api/v1/campaigns/{id}", responses((status = 200), (status = 404)))]
+#[utoipa::path(get, path = "/campaigns/{id}", tag = "campaigns", params(("id" = i64, Path)),
+    responses((status = 200, body = CampaignView), (status = 404, body = ErrorBody)))]
 pub async fn show(
     State(s): State<ApiState>,
     Path(id): Path<i64>,
@@ -161,8 +117,9 @@ pub struct DeviceParams {
     offset: Option<i64>,
 }
 
-#[utoipa::path(get, path = "/api/v1/campaigns/{id}/devices",
-    params(("state" = Option<String>, Query), ("limit" = Option<i64>, Query), ("offset" = Option<i64>, Query)), responses((status = 200)))]
+#[utoipa::path(get, path = "/campaigns/{id}/devices", tag = "campaigns",
+    params(("id" = i64, Path), ("state" = Option<String>, Query), ("limit" = Option<i64>, Query), ("offset" = Option<i64>, Query)),
+    responses((status = 200, description = "the campaign's devices, in rollout order", body = Vec<Upgrade>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn devices(
     State(s): State<ApiState>,
     Path(id): Path<i64>,
@@ -177,15 +134,16 @@ pub async fn devices(
         })
         .transpose()?;
     let limit = p.limit.unwrap_or(100).clamp(1, 1000);
-    Ok(Json(
+    Ok(Json(wire::upgrades(
         s.engine
             .campaigns()
             .upgrades(id, state, limit, p.offset.unwrap_or(0).max(0))
             .await?,
-    ))
+    )))
 }
 
-#[utoipa::path(post, path = "/api/v1/campaigns/{id}/pause", responses((status = 200), (status = 400), (status = 404)))]
+#[utoipa::path(post, path = "/campaigns/{id}/pause", tag = "campaigns", params(("id" = i64, Path)),
+    responses((status = 200, body = CampaignView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn pause(
     State(s): State<ApiState>,
     Path(id): Path<i64>,
@@ -201,7 +159,8 @@ pub async fn pause(
     Ok(Json(view(&s, id).await?))
 }
 
-#[utoipa::path(post, path = "/api/v1/campaigns/{id}/resume", responses((status = 200), (status = 400), (status = 404)))]
+#[utoipa::path(post, path = "/campaigns/{id}/resume", tag = "campaigns", params(("id" = i64, Path)),
+    responses((status = 200, body = CampaignView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn resume(
     State(s): State<ApiState>,
     Path(id): Path<i64>,
@@ -217,7 +176,8 @@ pub async fn resume(
     Ok(Json(view(&s, id).await?))
 }
 
-#[utoipa::path(post, path = "/api/v1/campaigns/{id}/cancel", responses((status = 200), (status = 400), (status = 404)))]
+#[utoipa::path(post, path = "/campaigns/{id}/cancel", tag = "campaigns", params(("id" = i64, Path)),
+    responses((status = 200, body = CampaignView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn cancel(
     State(s): State<ApiState>,
     Path(id): Path<i64>,
@@ -241,11 +201,11 @@ pub async fn view(s: &ApiState, id: i64) -> Result<CampaignView, ApiError> {
     let reasons = s.store().await.campaign_reasons(id).await?;
     let bakes = s.store().await.campaign_bakes(id).await?;
     Ok(CampaignView {
-        campaign,
-        firmware,
-        counts,
-        reasons,
-        bakes,
+        campaign: wire::campaign(campaign),
+        firmware: wire::firmware(firmware),
+        counts: wire::counts(&counts),
+        reasons: reasons.into_iter().map(wire::reason_count).collect(),
+        bakes: bakes.into_iter().map(wire::bake).collect(),
         total,
     })
 }

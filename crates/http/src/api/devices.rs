@@ -1,37 +1,33 @@
 //! `/products/{product}/devices`: device identities, secrets and what each device is doing.
 
+use super::wire;
 use super::{ApiError, ApiState};
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post, put};
-use axum::{Json, Router};
+use otter_api::{
+    CreatedDevice, Device, DeviceView, ErrorBody, NewDevice, RotatedSecret, TagChange,
+    UpgradeEvent, UpgradeView,
+};
 use otter_core::{DeviceName, ProductId};
 use otter_protocol::Dialect;
-use otter_store::{Device, ModuleVersion, Upgrade, UpgradeEvent};
 use rand::RngCore;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<ApiState> {
-    Router::new()
-        .route("/products/{product}/devices", get(list).post(create))
-        .route("/products/{product}/devices/{device}", get(show))
-        .route("/products/{product}/devices/{device}/tags", put(tags))
-        .route(
-            "/products/{product}/devices/{device}/secret",
-            post(rotate_secret),
-        )
-        .route("/products/{product}/devices/{device}/history", get(history))
+/// The routes and their documentation, from the handlers' annotations.
+pub fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::default()
+        .routes(routes!(list, create))
+        .routes(routes!(show))
+        .routes(routes!(tags))
+        .routes(routes!(rotate_secret))
+        .routes(routes!(history))
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
-pub struct TagChange {
-    #[serde(default)]
-    pub add: Vec<String>,
-    #[serde(default)]
-    pub remove: Vec<String>,
-}
-
-#[utoipa::path(put, path = "/api/v1/products/{product}/devices/{device}/tags", request_body = TagChange, responses((status = 200, description = "the device's tags"), (status = 400), (status = 404)))]
+#[utoipa::path(put, path = "/products/{product}/devices/{device}/tags", tag = "devices", params(("product" = String, Path), ("device" = String, Path)), request_body = TagChange,
+    responses((status = 200, description = "the device's tags", body = Vec<String>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn tags(
     State(s): State<ApiState>,
     Path((product, device)): Path<(String, String)>,
@@ -61,38 +57,24 @@ pub async fn tags(
     Ok(Json(tags))
 }
 
-#[utoipa::path(get, path = "/api/v1/products/{product}/devices/{device}/history", responses((status = 200, description = "upgrade events, newest first"), (status = 404)))]
+#[utoipa::path(get, path = "/products/{product}/devices/{device}/history", tag = "devices", params(("product" = String, Path), ("device" = String, Path)),
+    responses((status = 200, description = "upgrade events, newest first", body = Vec<UpgradeEvent>), (status = 404, body = ErrorBody)))]
 pub async fn history(
     State(s): State<ApiState>,
     Path((product, device)): Path<(String, String)>,
 ) -> Result<Json<Vec<UpgradeEvent>>, ApiError> {
     let (product, device) = (ProductId::parse(product)?, DeviceName::parse(device)?);
     s.store().await.device(&product, &device).await?;
-    Ok(Json(
-        s.store()
-            .await
-            .device_events(&product, &device, 500)
-            .await?,
-    ))
+    let events = s
+        .store()
+        .await
+        .device_events(&product, &device, 500)
+        .await?;
+    Ok(Json(events.into_iter().map(wire::upgrade_event).collect()))
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
-pub struct NewDevice {
-    pub name: String,
-    /// Generated in the dialect's format when absent (base64 for Tencent, hex otherwise).
-    pub secret: Option<String>,
-}
-
-#[derive(Serialize)]
-pub struct CreatedDevice {
-    #[serde(flatten)]
-    device: Device,
-    /// Shown once, at creation.
-    secret: String,
-}
-
-#[utoipa::path(post, path = "/api/v1/products/{product}/devices", request_body = NewDevice,
-    responses((status = 201, description = "created; the body carries the secret"), (status = 404), (status = 409)))]
+#[utoipa::path(post, path = "/products/{product}/devices", tag = "devices", params(("product" = String, Path)), request_body = NewDevice,
+    responses((status = 201, description = "created; the body carries the secret", body = CreatedDevice), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn create(
     State(s): State<ApiState>,
     Path(product): Path<String>,
@@ -123,7 +105,13 @@ pub async fn create(
         serde_json::json!({}),
     )
     .await;
-    Ok((StatusCode::CREATED, Json(CreatedDevice { device, secret })))
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedDevice {
+            device: wire::device(device),
+            secret,
+        }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -132,7 +120,8 @@ pub struct Page {
     offset: Option<i64>,
 }
 
-#[utoipa::path(get, path = "/api/v1/products/{product}/devices", params(("limit" = Option<i64>, Query), ("offset" = Option<i64>, Query)), responses((status = 200)))]
+#[utoipa::path(get, path = "/products/{product}/devices", tag = "devices", params(("product" = String, Path), ("limit" = Option<i64>, Query), ("offset" = Option<i64>, Query)),
+    responses((status = 200, body = Vec<Device>), (status = 404, body = ErrorBody)))]
 pub async fn list(
     State(s): State<ApiState>,
     Path(product): Path<String>,
@@ -142,34 +131,12 @@ pub async fn list(
     s.store().await.product(&product).await?;
     let limit = page.limit.unwrap_or(100).clamp(1, 1000);
     let offset = page.offset.unwrap_or(0).max(0);
-    Ok(Json(
-        s.store().await.devices(&product, limit, offset).await?,
-    ))
+    let devices = s.store().await.devices(&product, limit, offset).await?;
+    Ok(Json(devices.into_iter().map(wire::device).collect()))
 }
 
-/// A device as `otter device show` prints it.
-#[derive(Serialize)]
-pub struct DeviceView {
-    #[serde(flatten)]
-    device: Device,
-    /// Version of the default module, for the common case.
-    version: Option<String>,
-    versions: Vec<ModuleVersion>,
-    tags: Vec<String>,
-    upgrade: Option<UpgradeView>,
-    /// Totals of the counters the device sent in health reports (empty for vendor SDKs).
-    health_counters: std::collections::BTreeMap<String, i64>,
-}
-
-#[derive(Serialize)]
-pub struct UpgradeView {
-    #[serde(flatten)]
-    upgrade: Upgrade,
-    /// What `result_code` means in the device's dialect.
-    result_explained: Option<&'static str>,
-}
-
-#[utoipa::path(get, path = "/api/v1/products/{product}/devices/{device}", responses((status = 200), (status = 404)))]
+#[utoipa::path(get, path = "/products/{product}/devices/{device}", tag = "devices", params(("product" = String, Path), ("device" = String, Path)),
+    responses((status = 200, body = DeviceView), (status = 404, body = ErrorBody)))]
 pub async fn show(
     State(s): State<ApiState>,
     Path((product, device)): Path<(String, String)>,
@@ -187,8 +154,8 @@ pub async fn show(
                 .status
                 .result_code
                 .zip(dialect)
-                .map(|(code, d)| otter_protocol::explain(d, code)),
-            upgrade,
+                .map(|(code, d)| otter_protocol::explain(d, code).to_owned()),
+            upgrade: wire::upgrade(upgrade),
         });
     // Read after the upgrade: every store read is current as of its call (otter-engine), so the
     // version includes every report acknowledged before that state was written (the engine
@@ -202,9 +169,9 @@ pub async fn show(
     let tags = s.store().await.tags(&product.id, &name).await?;
     let health_counters = s.store().await.device_counters(&product.id, &name).await?;
     Ok(Json(DeviceView {
-        device,
+        device: wire::device(device),
         version,
-        versions,
+        versions: versions.into_iter().map(wire::module_version).collect(),
         tags,
         upgrade,
         health_counters,
@@ -218,16 +185,8 @@ fn generated_secret(dialect: Dialect) -> Result<String, ApiError> {
     Ok(otter_protocol::generate_secret_format(dialect, &bytes))
 }
 
-#[derive(Serialize)]
-pub struct RotatedSecret {
-    product: ProductId,
-    name: DeviceName,
-    /// The new secret, shown once; the old one stops working now.
-    secret: String,
-}
-
-#[utoipa::path(post, path = "/api/v1/products/{product}/devices/{device}/secret",
-    responses((status = 200, description = "a new secret, shown once; the old one no longer logs in"), (status = 404)))]
+#[utoipa::path(post, path = "/products/{product}/devices/{device}/secret", tag = "devices", params(("product" = String, Path), ("device" = String, Path)),
+    responses((status = 200, description = "a new secret, shown once; the old one no longer logs in", body = RotatedSecret), (status = 404, body = ErrorBody)))]
 pub async fn rotate_secret(
     State(s): State<ApiState>,
     Path((product, device)): Path<(String, String)>,
@@ -244,8 +203,8 @@ pub async fn rotate_secret(
     tracing::info!(device = %subject, "device secret rotated");
     super::audit::record(&s, "device.rotate_secret", &subject, serde_json::json!({})).await;
     Ok(Json(RotatedSecret {
-        product: product.id,
-        name,
+        product: product.id.to_string(),
+        name: name.to_string(),
         secret,
     }))
 }

@@ -2,12 +2,15 @@
 //! way, signed offline or on the server: docs/signing.md), attach a new signature, and list
 //! firmware images with their signatures.
 
+use super::wire;
 use super::{ApiError, ApiState};
+use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use otter_api::{
+    CampaignView, ErrorBody, FirmwareView, SignatureDocument, UploadParams, VerifyRequest,
+};
 use otter_core::campaign::Strategy;
 use otter_core::targeting::Selection;
 use otter_core::{Module, ProductId, Version};
@@ -15,47 +18,26 @@ use otter_engine::campaigns::CampaignRequest;
 use otter_engine::signing;
 use otter_protocol::{SignatureDoc, SignedRelease};
 use otter_store::{CampaignKind, CampaignMode};
-use otter_store::{Firmware, FirmwareSignature, NewFirmware};
-use serde::{Deserialize, Serialize};
+use otter_store::{FirmwareSignature, NewFirmware};
 use tokio_util::io::StreamReader;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<ApiState> {
-    Router::new()
-        .route("/products/{product}/firmware", get(list).post(upload))
-        .route("/products/{product}/firmware/verify", post(verify))
-        .route(
-            "/products/{product}/firmware/signature",
-            post(attach_signature),
-        )
+/// The routes and their documentation, from the handlers' annotations.
+pub fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::default()
+        .routes(routes!(list, upload))
+        .routes(routes!(verify))
+        .routes(routes!(attach_signature))
 }
 
-/// A firmware image and its signature, if signed.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct FirmwareView {
-    #[serde(flatten)]
-    #[schema(value_type = Object)]
-    pub firmware: Firmware,
-    #[schema(value_type = Option<Object>)]
-    pub signature: Option<FirmwareSignature>,
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-pub struct VerifyRequest {
-    pub version: String,
-    pub module: Option<String>,
-    /// Test devices (at most 10); the firmware is verified when all succeed, rejected when any fails.
-    pub devices: Vec<String>,
-    /// Per-device timeout in seconds.
-    pub timeout_secs: Option<u64>,
-}
-
-#[utoipa::path(post, path = "/api/v1/products/{product}/firmware/verify", request_body = VerifyRequest,
-    responses((status = 201, description = "verification campaign started"), (status = 400), (status = 404)))]
+#[utoipa::path(post, path = "/products/{product}/firmware/verify", tag = "firmware", params(("product" = String, Path)), request_body = VerifyRequest,
+    responses((status = 201, description = "verification campaign started", body = CampaignView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn verify(
     State(s): State<ApiState>,
     Path(product): Path<String>,
     Json(v): Json<VerifyRequest>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, Json<CampaignView>), ApiError> {
     if v.devices.is_empty() || v.devices.len() > otter_engine::campaigns::MAX_TEST_DEVICES {
         return Err(ApiError::BadRequest(format!(
             "verification takes 1 to {} test devices",
@@ -97,36 +79,14 @@ pub async fn verify(
     )
     .await;
     let view = super::campaigns::view(&s, id).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::to_value(view).unwrap_or_default()),
-    ))
+    Ok((StatusCode::CREATED, Json(view)))
 }
 
-#[derive(Deserialize)]
-pub struct UploadParams {
-    version: String,
-    module: Option<String>,
-    /// Offline signature (`otter firmware sign`): `sig`, `key`, `issued` and `expires` together.
-    sig: Option<String>,
-    key: Option<String>,
-    issued: Option<u64>,
-    expires: Option<u64>,
-    /// Signed: the release may be installed over a newer version.
-    downgrade: Option<bool>,
-    /// Server-side signing (`--signing-key-dir`): validity in seconds (default 365 days).
-    expires_in: Option<u64>,
-}
-
-#[utoipa::path(post, path = "/api/v1/products/{product}/firmware",
-    params(("version" = String, Query), ("module" = Option<String>, Query),
-        ("sig" = Option<String>, Query, description = "offline signature (base64)"),
-        ("key" = Option<String>, Query, description = "id of the signing key"),
-        ("issued" = Option<u64>, Query), ("expires" = Option<u64>, Query),
-        ("downgrade" = Option<bool>, Query), ("expires_in" = Option<u64>, Query, description = "server-side signing validity, seconds")),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+#[utoipa::path(post, path = "/products/{product}/firmware", tag = "firmware", params(("product" = String, Path), UploadParams),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the image"),
     responses((status = 201, description = "stored; size, md5 and sha256 computed", body = FirmwareView),
-        (status = 400, description = "bad signature"), (status = 409, description = "version exists")))]
+        (status = 400, description = "bad signature", body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "version exists", body = ErrorBody), (status = 413, description = "larger than the server takes", body = ErrorBody)))]
 pub async fn upload(
     State(s): State<ApiState>,
     Path(product): Path<String>,
@@ -193,10 +153,7 @@ pub async fn upload(
     super::audit::record(&s, "firmware.upload", &subject, serde_json::json!({ "module": firmware.module.as_str(), "size": firmware.size, "sha256": firmware.sha256, "key": signature.as_ref().map(|g| &g.key_id) })).await;
     Ok((
         StatusCode::CREATED,
-        Json(FirmwareView {
-            firmware,
-            signature,
-        }),
+        Json(wire::firmware_view(firmware, signature)),
     ))
 }
 
@@ -277,15 +234,15 @@ async fn store_signature(
     Ok(signature)
 }
 
-#[utoipa::path(post, path = "/api/v1/products/{product}/firmware/signature",
-    request_body(content = Object, description = "a signature document from `otter firmware sign`"),
+#[utoipa::path(post, path = "/products/{product}/firmware/signature", tag = "firmware", params(("product" = String, Path)), request_body = SignatureDocument,
     responses((status = 200, description = "the signature replaced the image's", body = FirmwareView),
-        (status = 400, description = "bad signature or not this image"), (status = 404)))]
+        (status = 400, description = "bad signature or not this image", body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn attach_signature(
     State(s): State<ApiState>,
     Path(product): Path<String>,
-    Json(doc): Json<SignatureDoc>,
+    Json(doc): Json<SignatureDocument>,
 ) -> Result<Json<FirmwareView>, ApiError> {
+    let doc = wire::signature_doc(doc);
     let product = ProductId::parse(product)?;
     if doc.release.product != product.as_str() {
         return Err(ApiError::BadRequest(format!(
@@ -314,13 +271,11 @@ pub async fn attach_signature(
     let signature = store_signature(&s, firmware.id, &doc).await?;
     let subject = format!("{product} {version}");
     super::audit::record(&s, "firmware.sign", &subject, serde_json::json!({ "key": doc.key, "issued": doc.release.issued, "expires": doc.release.expires, "downgrade": doc.release.downgrade })).await;
-    Ok(Json(FirmwareView {
-        firmware,
-        signature: Some(signature),
-    }))
+    Ok(Json(wire::firmware_view(firmware, Some(signature))))
 }
 
-#[utoipa::path(get, path = "/api/v1/products/{product}/firmware", responses((status = 200, body = Vec<FirmwareView>)))]
+#[utoipa::path(get, path = "/products/{product}/firmware", tag = "firmware", params(("product" = String, Path)),
+    responses((status = 200, body = Vec<FirmwareView>), (status = 404, body = ErrorBody)))]
 pub async fn list(
     State(s): State<ApiState>,
     Path(product): Path<String>,
@@ -338,9 +293,9 @@ pub async fn list(
     let list = s.store().await.firmware_list(&product).await?;
     Ok(Json(
         list.into_iter()
-            .map(|firmware| FirmwareView {
-                signature: signatures.remove(&firmware.id),
-                firmware,
+            .map(|firmware| {
+                let signature = signatures.remove(&firmware.id);
+                wire::firmware_view(firmware, signature)
             })
             .collect(),
     ))

@@ -13,6 +13,7 @@ mod openapi;
 mod products;
 mod stream;
 mod tokens;
+mod wire;
 
 use axum::Router;
 use axum::middleware;
@@ -20,6 +21,7 @@ use otter_blobs::Blobs;
 use otter_engine::Engine;
 use otter_store::Store;
 use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
 
 pub use broker_hooks::BrokerHooks;
 pub use error::ApiError;
@@ -44,10 +46,11 @@ pub struct ApiState {
     pub broker_hooks: Option<BrokerHooks>,
 }
 
-pub fn router(state: ApiState) -> Router {
-    // Outside the bearer-token layer: the broker authenticates with the broker secret.
-    let broker_hooks = broker_hooks::routes(&state);
-    let protected = Router::new()
+/// The bearer-token routes with their OpenAPI description: every route is added through
+/// utoipa-axum's `routes!` from its handler's `#[utoipa::path]`, so a route cannot be served
+/// without being documented, nor documented at a path or method it is not served at.
+fn documented() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::default()
         .merge(products::routes())
         .merge(devices::routes())
         .merge(firmware::routes())
@@ -55,11 +58,26 @@ pub fn router(state: ApiState) -> Router {
         .merge(stream::routes())
         .merge(audit::routes())
         .merge(tokens::routes())
+}
+
+/// The OpenAPI document of everything under `/api/v1` (`GET /api/v1/openapi.json`). The broker
+/// hooks are in it whether or not this server has them on (they are only with a broker secret).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, api) = documented().split_for_parts();
+    let (_, hooks) = broker_hooks::documented().split_for_parts();
+    openapi::document(api.merge_from(hooks))
+}
+
+pub fn router(state: ApiState) -> Router {
+    // Outside the bearer-token layer: the broker authenticates with the broker secret.
+    let broker_hooks = broker_hooks::routes(&state);
+    let (protected, _) = documented()
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_scope,
         ))
-        .with_state(state);
+        .with_state(state)
+        .split_for_parts();
     Router::new().nest(
         "/api/v1",
         protected.merge(openapi::routes()).merge(broker_hooks),

@@ -2,35 +2,28 @@
 //! (`/products/{product}/keys`: the first is registered as is, every later one must be
 //! announced by a registered key; docs/signing.md).
 
+use super::wire;
 use super::{ApiError, ApiState};
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
+use otter_api::{ErrorBody, NewKey, NewProduct, Product, ProductChange, ProductKey};
 use otter_core::{ProductId, VersionScheme};
 use otter_protocol::Dialect;
-use otter_store::{Product, ProductKey};
-use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<ApiState> {
-    Router::new()
-        .route("/products", get(list).post(create))
-        .route("/products/{product}", get(show).patch(update))
-        .route("/products/{product}/keys", get(list_keys).post(add_key))
+/// The routes and their documentation, from the handlers' annotations.
+pub fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::default()
+        .routes(routes!(list, create))
+        .routes(routes!(show, update))
+        .routes(routes!(list_keys, add_key))
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
-pub struct NewKey {
-    /// The ed25519 public key: SPKI PEM, hex or base64 of its 32 bytes.
-    pub public_key: String,
-    /// Id of the registered key announcing this one (required unless it is the first key).
-    pub signed_by: Option<String>,
-    /// Base64 signature of `signed_by` over the announcement text.
-    pub sig: Option<String>,
-}
-
-#[utoipa::path(post, path = "/api/v1/products/{product}/keys", request_body = NewKey,
-    responses((status = 201, description = "registered"), (status = 400, description = "bad key or announcement"), (status = 409, description = "exists")))]
+#[utoipa::path(post, path = "/products/{product}/keys", tag = "products", params(("product" = String, Path)), request_body = NewKey,
+    responses((status = 201, description = "registered", body = ProductKey), (status = 400, description = "bad key or announcement", body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, description = "exists", body = ErrorBody)))]
 pub async fn add_key(
     State(s): State<ApiState>,
     Path(product): Path<String>,
@@ -79,28 +72,19 @@ pub async fn add_key(
         serde_json::json!({ "key": key_id, "signed_by": k.signed_by }),
     )
     .await;
-    Ok((StatusCode::CREATED, Json(key)))
+    Ok((StatusCode::CREATED, Json(wire::product_key(key))))
 }
 
-#[utoipa::path(get, path = "/api/v1/products/{product}/keys", responses((status = 200), (status = 404)))]
+#[utoipa::path(get, path = "/products/{product}/keys", tag = "products", params(("product" = String, Path)),
+    responses((status = 200, body = Vec<ProductKey>), (status = 404, body = ErrorBody)))]
 pub async fn list_keys(
     State(s): State<ApiState>,
     Path(product): Path<String>,
 ) -> Result<Json<Vec<ProductKey>>, ApiError> {
     let id = ProductId::parse(product)?;
     s.store().await.product(&id).await?;
-    Ok(Json(s.store().await.product_keys(&id).await?))
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-pub struct NewProduct {
-    pub id: String,
-    /// `tencent`, `aliyun` or `enos`.
-    pub dialect: String,
-    pub name: Option<String>,
-    /// How versions are ordered for anti-rollback: `semver` (default; a version that is not
-    /// semver-like has no order), `numeric` or `opaque` (no order: never a downgrade).
-    pub version_scheme: Option<String>,
+    let keys = s.store().await.product_keys(&id).await?;
+    Ok(Json(keys.into_iter().map(wire::product_key).collect()))
 }
 
 fn parse_scheme(s: Option<&str>) -> Result<VersionScheme, ApiError> {
@@ -110,14 +94,8 @@ fn parse_scheme(s: Option<&str>) -> Result<VersionScheme, ApiError> {
         .map_err(ApiError::BadRequest)
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
-pub struct ProductChange {
-    /// `semver`, `numeric` or `opaque`; live campaigns judge by the new scheme from now on.
-    pub version_scheme: String,
-}
-
-#[utoipa::path(patch, path = "/api/v1/products/{product}", request_body = ProductChange,
-    responses((status = 200), (status = 400), (status = 404)))]
+#[utoipa::path(patch, path = "/products/{product}", tag = "products", params(("product" = String, Path)), request_body = ProductChange,
+    responses((status = 200, body = Product), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn update(
     State(s): State<ApiState>,
     Path(product): Path<String>,
@@ -134,11 +112,11 @@ pub async fn update(
         serde_json::json!({ "version_scheme": scheme.as_str() }),
     )
     .await;
-    Ok(Json(product))
+    Ok(Json(wire::product(product)))
 }
 
-#[utoipa::path(post, path = "/api/v1/products", request_body = NewProduct,
-    responses((status = 201, description = "created"), (status = 400), (status = 409, description = "exists")))]
+#[utoipa::path(post, path = "/products", tag = "products", request_body = NewProduct,
+    responses((status = 201, description = "created", body = Product), (status = 400, body = ErrorBody), (status = 409, description = "exists", body = ErrorBody)))]
 pub async fn create(
     State(s): State<ApiState>,
     Json(p): Json<NewProduct>,
@@ -185,7 +163,7 @@ pub async fn create(
         serde_json::json!({ "dialect": dialect.as_str(), "version_scheme": scheme.as_str() }),
     )
     .await;
-    Ok((StatusCode::CREATED, Json(product)))
+    Ok((StatusCode::CREATED, Json(wire::product(product))))
 }
 
 /// Longest product display name, in characters.
@@ -214,7 +192,10 @@ fn product_name(name: String) -> Result<String, ApiError> {
 /// An existing Tencent product whose id begins with `id` or that `id` begins with. Tencent
 /// client ids are `{productId}{deviceName}` with no separator, so such a pair makes client ids
 /// ambiguous (`TCPROD0001` + `tdev1` and `TCPROD0001t` + `dev1` are the same login).
-fn tencent_prefix_clash<'a>(products: &'a [Product], id: &ProductId) -> Option<&'a str> {
+fn tencent_prefix_clash<'a>(
+    products: &'a [otter_store::Product],
+    id: &ProductId,
+) -> Option<&'a str> {
     products
         .iter()
         .filter(|p| p.dialect == Dialect::Tencent)
@@ -225,17 +206,18 @@ fn tencent_prefix_clash<'a>(products: &'a [Product], id: &ProductId) -> Option<&
         })
 }
 
-#[utoipa::path(get, path = "/api/v1/products", responses((status = 200)))]
+#[utoipa::path(get, path = "/products", tag = "products", responses((status = 200, body = Vec<Product>)))]
 pub async fn list(State(s): State<ApiState>) -> Result<Json<Vec<Product>>, ApiError> {
-    Ok(Json(s.store().await.products().await?))
+    let products = s.store().await.products().await?;
+    Ok(Json(products.into_iter().map(wire::product).collect()))
 }
 
-#[utoipa::path(get, path = "/api/v1/products/{product}", responses((status = 200), (status = 404)))]
+#[utoipa::path(get, path = "/products/{product}", tag = "products", params(("product" = String, Path)),
+    responses((status = 200, body = Product), (status = 404, body = ErrorBody)))]
 pub async fn show(
     State(s): State<ApiState>,
     Path(product): Path<String>,
 ) -> Result<Json<Product>, ApiError> {
-    Ok(Json(
-        s.store().await.product(&ProductId::parse(product)?).await?,
-    ))
+    let product = s.store().await.product(&ProductId::parse(product)?).await?;
+    Ok(Json(wire::product(product)))
 }

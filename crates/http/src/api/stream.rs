@@ -7,32 +7,23 @@
 //! snapshot that shows the campaign finished, canceled or aborted.
 
 use super::{ApiError, ApiState};
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::routing::get;
 use futures::Stream;
-use serde::Serialize;
 use std::convert::Infallible;
 use std::time::Duration;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 const SAMPLE: Duration = Duration::from_millis(500);
 
-pub fn routes() -> Router<ApiState> {
-    Router::new().route("/campaigns/{id}/stream", get(stream))
+/// The route and its documentation, from the handler's annotation.
+pub fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::default().routes(routes!(stream))
 }
 
 /// One `campaign` event's data.
-#[derive(Serialize, PartialEq, Clone)]
-pub struct Snapshot {
-    id: i64,
-    state: &'static str,
-    reason: Option<String>,
-    counts: otter_store::StateCounts,
-    total: i64,
-    /// The firmware's verification state (changes when a verification campaign ends).
-    firmware_state: &'static str,
-}
+type Snapshot = otter_api::CampaignSnapshot;
 
 async fn snapshot(s: &ApiState, id: i64) -> Result<Snapshot, ApiError> {
     let c = s.store().await.campaign(id).await?;
@@ -40,16 +31,17 @@ async fn snapshot(s: &ApiState, id: i64) -> Result<Snapshot, ApiError> {
     let firmware = s.store().await.firmware(c.firmware_id).await?;
     Ok(Snapshot {
         id,
-        state: c.state.as_str(),
+        state: c.state.as_str().to_owned(),
         reason: c.reason,
+        counts: super::wire::counts(&counts),
         total: counts.total(),
-        counts,
-        firmware_state: firmware.state.as_str(),
+        firmware_state: firmware.state.as_str().to_owned(),
     })
 }
 
-#[utoipa::path(get, path = "/api/v1/campaigns/{id}/stream",
-    responses((status = 200, description = "text/event-stream of `campaign` events: {id, state, reason, counts, total, firmware_state}"), (status = 404)))]
+#[utoipa::path(get, path = "/campaigns/{id}/stream", tag = "campaigns", params(("id" = i64, Path)),
+    responses((status = 200, description = "server-sent events: a `campaign` event (this JSON) whenever the campaign changed, ending once it is over", content_type = "text/event-stream", body = otter_api::CampaignSnapshot),
+        (status = 404, body = otter_api::ErrorBody)))]
 pub async fn stream(
     State(s): State<ApiState>,
     Path(id): Path<i64>,
@@ -63,7 +55,7 @@ pub async fn stream(
                     Some(snap) => snap,
                     None => {
                         // Ended: the last snapshot showed a campaign that will not change again.
-                        if last.as_ref().is_some_and(|l| is_final(l.state)) {
+                        if last.as_ref().is_some_and(|l| is_final(&l.state)) {
                             return None;
                         }
                         tokio::time::sleep(SAMPLE).await;
@@ -72,7 +64,7 @@ pub async fn stream(
                             Err(e) => {
                                 let event = Event::default().event("error").data(e.to_string());
                                 let done = Snapshot {
-                                    state: "error",
+                                    state: "error".to_owned(),
                                     ..last.clone()?
                                 };
                                 return Some((Ok(event), (s, None, Some(done))));

@@ -1,38 +1,24 @@
 //! `/tokens`: scoped API tokens. The token text is returned once, at creation; the server keeps
 //! only its hash. Admin scope only (see [`super::auth::required_scope`]).
 
-use super::auth::{Scope, new_token};
-use super::{ApiError, ApiState};
+use super::auth::new_token;
+use super::{ApiError, ApiState, wire};
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get};
-use axum::{Json, Router};
-use otter_store::ApiToken;
-use serde::{Deserialize, Serialize};
+use otter_api::{ApiToken, CreatedToken, ErrorBody, NewToken};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<ApiState> {
-    Router::new()
-        .route("/tokens", get(list).post(create))
-        .route("/tokens/{id}", delete(revoke))
+/// The routes and their documentation, from the handlers' annotations.
+pub fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::default()
+        .routes(routes!(list, create))
+        .routes(routes!(revoke))
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
-pub struct NewToken {
-    /// Who or what holds it, for listings and the audit log (1–64 characters).
-    pub name: String,
-    pub scope: Scope,
-}
-
-#[derive(Serialize)]
-pub struct CreatedToken {
-    #[serde(flatten)]
-    pub token: ApiToken,
-    /// The bearer token; shown only in this response.
-    pub secret: String,
-}
-
-#[utoipa::path(post, path = "/api/v1/tokens", request_body = NewToken,
-    responses((status = 201, description = "created; the body carries the token, shown once"), (status = 400), (status = 403)))]
+#[utoipa::path(post, path = "/tokens", tag = "tokens", request_body = NewToken,
+    responses((status = 201, description = "created; the body carries the token, shown once", body = CreatedToken), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn create(
     State(s): State<ApiState>,
     Json(t): Json<NewToken>,
@@ -58,15 +44,22 @@ pub async fn create(
     let subject = format!("token #{} {name}", token.id);
     let detail = serde_json::json!({ "scope": t.scope.as_str() });
     super::audit::record(&s, "token.create", &subject, detail).await;
-    Ok((StatusCode::CREATED, Json(CreatedToken { token, secret })))
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedToken {
+            token: wire::api_token(token),
+            secret,
+        }),
+    ))
 }
 
-#[utoipa::path(get, path = "/api/v1/tokens", responses((status = 200, description = "every token, revoked ones too; never the token text")))]
+#[utoipa::path(get, path = "/tokens", tag = "tokens", responses((status = 200, description = "every token, revoked ones too; never the token text", body = Vec<ApiToken>)))]
 pub async fn list(State(s): State<ApiState>) -> Result<Json<Vec<ApiToken>>, ApiError> {
-    Ok(Json(s.store().await.api_tokens().await?))
+    let tokens = s.store().await.api_tokens().await?;
+    Ok(Json(tokens.into_iter().map(wire::api_token).collect()))
 }
 
-#[utoipa::path(delete, path = "/api/v1/tokens/{id}", responses((status = 200, description = "revoked"), (status = 404)))]
+#[utoipa::path(delete, path = "/tokens/{id}", tag = "tokens", params(("id" = i64, Path)), responses((status = 200, description = "revoked", body = ApiToken), (status = 404, body = ErrorBody)))]
 pub async fn revoke(
     State(s): State<ApiState>,
     Path(id): Path<i64>,
@@ -75,5 +68,5 @@ pub async fn revoke(
     tracing::info!(id, name = %token.name, "API token revoked");
     let subject = format!("token #{id} {}", token.name);
     super::audit::record(&s, "token.revoke", &subject, serde_json::json!({})).await;
-    Ok(Json(token))
+    Ok(Json(wire::api_token(token)))
 }

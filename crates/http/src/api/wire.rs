@@ -1,0 +1,292 @@
+//! The store's records and the engine's results as the API's bodies (crate otter-api), and the
+//! API's requests as the engine's. Field for field: the wire shape is otter-api's.
+
+use otter_api as api;
+use otter_engine::campaigns::{CampaignRequest, Created};
+
+pub fn product(p: otter_store::Product) -> api::Product {
+    api::Product {
+        id: p.id.to_string(),
+        dialect: p.dialect,
+        name: p.name,
+        version_scheme: p.version_scheme,
+        created_at: p.created_at,
+    }
+}
+
+pub fn product_key(k: otter_store::ProductKey) -> api::ProductKey {
+    api::ProductKey {
+        product: k.product.to_string(),
+        key_id: k.key_id,
+        public_key: k.public_key,
+        signed_by: k.signed_by,
+        announcement: k.announcement,
+        created_at: k.created_at,
+    }
+}
+
+pub fn device(d: otter_store::Device) -> api::Device {
+    api::Device {
+        product: d.product.to_string(),
+        name: d.name.to_string(),
+        online: d.online,
+        last_seen: d.last_seen,
+        created_at: d.created_at,
+    }
+}
+
+pub fn module_version(v: otter_store::ModuleVersion) -> api::ModuleVersion {
+    api::ModuleVersion {
+        module: v.module.to_string(),
+        version: v.version.to_string(),
+        reported_at: v.reported_at,
+    }
+}
+
+pub fn upgrade_event(e: otter_store::UpgradeEvent) -> api::UpgradeEvent {
+    api::UpgradeEvent {
+        campaign_id: e.campaign_id,
+        device: e.device.to_string(),
+        at: e.at,
+        state: e.state,
+        percent: e.percent,
+        result_code: e.result_code,
+        result_msg: e.result_msg,
+        reason: e.reason,
+    }
+}
+
+pub fn firmware_state(s: otter_store::FirmwareState) -> api::FirmwareState {
+    use otter_store::FirmwareState as S;
+    match s {
+        S::Uploaded => api::FirmwareState::Uploaded,
+        S::Verifying => api::FirmwareState::Verifying,
+        S::Verified => api::FirmwareState::Verified,
+        S::Rejected => api::FirmwareState::Rejected,
+    }
+}
+
+pub fn firmware(f: otter_store::Firmware) -> api::Firmware {
+    api::Firmware {
+        id: f.id,
+        product: f.product.to_string(),
+        module: f.module.to_string(),
+        version: f.version.to_string(),
+        size: f.size,
+        md5: f.md5,
+        sha256: f.sha256,
+        state: firmware_state(f.state),
+        created_at: f.created_at,
+    }
+}
+
+pub fn signature(g: otter_store::FirmwareSignature) -> api::FirmwareSignature {
+    api::FirmwareSignature {
+        firmware_id: g.firmware_id,
+        key_id: g.key_id,
+        sig: g.sig,
+        issued: g.issued,
+        expires: g.expires,
+        downgrade: g.downgrade,
+        signed_at: g.signed_at,
+    }
+}
+
+pub fn firmware_view(
+    f: otter_store::Firmware,
+    g: Option<otter_store::FirmwareSignature>,
+) -> api::FirmwareView {
+    api::FirmwareView {
+        firmware: firmware(f),
+        signature: g.map(signature),
+    }
+}
+
+/// A signature document as the protocol crate checks it.
+pub fn signature_doc(d: api::SignatureDocument) -> otter_protocol::SignatureDoc {
+    otter_protocol::SignatureDoc {
+        format: d.format,
+        release: otter_protocol::SignedRelease {
+            product: d.product,
+            module: d.module,
+            version: d.version,
+            size: d.size,
+            sha256: d.sha256,
+            issued: d.issued,
+            expires: d.expires,
+            downgrade: d.downgrade,
+        },
+        key: d.key,
+        sig: d.sig,
+    }
+}
+
+pub fn campaign_kind(k: otter_store::CampaignKind) -> api::CampaignKind {
+    match k {
+        otter_store::CampaignKind::Rollout => api::CampaignKind::Rollout,
+        otter_store::CampaignKind::Verification => api::CampaignKind::Verification,
+    }
+}
+
+pub fn campaign(c: otter_store::Campaign) -> api::Campaign {
+    api::Campaign {
+        id: c.id,
+        product: c.product.to_string(),
+        firmware_id: c.firmware_id,
+        kind: campaign_kind(c.kind),
+        state: c.state,
+        reason: c.reason,
+        mode: c.mode,
+        selection: c.selection,
+        strategy: c.strategy,
+        allow_downgrade: c.allow_downgrade,
+        skip_verification: c.skip_verification,
+        rollback_of: c.rollback_of,
+        created_at: c.created_at,
+        updated_at: c.updated_at,
+    }
+}
+
+/// The store's counts as they serialize (state names, alphabetical, as stored).
+pub fn counts(c: &otter_store::StateCounts) -> api::StateCounts {
+    serde_json::to_value(c)
+        .and_then(serde_json::from_value)
+        .unwrap_or_default()
+}
+
+pub fn reason_count(r: otter_store::ReasonCount) -> api::ReasonCount {
+    api::ReasonCount {
+        state: r.state,
+        reason: r.reason,
+        devices: r.devices,
+    }
+}
+
+pub fn health_facts(h: otter_store::HealthFacts) -> api::HealthFacts {
+    api::HealthFacts {
+        came_back: h.came_back,
+        not_back: h.not_back,
+        updated_offline: h.updated_offline,
+        updated_connects: h.updated_connects,
+        control: h.control,
+        control_offline: h.control_offline,
+        control_connects: h.control_connects,
+        counters: h.counters,
+    }
+}
+
+pub fn bake(b: otter_store::BakeRecord) -> api::BakeRecord {
+    api::BakeRecord {
+        campaign_id: b.campaign_id,
+        wave: b.wave,
+        started_at: b.started_at,
+        baseline: health_facts(b.baseline),
+        judged_at: b.judged_at,
+        verdict: b.verdict,
+        evaluation: b.evaluation,
+        accepted: b.accepted,
+    }
+}
+
+pub fn upgrade(u: otter_store::Upgrade) -> api::Upgrade {
+    api::Upgrade {
+        campaign_id: u.campaign_id,
+        product: u.product.to_string(),
+        device: u.device.to_string(),
+        module: u.module.to_string(),
+        target: u.status.target.to_string(),
+        state: u.status.state,
+        percent: u.status.percent,
+        result_code: u.status.result_code,
+        result_msg: u.status.result_msg,
+        reason: u.status.reason,
+        pushes: u.pushes,
+        ordinal: u.ordinal,
+        wave: u.wave,
+        attempts: u.attempts,
+        released_at: u.released_at,
+        from_version: u.from_version.map(|v| v.to_string()),
+        mode: u.mode,
+        allow_downgrade: u.allow_downgrade,
+        version_scheme: u.version_scheme,
+        created_at: u.created_at,
+        updated_at: u.updated_at,
+    }
+}
+
+pub fn upgrades(list: Vec<otter_store::Upgrade>) -> Vec<api::Upgrade> {
+    list.into_iter().map(upgrade).collect()
+}
+
+pub fn targeting(t: otter_core::targeting::Targeting) -> api::Targeting {
+    api::Targeting {
+        selected: t.selected.iter().map(ToString::to_string).collect(),
+        skipped: t
+            .skipped
+            .into_iter()
+            .map(|s| api::Skipped {
+                device: s.device,
+                reason: s.reason,
+                code: s.code,
+            })
+            .collect(),
+    }
+}
+
+/// What creating (or dry-running) a campaign produced, as `POST /campaigns` answers it.
+pub fn campaign_created(
+    view: Option<api::CampaignView>,
+    dry_run: bool,
+    created: Created,
+    upgrades: Vec<otter_store::Upgrade>,
+) -> api::CampaignCreated {
+    api::CampaignCreated {
+        view,
+        dry_run,
+        campaign: created.campaign.map(campaign),
+        targeting: targeting(created.targeting),
+        waves: created.waves,
+        projection: created.projection,
+        upgrades: self::upgrades(upgrades),
+    }
+}
+
+/// A rollout request as the engine takes it.
+pub fn campaign_request(c: api::NewCampaign) -> CampaignRequest {
+    CampaignRequest {
+        product: c.product,
+        version: c.version,
+        module: c.module,
+        selection: c.selection,
+        device_file: c.device_file,
+        strategy: c.strategy,
+        mode: c.mode,
+        dry_run: c.dry_run,
+        supersede: c.supersede,
+        allow_downgrade: c.allow_downgrade,
+        skip_verification: c.skip_verification,
+        rollback_of: None,
+    }
+}
+
+pub fn api_token(t: otter_store::ApiToken) -> api::ApiToken {
+    api::ApiToken {
+        id: t.id,
+        name: t.name,
+        scope: t.scope,
+        created_at: t.created_at,
+        last_used: t.last_used,
+        revoked_at: t.revoked_at,
+    }
+}
+
+pub fn audit_entry(e: otter_store::AuditEntry) -> api::AuditEntry {
+    api::AuditEntry {
+        id: e.id,
+        at: e.at,
+        actor: e.actor,
+        action: e.action,
+        subject: e.subject,
+        detail: e.detail,
+    }
+}
