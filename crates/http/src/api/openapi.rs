@@ -4,6 +4,7 @@
 
 use axum::routing::get;
 use axum::{Json, Router};
+use std::sync::OnceLock;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
@@ -45,5 +46,10 @@ pub fn document(paths: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
 }
 
 pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new().route("/openapi.json", get(|| async { Json(super::openapi()) }))
+    // The same for every request: built once.
+    static DOC: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
+    Router::new().route(
+        "/openapi.json",
+        get(|| async { Json(DOC.get_or_init(super::openapi)) }),
+    )
 }

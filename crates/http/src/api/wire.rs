@@ -290,3 +290,146 @@ pub fn audit_entry(e: otter_store::AuditEntry) -> api::AuditEntry {
         detail: e.detail,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use otter_core::campaign::{CampaignState, Strategy};
+    use otter_core::{
+        CampaignMode, DeviceName, Dialect, Module, ProductId, Reason, UpgradeState, UpgradeStatus,
+        Version, VersionScheme,
+    };
+    use serde::Serialize;
+
+    /// The API's body serializes to exactly the bytes the store's record did.
+    fn same_json(record: &impl Serialize, body: &impl Serialize) {
+        assert_eq!(
+            serde_json::to_string(record).unwrap(),
+            serde_json::to_string(body).unwrap()
+        );
+    }
+
+    fn upgrade_record() -> otter_store::Upgrade {
+        otter_store::Upgrade {
+            campaign_id: 7,
+            product: ProductId::parse("P1").unwrap(),
+            device: DeviceName::parse("d1").unwrap(),
+            module: Module::parse("default").unwrap(),
+            status: UpgradeStatus {
+                target: Version::parse("2.0").unwrap(),
+                state: UpgradeState::Failed,
+                percent: Some(40),
+                result_code: Some(-2),
+                result_msg: Some("flash".into()),
+                reason: Some(Reason::DeviceOffline),
+            },
+            pushes: 2,
+            ordinal: 1,
+            wave: 0,
+            attempts: 1,
+            released_at: None,
+            from_version: Some(Version::parse("1.0").unwrap()),
+            mode: CampaignMode::Push,
+            allow_downgrade: false,
+            version_scheme: VersionScheme::Numeric,
+            created_at: 1,
+            updated_at: 2,
+        }
+    }
+
+    #[test]
+    fn bodies_serialize_as_the_records_did() {
+        let product = otter_store::Product {
+            id: ProductId::parse("P1").unwrap(),
+            dialect: Dialect::Aliyun,
+            name: "P one".into(),
+            version_scheme: VersionScheme::Semver,
+            created_at: 5,
+        };
+        same_json(&product, &super::product(product.clone()));
+        let device = otter_store::Device {
+            product: ProductId::parse("P1").unwrap(),
+            name: DeviceName::parse("d1").unwrap(),
+            secret: "sealed".into(),
+            online: true,
+            last_seen: None,
+            created_at: 3,
+        };
+        same_json(&device, &super::device(device.clone()));
+        let firmware = otter_store::Firmware {
+            id: 4,
+            product: ProductId::parse("P1").unwrap(),
+            module: Module::parse("default").unwrap(),
+            version: Version::parse("2.0").unwrap(),
+            size: 10,
+            md5: "m".into(),
+            sha256: "s".into(),
+            state: otter_store::FirmwareState::Verifying,
+            created_at: 6,
+        };
+        same_json(&firmware, &super::firmware(firmware.clone()));
+        same_json(&upgrade_record(), &super::upgrade(upgrade_record()));
+        let campaign = otter_store::Campaign {
+            id: 7,
+            product: ProductId::parse("P1").unwrap(),
+            firmware_id: 4,
+            kind: otter_store::CampaignKind::Verification,
+            state: CampaignState::Paused,
+            reason: Some("why".into()),
+            mode: CampaignMode::Requested,
+            selection: serde_json::json!({ "devices": ["d1"] }),
+            strategy: Strategy::default(),
+            allow_downgrade: true,
+            skip_verification: false,
+            rollback_of: None,
+            created_at: 1,
+            updated_at: 2,
+        };
+        same_json(&campaign, &super::campaign(campaign.clone()));
+        let event = otter_store::UpgradeEvent {
+            campaign_id: 7,
+            device: DeviceName::parse("d1").unwrap(),
+            at: 9,
+            state: UpgradeState::Burning,
+            percent: None,
+            result_code: None,
+            result_msg: None,
+            reason: Some(Reason::InstallReported),
+        };
+        same_json(&event, &super::upgrade_event(event.clone()));
+        let bake = otter_store::BakeRecord {
+            campaign_id: 7,
+            wave: 1,
+            started_at: 3,
+            baseline: otter_store::HealthFacts::default(),
+            judged_at: Some(4),
+            verdict: Some(otter_core::health::Verdict::Unhealthy),
+            evaluation: Some(serde_json::json!({ "evaluation": { "summary": "x" } })),
+            accepted: false,
+        };
+        same_json(&bake, &super::bake(bake.clone()));
+        let counts = otter_store::StateCounts::default();
+        same_json(&counts, &super::counts(&counts));
+    }
+
+    #[test]
+    fn a_campaign_request_reads_as_the_engines_did() {
+        let cases = [
+            r#"{"product":"P1","version":"2.0","selection":{"devices":["d1"]}}"#,
+            r#"{"product":"P1","version":"2.0","module":"m","mode":"requested","dry_run":true,
+                "strategy":{"waves":[10,100],"abort":{"failure_percent":5}},"device_file":"d1\n"}"#,
+            r#"{"product":"P1","version":"2.0","mode":"sideways"}"#,
+            r#"{"product":"P1","strategy":{"waves":"all"}}"#,
+            r#"{"version":"2.0"}"#,
+        ];
+        for case in cases {
+            let engine = serde_json::from_str::<CampaignRequest>(case);
+            let api = serde_json::from_str::<api::NewCampaign>(case).map(campaign_request);
+            match (engine, api) {
+                (Ok(e), Ok(a)) => assert_eq!(format!("{e:?}"), format!("{a:?}"), "{case}"),
+                (Err(e), Err(a)) => assert_eq!(e.to_string(), a.to_string(), "{case}"),
+                (e, a) => panic!("{case}: engine {e:?}, api {a:?}"),
+            }
+        }
+    }
+}
