@@ -35,6 +35,8 @@ pub struct Application {
     external_broker: Option<String>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     engine: Arc<Engine>,
+    /// Held while this process serves the embedded database (see [`own_data_dir`]).
+    _owner: Option<std::fs::File>,
     admin_token: String,
 }
 
@@ -43,6 +45,11 @@ impl Application {
         transport::validate(&config.tls)?;
         let dir = &config.data_dir;
         private_dir(dir).with_context(|| format!("creating data dir {}", dir.display()))?;
+        // The embedded database is this process's alone; PostgreSQL nodes coordinate themselves.
+        let owner = match config.database {
+            None => Some(own_data_dir(dir)?),
+            Some(_) => None,
+        };
         let store = match &config.database {
             Some(url) => Store::open(url).await,
             None => Store::open_sqlite(&dir.join("otter.db")).await,
@@ -134,6 +141,7 @@ impl Application {
             external_broker: config.broker.as_ref().map(|b| b.url.clone()),
             tasks,
             engine,
+            _owner: owner,
             admin_token,
         })
     }
@@ -375,4 +383,48 @@ fn open_blobs(config: &ServeConfig) -> anyhow::Result<otter_blobs::Blobs> {
         .with_context(|| format!("opening the blob store {spec}"))?;
     tracing::info!(blobs = %spec, download_mode = %config.download_mode, "blob store");
     Ok(blobs)
+}
+
+/// Name of the lock file in the data folder; it holds the owner's process id.
+const OWNER_FILE: &str = "serve.lock";
+
+/// Makes this process the one `otter serve` of `dir`: an exclusive lock on `<dir>/serve.lock`,
+/// held until the process ends (the kernel releases it on a crash too). A second server on the
+/// same embedded database would mark every device offline under the first one and stall its
+/// campaigns, so it refuses to start and names the holder.
+fn own_data_dir(dir: &Path) -> Result<std::fs::File> {
+    use std::io::{Read, Seek, Write};
+    let path = dir.join(OWNER_FILE);
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {
+            file.set_len(0)?;
+            file.rewind()?;
+            writeln!(file, "{}", std::process::id())?;
+            Ok(file)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = match holder.trim() {
+                "" => "another process".to_owned(),
+                pid => format!("process {pid}"),
+            };
+            anyhow::bail!(
+                "the data folder {} is in use by another `otter serve` ({holder}); stop it, or \
+                 give this server its own --data-dir (several nodes share work only through \
+                 PostgreSQL, see DEPLOYMENT.md)",
+                dir.display()
+            )
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", path.display()))
+        }
+    }
 }
