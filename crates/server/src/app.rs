@@ -3,6 +3,7 @@
 
 use crate::config::ExternalBrokerConfig;
 use crate::config::ServeConfig;
+use crate::data_dir;
 use crate::keys;
 use crate::mqtt::Mqtt;
 use crate::transport::{self, HttpListeners};
@@ -35,7 +36,7 @@ pub struct Application {
     external_broker: Option<String>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     engine: Arc<Engine>,
-    /// Held while this process serves the embedded database (see [`own_data_dir`]).
+    /// Held while this process serves the embedded database (see [`data_dir::own`]).
     _owner: Option<std::fs::File>,
     admin_token: String,
 }
@@ -44,10 +45,11 @@ impl Application {
     pub async fn build(config: ServeConfig) -> Result<Self> {
         transport::validate(&config.tls)?;
         let dir = &config.data_dir;
-        private_dir(dir).with_context(|| format!("creating data dir {}", dir.display()))?;
+        data_dir::private_dir(dir)
+            .with_context(|| format!("creating data dir {}", dir.display()))?;
         // The embedded database is this process's alone; PostgreSQL nodes coordinate themselves.
         let owner = match config.database {
-            None => Some(own_data_dir(dir)?),
+            None => Some(data_dir::own(dir)?),
             Some(_) => None,
         };
         let store = match &config.database {
@@ -352,27 +354,6 @@ async fn sweep_staging(blobs: &otter_blobs::Blobs) {
     }
 }
 
-/// The data folder holds the database, blobs and key files: its owner's only (0700). Created
-/// so, and narrowed when an earlier version left it open to others.
-fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)?;
-        let mode = std::fs::metadata(dir)?.permissions().mode();
-        if mode & 0o077 != 0 {
-            info!(dir = %dir.display(), "narrowing the data folder's mode to 0700");
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-        }
-        Ok(())
-    }
-    #[cfg(not(unix))]
-    std::fs::create_dir_all(dir)
-}
-
 /// The blob store: `--blobs` (a folder or `s3://…`), or `<data_dir>/blobs`.
 fn open_blobs(config: &ServeConfig) -> anyhow::Result<otter_blobs::Blobs> {
     let spec = match &config.blobs {
@@ -383,48 +364,4 @@ fn open_blobs(config: &ServeConfig) -> anyhow::Result<otter_blobs::Blobs> {
         .with_context(|| format!("opening the blob store {spec}"))?;
     tracing::info!(blobs = %spec, download_mode = %config.download_mode, "blob store");
     Ok(blobs)
-}
-
-/// Name of the lock file in the data folder; it holds the owner's process id.
-const OWNER_FILE: &str = "serve.lock";
-
-/// Makes this process the one `otter serve` of `dir`: an exclusive lock on `<dir>/serve.lock`,
-/// held until the process ends (the kernel releases it on a crash too). A second server on the
-/// same embedded database would mark every device offline under the first one and stall its
-/// campaigns, so it refuses to start and names the holder.
-fn own_data_dir(dir: &Path) -> Result<std::fs::File> {
-    use std::io::{Read, Seek, Write};
-    let path = dir.join(OWNER_FILE);
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => {
-            file.set_len(0)?;
-            file.rewind()?;
-            writeln!(file, "{}", std::process::id())?;
-            Ok(file)
-        }
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
-            let holder = match holder.trim() {
-                "" => "another process".to_owned(),
-                pid => format!("process {pid}"),
-            };
-            anyhow::bail!(
-                "the data folder {} is in use by another `otter serve` ({holder}); stop it, or \
-                 give this server its own --data-dir (several nodes share work only through \
-                 PostgreSQL, see DEPLOYMENT.md)",
-                dir.display()
-            )
-        }
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(e).with_context(|| format!("locking {}", path.display()))
-        }
-    }
 }
