@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter};
 
 use crate::DownloadSettings;
+use crate::backoff::Backoff;
 use crate::state;
 
 /// How long connecting to the download server may take.
@@ -243,18 +244,11 @@ async fn fetch_with_retries(
         if !err.retryable() || failures > settings.retries {
             return Err(err);
         }
-        let pause = backoff(settings.retry_backoff, failures);
+        let pause =
+            Backoff::new(settings.retry_backoff, MAX_RETRY_BACKOFF).pause(failures, rand::random());
         tracing::info!(error = %err, done = partial.done, retry_in = ?pause, "download interrupted; resuming");
         tokio::time::sleep(pause).await;
     }
-}
-
-/// `base * 2^(n-1)`, capped, with ±25 % jitter so a fleet cut at once does not return at once.
-fn backoff(base: Duration, failures: u32) -> Duration {
-    let exp = base
-        .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
-        .min(MAX_RETRY_BACKOFF);
-    exp.mul_f64(rand::random_range(0.75..1.25))
 }
 
 /// Opens the partial image: resumes the checkpointed one when it is this firmware and its
@@ -513,14 +507,6 @@ fn verify(offer: &Offer, fetched: Fetched) -> Result<Fetched, DownloadError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        let base = Duration::from_millis(100);
-        assert!(backoff(base, 1) <= Duration::from_millis(125));
-        assert!(backoff(base, 4) >= Duration::from_millis(600));
-        assert!(backoff(base, 40) <= MAX_RETRY_BACKOFF.mul_f64(1.25));
-    }
 
     #[test]
     fn checkpoints_match_by_firmware_not_url() {

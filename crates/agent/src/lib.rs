@@ -5,6 +5,7 @@
 //! every step the way the vendors' device SDKs do. `otter agent` on the command line runs it;
 //! `docs/agent.md` describes the behaviour and the state on disk.
 
+mod backoff;
 mod boot;
 mod download;
 mod health;

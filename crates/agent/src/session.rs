@@ -18,15 +18,15 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::backoff::Backoff;
 use crate::boot::{self, Verdict};
 use crate::outbox::{Outbox, Report};
 use crate::report::Reporter;
 use crate::upgrade::{Job, Outcome};
 use crate::{Agent, Restart};
 
-/// First pause after a lost or refused connection; doubles up to [`MAX_BACKOFF`].
-const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Pauses after a lost or refused connection: 1 s, doubling up to 60 s, reset by a CONNACK.
+const RECONNECT: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
 const KEEP_ALIVE: Duration = Duration::from_secs(60);
 /// Largest MQTT packet accepted or sent (pushes are small; this is generous).
 const MAX_PACKET: usize = 256 * 1024;
@@ -109,7 +109,7 @@ pub(crate) async fn run(
         inflight: HashMap::new(),
         unsent_health: Default::default(),
     };
-    let mut backoff = INITIAL_BACKOFF;
+    let mut failures = 0u32;
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
@@ -125,19 +125,19 @@ pub(crate) async fn run(
             event = events.poll() => match event {
                 Ok(event) => {
                     if matches!(event, Event::Incoming(Packet::ConnAck(_))) {
-                        backoff = INITIAL_BACKOFF;
+                        failures = 0;
                     }
                     session.handle(event);
                 }
                 Err(err) => {
                     session.offline();
-                    let pause = jitter(backoff);
+                    failures = failures.saturating_add(1);
+                    let pause = RECONNECT.pause(failures, rand::random());
                     tracing::warn!(error = %err, retry_in = ?pause, "MQTT connection lost");
                     tokio::select! {
                         () = &mut shutdown => break,
                         () = tokio::time::sleep(pause) => {}
                     }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             },
         }
@@ -203,11 +203,6 @@ pub(crate) fn reexec() -> String {
         .args(std::env::args_os().skip(1))
         .exec();
     format!("cannot re-execute the agent: {err}")
-}
-
-/// `pause` ± 25 %, so devices dropped together do not come back together.
-fn jitter(pause: Duration) -> Duration {
-    pause.mul_f64(rand::random_range(0.75..1.25))
 }
 
 /// Connection options with the dialect's credentials. They are signed once: the servers accept

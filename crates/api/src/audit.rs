@@ -1,5 +1,6 @@
 //! `/audit`: the operator actions recorded by the API, newest first.
 
+use otter_core::Timestamp;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -8,7 +9,7 @@ use utoipa::ToSchema;
 pub struct AuditEntry {
     pub id: i64,
     /// Unix ms.
-    pub at: i64,
+    pub at: Timestamp,
     /// `admin` or `token #<id> <name>`.
     pub actor: String,
     /// e.g. `campaign.create`, `token.revoke`.

@@ -1,6 +1,7 @@
 //! `/campaigns`: fleet rollouts, verification campaigns and their devices.
 
 use crate::firmware::Firmware;
+use otter_core::Timestamp;
 use otter_core::campaign::{CampaignState, Projection, Strategy};
 use otter_core::health::{Evaluation, Evidence, Verdict};
 use otter_core::targeting::Selection;
@@ -69,9 +70,9 @@ pub struct Campaign {
     /// The campaign this one rolls back (health gate `on_unhealthy: rollback`).
     pub rollback_of: Option<i64>,
     /// Unix ms.
-    pub created_at: i64,
+    pub created_at: Timestamp,
     /// Unix ms.
-    pub updated_at: i64,
+    pub updated_at: Timestamp,
 }
 
 /// Devices of a campaign per upgrade state: an object from state name (`queued`, `pending`,
@@ -122,9 +123,9 @@ pub struct BakeRecord {
     /// 0-based.
     pub wave: u32,
     /// Planner-clock ms.
-    pub started_at: i64,
+    pub started_at: Timestamp,
     pub baseline: HealthFacts,
-    pub judged_at: Option<i64>,
+    pub judged_at: Option<Timestamp>,
     pub verdict: Option<Verdict>,
     /// Kept as stored: a [`Judgement`] (read it with [`BakeRecord::judgement`]).
     #[schema(value_type = Option<Judgement>)]
@@ -177,15 +178,15 @@ pub struct Upgrade {
     /// Releases so far: 1 + retries used.
     pub attempts: u32,
     /// Unix ms.
-    pub released_at: Option<i64>,
+    pub released_at: Option<Timestamp>,
     pub from_version: Option<String>,
     pub mode: CampaignMode,
     pub allow_downgrade: bool,
     pub version_scheme: VersionScheme,
     /// Unix ms.
-    pub created_at: i64,
+    pub created_at: Timestamp,
     /// Unix ms.
-    pub updated_at: i64,
+    pub updated_at: Timestamp,
 }
 
 /// A device that matched the selection but was left out.

@@ -1,6 +1,7 @@
 //! `/products/{product}/devices`: device identities, secrets, tags and what each device does.
 
 use crate::campaigns::Upgrade;
+use otter_core::Timestamp;
 use otter_core::{Reason, UpgradeState};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -22,9 +23,9 @@ pub struct Device {
     pub name: String,
     pub online: bool,
     /// Unix ms.
-    pub last_seen: Option<i64>,
+    pub last_seen: Option<Timestamp>,
     /// Unix ms.
-    pub created_at: i64,
+    pub created_at: Timestamp,
 }
 
 /// Response of `POST /products/{product}/devices`: the device and its secret, shown once.
@@ -42,7 +43,7 @@ pub struct ModuleVersion {
     pub module: String,
     pub version: String,
     /// Unix ms.
-    pub reported_at: i64,
+    pub reported_at: Timestamp,
 }
 
 /// Response of `GET /products/{product}/devices/{device}`: a device as `otter device show`
@@ -86,7 +87,7 @@ pub struct UpgradeEvent {
     pub campaign_id: i64,
     pub device: String,
     /// Unix ms.
-    pub at: i64,
+    pub at: Timestamp,
     pub state: UpgradeState,
     pub percent: Option<u8>,
     pub result_code: Option<i32>,

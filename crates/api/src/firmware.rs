@@ -1,5 +1,6 @@
 //! `/products/{product}/firmware`: upload, signatures, verification on test devices.
 
+use otter_core::Timestamp;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -28,7 +29,7 @@ pub struct Firmware {
     pub sha256: String,
     pub state: FirmwareState,
     /// Unix ms.
-    pub created_at: i64,
+    pub created_at: Timestamp,
 }
 
 /// The signature of one firmware image (the signed fields beside the image's own).
@@ -43,7 +44,7 @@ pub struct FirmwareSignature {
     pub expires: i64,
     pub downgrade: bool,
     /// Unix ms.
-    pub signed_at: i64,
+    pub signed_at: Timestamp,
 }
 
 /// A firmware image and its signature, if signed (upload, list, attach a signature).

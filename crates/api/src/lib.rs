@@ -29,7 +29,7 @@ pub use otter_core::campaign::{
 };
 pub use otter_core::health::{Evaluation, Evidence, HealthPolicy, Measured, OnUnhealthy, Verdict};
 pub use otter_core::targeting::Selection;
-pub use otter_core::{CampaignMode, Dialect, Reason, UpgradeState, VersionScheme};
+pub use otter_core::{CampaignMode, Dialect, Reason, Timestamp, UpgradeState, VersionScheme};
 
 use serde::{Deserialize, Serialize};
 

@@ -1,5 +1,6 @@
 //! `/products`: device models, their dialect and version scheme, and their signing keys.
 
+use otter_core::Timestamp;
 use otter_core::{Dialect, VersionScheme};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -36,7 +37,7 @@ pub struct Product {
     /// How this product's versions are ordered for anti-rollback.
     pub version_scheme: VersionScheme,
     /// Unix ms.
-    pub created_at: i64,
+    pub created_at: Timestamp,
 }
 
 /// Request body of `POST /products/{product}/keys`.
@@ -65,5 +66,5 @@ pub struct ProductKey {
     /// That key's base64 signature over the announcement text.
     pub announcement: Option<String>,
     /// Unix ms.
-    pub created_at: i64,
+    pub created_at: Timestamp,
 }

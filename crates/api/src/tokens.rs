@@ -1,5 +1,6 @@
 //! `/tokens`: scoped API tokens (the token text only at creation).
 
+use otter_core::Timestamp;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -48,9 +49,9 @@ pub struct ApiToken {
     /// `read`, `operate` or `admin`.
     pub scope: String,
     /// Unix ms.
-    pub created_at: i64,
-    pub last_used: Option<i64>,
-    pub revoked_at: Option<i64>,
+    pub created_at: Timestamp,
+    pub last_used: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
 }
 
 /// Response of `POST /tokens`.

@@ -2,7 +2,7 @@
 //! client: whole 1 MiB and 16 MiB files, and random 64 KiB ranges, at several connection counts.
 
 use crate::fleet::{self, Api};
-use crate::mqtt::{self, PUBLISH};
+use crate::mqtt::{self, Packet};
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 use std::path::Path;
@@ -37,17 +37,13 @@ pub async fn prepare(
         api.upload("9.0.0", &module, bytes).await?;
         api.post("/campaigns", json!({ "product": fleet::PRODUCT, "version": "9.0.0", "module": module, "skip_verification": true, "selection": { "devices": ["dlbench"] } })).await?;
         let url = loop {
-            let frame = conn.reader.next().await?;
-            if frame.kind != PUBLISH {
-                continue;
-            }
-            let Some((_, id, payload)) = frame.publish() else {
+            let Packet::Publish(publish) = conn.reader.next().await? else {
                 continue;
             };
-            if let Some(id) = id {
-                conn.send(&mqtt::puback(id)).await?;
+            if publish.pkid != 0 {
+                conn.send(&mqtt::puback(publish.pkid)).await?;
             }
-            let v: serde_json::Value = serde_json::from_slice(payload)?;
+            let v: serde_json::Value = serde_json::from_slice(&publish.payload)?;
             if let Some(url) = v["url"].as_str() {
                 break url.to_owned();
             }

@@ -2,10 +2,11 @@
 //! connections to whichever broker is measured, spread over loopback source addresses (one
 //! source address runs out of ephemeral ports long before 19,000 connections).
 
-use crate::mqtt::{self, CONNACK, Frame, Reader, SUBACK};
+use crate::mqtt::{self, Packet, Reader};
 use anyhow::{Context, Result, bail};
 use futures::{StreamExt, TryStreamExt};
 use otter_protocol::{DeviceAddr, Dialect};
+use rumqttc::mqttbytes::v4::ConnectReturnCode;
 use serde_json::json;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -22,7 +23,7 @@ pub struct Device {
     pub name: String,
     pub client_id: String,
     pub username: String,
-    pub password: Vec<u8>,
+    pub password: String,
     pub update: String,
     pub report: String,
 }
@@ -39,7 +40,9 @@ pub fn device(name: &str) -> Device {
         report: format!("$ota/report/{PRODUCT}/{name}"),
         client_id: creds.client_id,
         username: creds.username.unwrap_or_default(),
-        password: creds.password.unwrap_or_default(),
+        // Tencent's password is text (hex HMAC and its algorithm's name).
+        password: String::from_utf8(creds.password.unwrap_or_default())
+            .expect("a Tencent password is text"),
         name: name.into(),
     }
 }
@@ -50,7 +53,7 @@ pub fn plain(client_id: &str, filter: &str) -> Device {
         name: client_id.into(),
         client_id: client_id.into(),
         username: String::new(),
-        password: Vec::new(),
+        password: String::new(),
         update: filter.into(),
         report: String::new(),
     }
@@ -161,11 +164,11 @@ impl Conn {
         Ok(self.writer.write_all(bytes).await?)
     }
 
-    pub async fn expect(&mut self, kind: u8) -> Result<Frame> {
+    /// Reads until `pick` takes a packet, skipping the others.
+    pub async fn expect<T>(&mut self, pick: impl Fn(Packet) -> Option<T>) -> Result<T> {
         loop {
-            let f = self.reader.next().await?;
-            if f.kind == kind {
-                return Ok(f);
+            if let Some(found) = pick(self.reader.next().await?) {
+                return Ok(found);
             }
         }
     }
@@ -191,18 +194,21 @@ pub async fn open(broker: SocketAddr, dev: &Device, index: usize) -> Result<Conn
         reader: Reader::new(r),
         writer: w,
     };
-    let (user, pass) = match dev.username.is_empty() {
-        true => (None, None),
-        false => (Some(dev.username.as_str()), Some(dev.password.as_slice())),
-    };
-    conn.send(&mqtt::connect(&dev.client_id, user, pass))
+    let login =
+        (!dev.username.is_empty()).then_some((dev.username.as_str(), dev.password.as_str()));
+    conn.send(&mqtt::connect(&dev.client_id, login)).await?;
+    let code = conn
+        .expect(|p| match p {
+            Packet::ConnAck(ack) => Some(ack.code),
+            _ => None,
+        })
         .await?;
-    let ack = conn.expect(CONNACK).await?;
-    if ack.body.get(1) != Some(&0) {
-        bail!("{} refused: CONNACK {:?}", dev.name, ack.body.get(1));
+    if code != ConnectReturnCode::Success {
+        bail!("{} refused: CONNACK {code:?}", dev.name);
     }
     conn.send(&mqtt::subscribe(1, &dev.update, 1)).await?;
-    conn.expect(SUBACK).await?;
+    conn.expect(|p| matches!(p, Packet::SubAck(_)).then_some(()))
+        .await?;
     Ok(conn)
 }
 

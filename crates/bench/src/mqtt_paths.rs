@@ -2,7 +2,7 @@
 //! connections, fan one message out to each of N devices, and version-report round trips.
 
 use crate::fleet::{self, Api, Conn, Device};
-use crate::mqtt::{self, PUBACK, PUBLISH};
+use crate::mqtt::{self, Packet};
 use anyhow::{Result, bail};
 use serde_json::json;
 use std::net::SocketAddr;
@@ -57,19 +57,14 @@ fn await_one_each(
     for mut conn in conns {
         let got = Arc::clone(&got);
         set.spawn(async move {
-            while let Ok(frame) = conn.reader.next().await {
-                if frame.kind != PUBLISH {
+            while let Ok(packet) = conn.reader.next().await {
+                let Packet::Publish(publish) = packet else {
                     continue;
-                }
-                let (hit, id) = match frame.publish() {
-                    Some((_, id, payload)) => (
-                        needle.is_empty() || payload.windows(needle.len()).any(|w| w == needle),
-                        id,
-                    ),
-                    None => (false, None),
                 };
-                if let Some(id) = id {
-                    let _ = conn.send(&mqtt::puback(id)).await;
+                let payload = &publish.payload;
+                let hit = needle.is_empty() || payload.windows(needle.len()).any(|w| w == needle);
+                if publish.pkid != 0 {
+                    let _ = conn.send(&mqtt::puback(publish.pkid)).await;
                 }
                 if hit {
                     got.fetch_add(1, Ordering::SeqCst);
@@ -168,12 +163,12 @@ pub async fn round_trips(broker: SocketAddr, devices: &[Device], secs: f64) -> R
                     break;
                 }
                 loop {
-                    let Ok(frame) = conn.reader.next().await else {
+                    let Ok(packet) = conn.reader.next().await else {
                         return latencies;
                     };
-                    if frame.kind == PUBLISH {
-                        if let Some((_, Some(id), _)) = frame.publish() {
-                            let _ = conn.send(&mqtt::puback(id)).await;
+                    if let Packet::Publish(publish) = packet {
+                        if publish.pkid != 0 {
+                            let _ = conn.send(&mqtt::puback(publish.pkid)).await;
                         }
                         break;
                     }
@@ -206,17 +201,13 @@ pub async fn responder(broker: SocketAddr) -> Result<()> {
     let rsp = br#"{"type":"report_version_rsp","result_code":0,"result_msg":"success","version":"1.0.0"}"#;
     let mut next_id: u16 = 1;
     loop {
-        let frame = conn.reader.next().await?;
-        if frame.kind == PUBACK || frame.kind != PUBLISH {
-            continue;
-        }
-        let Some((topic, id, _)) = frame.publish() else {
+        let Packet::Publish(publish) = conn.reader.next().await? else {
             continue;
         };
-        let topic = String::from_utf8_lossy(topic).replacen("$ota/report/", "$ota/update/", 1);
+        let topic = publish.topic.replacen("$ota/report/", "$ota/update/", 1);
         let mut out = Vec::with_capacity(200);
-        if let Some(id) = id {
-            out.extend_from_slice(&mqtt::puback(id));
+        if publish.pkid != 0 {
+            out.extend_from_slice(&mqtt::puback(publish.pkid));
         }
         out.extend_from_slice(&mqtt::publish(&topic, rsp, 1, next_id));
         next_id = next_id.wrapping_add(1).max(1);

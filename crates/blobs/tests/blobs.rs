@@ -3,20 +3,9 @@
 
 use futures::TryStreamExt;
 use otter_blobs::{BlobError, Blobs, S3Options};
-
-/// The S3 test server, if any. Under CI a missing server is a failure, never a silent skip.
-fn s3_endpoint() -> Option<String> {
-    match std::env::var("OTTER_TEST_S3_ENDPOINT") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("CI is set but OTTER_TEST_S3_ENDPOINT is not: start scripts/s3-throwaway.sh")
-        }
-        _ => {
-            eprintln!("OTTER_TEST_S3_ENDPOINT not set: S3 cases skipped");
-            None
-        }
-    }
-}
+// The S3 test server, if any (under CI a missing server is a failure, never a silent skip), and
+// fresh buckets on it.
+use otter_testkit::s3::{endpoint as s3_endpoint, fresh_bucket};
 
 /// Options for the test server (moto takes any credentials).
 fn s3_options(endpoint: &str) -> S3Options {
@@ -27,19 +16,6 @@ fn s3_options(endpoint: &str) -> S3Options {
         secret_access_key: Some("otter-test-secret".into()),
         allow_http: true,
     }
-}
-
-/// A fresh bucket on the test server (plain HTTP PUT: object_store does not create buckets).
-async fn fresh_bucket(endpoint: &str) -> String {
-    let bucket = format!("otter-test-{:016x}", rand::random::<u64>());
-    let status = reqwest::Client::new()
-        .put(format!("{}/{bucket}", endpoint.trim_end_matches('/')))
-        .send()
-        .await
-        .expect("S3 test server unreachable")
-        .status();
-    assert!(status.is_success(), "creating bucket {bucket}: {status}");
-    bucket
 }
 
 /// A store on every available engine, each empty: a local folder, then S3 when available.

@@ -288,7 +288,7 @@ fn gates(bakes: &[BakeRecord]) -> String {
                 ),
                 None => format!(
                     "\n  health gate after wave {wave}: baking since {}",
-                    when(Some(b.started_at))
+                    when(Some(b.started_at.as_ms()))
                 ),
             }
         })

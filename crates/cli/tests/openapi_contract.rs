@@ -10,13 +10,14 @@
 //!     (the response read into its otter-api type and printed back) conforms to the documented
 //!     response schema of the operation the command calls, field for field.
 
-mod common;
-
-use common::{OTTER, serve};
+use otter_testkit::Running;
+use otter_testkit::otter::Otter;
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
+
+const OTTER: Otter = Otter::new(env!("CARGO_BIN_EXE_otter"));
 
 const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 
@@ -59,7 +60,7 @@ const FREE_FORM: &[(&str, &str)] = &[("AuditEntry", "detail")];
 
 struct Server {
     _dir: tempfile::TempDir,
-    _server: common::Running,
+    _server: Running,
     data: std::path::PathBuf,
     http: String,
     token: String,
@@ -69,7 +70,7 @@ struct Server {
 fn start() -> Server {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (server, _, http) = serve(&data, &["--broker-secret", "broker-sekrit"]);
+    let (server, _, http) = OTTER.serve(&data, &["--broker-secret", "broker-sekrit"]);
     let token = std::fs::read_to_string(data.join("admin-token"))
         .unwrap()
         .trim()
@@ -458,20 +459,7 @@ fn response_schema<'a>(doc: &'a Value, method: &str, path: &str) -> &'a Value {
 
 /// `otter args --json`, its one JSON document.
 fn otter(s: &Server, args: &[&str]) -> Value {
-    let out = Command::new(OTTER)
-        .args(args)
-        .arg("--json")
-        .env("OTTER_SERVER", &s.http)
-        .env("OTTER_DATA_DIR", &s.data)
-        .env_remove("OTTER_TOKEN")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "otter {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    OTTER.json(&s.http, &s.data, args)
 }
 
 /// (c) Each command's `--json` answer against the documented answer of the call it makes.

@@ -8,30 +8,21 @@
 //! (scripts/s3-throwaway.sh) and Debian's mosquitto; `.ci/run` provides all three. Without
 //! them the test fails under CI and says what is missing elsewhere.
 
-#[path = "../../mosquitto-auth/testing/build.rs"]
-mod plugin_build;
-
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-mod common;
+use otter_testkit::mosquitto::{self, Mosquitto};
+use otter_testkit::otter::Otter;
+use otter_testkit::{Running, free_port, pg, s3, wait_port};
 
-use common::{OTTER, Running};
+const OTTER: Otter = Otter::new(env!("CARGO_BIN_EXE_otter"));
 
 const TOKEN: &str = "scale-out-test-token";
 const BROKER_SECRET: &str = "scale-out-broker-secret";
 const PRODUCTS: [&str; 3] = ["SCALE-tencent", "SCALE-aliyun", "SCALE-enos"];
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// One rollout at a time: each loads the machine fully, and the rates must not share it.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -43,9 +34,9 @@ struct Services {
 }
 
 fn services() -> Option<Services> {
-    let postgres = std::env::var("OTTER_TEST_POSTGRES_URL").ok();
-    let s3 = std::env::var("OTTER_TEST_S3_ENDPOINT").ok();
-    let mosquitto = Path::new("/usr/sbin/mosquitto").exists();
+    let postgres = std::env::var(pg::URL_VAR).ok();
+    let s3 = std::env::var(s3::ENDPOINT_VAR).ok();
+    let mosquitto = mosquitto::exe().exists();
     match (postgres, s3, mosquitto) {
         (Some(postgres), Some(s3), true) => Some(Services { postgres, s3 }),
         missing => {
@@ -59,72 +50,15 @@ fn services() -> Option<Services> {
     }
 }
 
-/// A fresh database on the test server, named after this test run.
-async fn fresh_database(admin_url: &str) -> String {
-    use sqlx::Connection;
-    let name = format!("otter_scale_{}_{}", std::process::id(), rand_suffix());
-    let mut conn = sqlx::PgConnection::connect(admin_url).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let base = admin_url.rsplit_once('/').unwrap().0;
-    format!("{base}/{name}")
-}
-
-fn rand_suffix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos() as u64
-}
-
-/// A fresh bucket on the S3 server.
-async fn fresh_bucket(endpoint: &str) -> String {
-    let bucket = format!("otter-scale-{}", rand_suffix());
-    let resp = reqwest::Client::new()
-        .put(format!("{endpoint}/{bucket}"))
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        resp.status().is_success(),
-        "creating bucket: {}",
-        resp.status()
-    );
-    bucket
-}
-
 /// Debian's mosquitto with Otter's plugin, asking `otter_url` about every login and topic.
-fn mosquitto(dir: &Path, port: u16, otter_url: &str) -> Running {
-    let conf = dir.join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "listener {port} 127.0.0.1\nallow_anonymous false\nmax_queued_messages 100000\n\
-             plugin {}\nplugin_opt_otter_url {otter_url}\nplugin_opt_secret {BROKER_SECRET}\n\
-             plugin_opt_cache_secs 60\n",
-            plugin_build::build_plugin().display()
-        ),
-    )
-    .unwrap();
-    let child = Command::new("/usr/sbin/mosquitto")
-        .arg("-c")
-        .arg(&conf)
-        .stderr(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_port(port);
-    Running(child)
-}
-
-fn wait_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+async fn mosquitto_with_plugin(otter_url: &str) -> Mosquitto {
+    Mosquitto::start(&format!(
+        "allow_anonymous false\nmax_queued_messages 100000\n\
+         plugin {}\nplugin_opt_otter_url {otter_url}\nplugin_opt_secret {BROKER_SECRET}\n\
+         plugin_opt_cache_secs 60\n",
+        mosquitto::plugin().display()
+    ))
+    .await
 }
 
 struct Cluster<'a> {
@@ -217,19 +151,21 @@ async fn rollout(svc: &Services, nodes: usize, devices: usize, kill_one: bool) -
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("keys");
     let http: Vec<u16> = (0..nodes).map(|_| free_port()).collect();
-    let mqtt_port = free_port();
     let first = format!("http://127.0.0.1:{}", http[0]);
+    let database = pg::Database::create(&svc.postgres).await.url;
+    let bucket = s3::fresh_bucket(&svc.s3).await;
+    let broker = mosquitto_with_plugin(&first).await;
+    let mqtt_port = broker.addr.port();
     let cluster = Cluster {
         data: &data,
-        database: fresh_database(&svc.postgres).await,
+        database,
         broker: format!("mqtt://127.0.0.1:{mqtt_port}"),
-        bucket: fresh_bucket(&svc.s3).await,
+        bucket,
         s3: svc.s3.clone(),
         public_url: first.clone(),
     };
     // The first node makes the key files the others then read.
     let mut running = vec![];
-    let _mosquitto = mosquitto(dir.path(), mqtt_port, &first);
     running.push(Some(cluster.node(0, http[0])));
     for (i, port) in http.iter().enumerate().skip(1) {
         running.push(Some(cluster.node(i, *port)));

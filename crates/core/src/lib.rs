@@ -11,6 +11,7 @@ pub mod dialect;
 pub mod health;
 pub mod names;
 pub mod targeting;
+pub mod time;
 pub mod upgrade;
 pub mod version;
 
@@ -20,6 +21,7 @@ pub use campaign::{
 };
 pub use dialect::{Dialect, UnknownDialect};
 pub use names::{DeviceName, InvalidName, Module, ProductId, Version};
+pub use time::Timestamp;
 pub use upgrade::{
     CampaignMode, Decision, Fact, Reason, Situation, UpgradeState, UpgradeStatus, decide,
 };

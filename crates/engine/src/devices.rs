@@ -234,7 +234,7 @@ impl Devices {
             device: from.device.clone(),
             module: module.clone(),
             version: version.clone(),
-            at: self.clock.now_ms(),
+            at: self.clock.now_ms().into(),
         });
         self.answer(uplink, Answer::Ack).await?;
         let applied = self

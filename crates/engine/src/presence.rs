@@ -14,7 +14,7 @@
 //! and report this node has handled.
 
 use crate::clock::Clock;
-use otter_core::{DeviceName, Module, ProductId};
+use otter_core::{DeviceName, Module, ProductId, Timestamp};
 use otter_store::{OnlineChange, Store, VersionReport};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -97,11 +97,11 @@ impl Presence {
                     device: device.clone(),
                     online,
                     connects: 0,
-                    at: 0,
+                    at: Timestamp::default(),
                 });
             change.online = online;
             change.connects += u32::from(online);
-            change.at = self.clock.now_ms();
+            change.at = self.clock.now_ms().into();
         }
         self.wake.notify_one();
     }

@@ -163,7 +163,7 @@ mod tests {
                 .as_ref()
                 .map(|(k, _)| key_id(&k.verifying_key().to_bytes())),
             announcement: by.map(|(_, s)| s),
-            created_at: 0,
+            created_at: 0.into(),
         }
     }
 

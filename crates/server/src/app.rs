@@ -3,6 +3,7 @@
 
 use crate::config::ExternalBrokerConfig;
 use crate::config::ServeConfig;
+use crate::data_dir;
 use crate::keys;
 use crate::mqtt::Mqtt;
 use crate::transport::{self, HttpListeners};
@@ -35,6 +36,8 @@ pub struct Application {
     external_broker: Option<String>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     engine: Arc<Engine>,
+    /// Held while this process serves the embedded database (see [`data_dir::own`]).
+    _owner: Option<std::fs::File>,
     admin_token: String,
 }
 
@@ -42,7 +45,13 @@ impl Application {
     pub async fn build(config: ServeConfig) -> Result<Self> {
         transport::validate(&config.tls)?;
         let dir = &config.data_dir;
-        private_dir(dir).with_context(|| format!("creating data dir {}", dir.display()))?;
+        data_dir::private_dir(dir)
+            .with_context(|| format!("creating data dir {}", dir.display()))?;
+        // The embedded database is this process's alone; PostgreSQL nodes coordinate themselves.
+        let owner = match config.database {
+            None => Some(data_dir::own(dir)?),
+            Some(_) => None,
+        };
         let store = match &config.database {
             Some(url) => Store::open(url).await,
             None => Store::open_sqlite(&dir.join("otter.db")).await,
@@ -134,6 +143,7 @@ impl Application {
             external_broker: config.broker.as_ref().map(|b| b.url.clone()),
             tasks,
             engine,
+            _owner: owner,
             admin_token,
         })
     }
@@ -342,27 +352,6 @@ async fn sweep_staging(blobs: &otter_blobs::Blobs) {
         ),
         Err(e) => warn!(error = %e, "could not sweep unfinished uploads"),
     }
-}
-
-/// The data folder holds the database, blobs and key files: its owner's only (0700). Created
-/// so, and narrowed when an earlier version left it open to others.
-fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)?;
-        let mode = std::fs::metadata(dir)?.permissions().mode();
-        if mode & 0o077 != 0 {
-            info!(dir = %dir.display(), "narrowing the data folder's mode to 0700");
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-        }
-        Ok(())
-    }
-    #[cfg(not(unix))]
-    std::fs::create_dir_all(dir)
 }
 
 /// The blob store: `--blobs` (a folder or `s3://…`), or `<data_dir>/blobs`.

@@ -7,6 +7,7 @@
 
 mod app;
 mod config;
+mod data_dir;
 pub mod keys;
 mod mqtt;
 mod psk;

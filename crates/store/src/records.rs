@@ -1,6 +1,7 @@
 //! What the store hands out: typed records, validated on the way out of the database.
 
 pub use otter_core::CampaignMode;
+use otter_core::Timestamp;
 use otter_core::campaign::{CampaignState, Strategy};
 use otter_core::{
     DeviceName, Dialect, Module, ProductId, Reason, UpgradeState, UpgradeStatus, Version,
@@ -16,7 +17,7 @@ pub struct Product {
     pub name: String,
     /// How this product's versions are ordered for anti-rollback.
     pub version_scheme: VersionScheme,
-    pub created_at: i64,
+    pub created_at: Timestamp,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -26,15 +27,15 @@ pub struct Device {
     #[serde(skip)]
     pub secret: String,
     pub online: bool,
-    pub last_seen: Option<i64>,
-    pub created_at: i64,
+    pub last_seen: Option<Timestamp>,
+    pub created_at: Timestamp,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ModuleVersion {
     pub module: Module,
     pub version: Version,
-    pub reported_at: i64,
+    pub reported_at: Timestamp,
 }
 
 /// A device-driven change of one upgrade: its new status, a push, or both.
@@ -62,7 +63,7 @@ pub struct OnlineChange {
     pub online: bool,
     /// Connects since the last change written (several may coalesce into one change).
     pub connects: u32,
-    pub at: i64,
+    pub at: Timestamp,
 }
 
 /// What a device said it runs, and when (milliseconds since the epoch).
@@ -72,7 +73,7 @@ pub struct VersionReport {
     pub device: DeviceName,
     pub module: Module,
     pub version: Version,
-    pub at: i64,
+    pub at: Timestamp,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,7 +96,7 @@ pub struct Firmware {
     pub md5: String,
     pub sha256: String,
     pub state: FirmwareState,
-    pub created_at: i64,
+    pub created_at: Timestamp,
 }
 
 /// Verification on test devices: only a verified firmware goes to a rollout.
@@ -174,8 +175,8 @@ pub struct Campaign {
     pub skip_verification: bool,
     /// The campaign this one rolls back (health gate `on_unhealthy: rollback`).
     pub rollback_of: Option<i64>,
-    pub created_at: i64,
-    pub updated_at: i64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
 /// One device joining a new campaign.
@@ -209,7 +210,7 @@ pub struct NewCampaign {
 pub struct UpgradeEvent {
     pub campaign_id: i64,
     pub device: DeviceName,
-    pub at: i64,
+    pub at: Timestamp,
     pub state: UpgradeState,
     pub percent: Option<u8>,
     pub result_code: Option<i32>,
@@ -232,14 +233,14 @@ pub struct Upgrade {
     pub wave: u32,
     /// Releases so far: 1 + retries used.
     pub attempts: u32,
-    pub released_at: Option<i64>,
+    pub released_at: Option<Timestamp>,
     pub from_version: Option<Version>,
     pub mode: CampaignMode,
     /// The campaign's and product's rules that `decide` needs (joined in by the store).
     pub allow_downgrade: bool,
     pub version_scheme: VersionScheme,
-    pub created_at: i64,
-    pub updated_at: i64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
 /// Device counts of a campaign by upgrade state. On the wire: an object from state name to
@@ -293,7 +294,7 @@ pub struct Transition<'a> {
     pub result_msg: Option<&'a str>,
     pub reason: Option<Reason>,
     /// Set for a release: the planner clock's now.
-    pub released_at: Option<i64>,
+    pub released_at: Option<Timestamp>,
     /// The offer was sent with this change (counts a push).
     pub count_push: bool,
 }
@@ -304,7 +305,7 @@ pub struct Transition<'a> {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AuditEntry {
     pub id: i64,
-    pub at: i64,
+    pub at: Timestamp,
     pub actor: String,
     pub action: String,
     pub subject: String,
@@ -328,7 +329,7 @@ pub struct DeviceFilter {
 pub struct DeviceSummary {
     pub name: DeviceName,
     pub online: bool,
-    pub last_seen: Option<i64>,
+    pub last_seen: Option<Timestamp>,
     pub version: Option<Version>,
     pub tags: Vec<String>,
 }
@@ -356,7 +357,7 @@ pub struct ProductKey {
     pub signed_by: Option<String>,
     /// That key's base64 signature over the announcement text.
     pub announcement: Option<String>,
-    pub created_at: i64,
+    pub created_at: Timestamp,
 }
 
 /// The signature of one firmware image (the signed fields beside the image's own).
@@ -370,18 +371,18 @@ pub struct FirmwareSignature {
     /// Unix seconds.
     pub expires: i64,
     pub downgrade: bool,
-    pub signed_at: i64,
+    pub signed_at: Timestamp,
 }
 
 /// One API token as listed (never the token itself).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ApiToken {
     pub id: i64,
     pub name: String,
     pub scope: String,
-    pub created_at: i64,
-    pub last_used: Option<i64>,
-    pub revoked_at: Option<i64>,
+    pub created_at: Timestamp,
+    pub last_used: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
 }
 
 /// What the store counts for a health gate after `wave` of a campaign (crate otter-core
@@ -406,9 +407,9 @@ pub struct BakeRecord {
     pub campaign_id: i64,
     pub wave: u32,
     /// Planner-clock ms.
-    pub started_at: i64,
+    pub started_at: Timestamp,
     pub baseline: HealthFacts,
-    pub judged_at: Option<i64>,
+    pub judged_at: Option<Timestamp>,
     pub verdict: Option<otter_core::health::Verdict>,
     pub evaluation: Option<serde_json::Value>,
     pub accepted: bool,

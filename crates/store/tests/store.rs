@@ -69,7 +69,7 @@ fn version_report(device: &str, version: &str) -> VersionReport {
         device: d(device),
         module: Module::default(),
         version: v(version),
-        at: otter_store::now_ms(),
+        at: otter_store::now_ms().into(),
     }
 }
 
@@ -230,7 +230,7 @@ async fn transitions_move_only_from_the_given_states_and_leave_history() {
             result_code: None,
             result_msg: None,
             reason: None,
-            released_at: Some(42),
+            released_at: Some(42.into()),
             count_push: false,
         };
         assert_eq!(
@@ -255,7 +255,7 @@ async fn transitions_move_only_from_the_given_states_and_leave_history() {
             .unwrap();
         assert_eq!(
             (a.status.state, a.attempts, a.released_at),
-            (UpgradeState::Pending, 1, Some(42))
+            (UpgradeState::Pending, 1, Some(42.into()))
         );
         let history = store.device_events(&p("P1"), &d("a"), 10).await.unwrap();
         let states: Vec<_> = history.iter().map(|e| e.state).collect();
@@ -331,7 +331,7 @@ async fn tags_fleet_console_and_audit_queries_agree_across_engines() {
                 device: d("b"),
                 online: true,
                 connects: 1,
-                at: otter_store::now_ms(),
+                at: otter_store::now_ms().into(),
             }])
             .await
             .unwrap();
@@ -462,7 +462,7 @@ async fn concurrent_claims_move_each_device_once() {
             result_code: None,
             result_msg: None,
             reason: None,
-            released_at: Some(1),
+            released_at: Some(1.into()),
             count_push: false,
         };
         let mut reversed = names.clone();
@@ -535,7 +535,7 @@ async fn keys_and_signatures_round_trip() {
             issued: 10,
             expires: 20,
             downgrade: false,
-            signed_at: 1,
+            signed_at: 1.into(),
         };
         store.set_firmware_signature(&sig).await.unwrap();
         sig.issued = 11;
@@ -654,7 +654,7 @@ async fn version_reports_are_stored_in_batches() {
             device: d(device),
             module: Module::parse(module).unwrap(),
             version: v(version),
-            at,
+            at: at.into(),
         };
         store
             .record_versions(&[
@@ -671,16 +671,16 @@ async fn version_reports_are_stored_in_batches() {
         let a = store.versions(&p("P1"), &d("a")).await.unwrap();
         let a: Vec<(&str, &str, i64)> = a
             .iter()
-            .map(|m| (m.module.as_str(), m.version.as_str(), m.reported_at))
+            .map(|m| (m.module.as_str(), m.version.as_str(), m.reported_at.as_ms()))
             .collect();
         assert_eq!(a, [("default", "1.2", 3_000), ("mcu", "7", 1_500)]);
         assert_eq!(
             store.device(&p("P1"), &d("a")).await.unwrap().last_seen,
-            Some(3_000)
+            Some(3_000.into())
         );
         assert_eq!(
             store.device(&p("P1"), &d("b")).await.unwrap().last_seen,
-            Some(4_000)
+            Some(4_000.into())
         );
         // A batch that arrives late never moves a device back in time.
         store
@@ -693,7 +693,7 @@ async fn version_reports_are_stored_in_batches() {
         );
         assert_eq!(
             store.device(&p("P1"), &d("a")).await.unwrap().last_seen,
-            Some(3_000)
+            Some(3_000.into())
         );
         store.record_versions(&[]).await.unwrap();
         db.drop().await;
@@ -810,14 +810,14 @@ async fn connects_and_disconnects_are_stored_in_batches() {
             device: d(device),
             online,
             connects: u32::from(online),
-            at,
+            at: at.into(),
         };
         store
             .set_online_many(&[change("a", true, 5_000), change("b", false, 6_000)])
             .await
             .unwrap();
         let a = store.device(&p("P1"), &d("a")).await.unwrap();
-        assert_eq!((a.online, a.last_seen), (true, Some(5_000)));
+        assert_eq!((a.online, a.last_seen), (true, Some(5_000.into())));
         store
             .set_online_many(&[change("a", false, 4_000), change("b", true, 7_000)])
             .await
@@ -825,7 +825,7 @@ async fn connects_and_disconnects_are_stored_in_batches() {
         let a = store.device(&p("P1"), &d("a")).await.unwrap();
         assert_eq!(
             (a.online, a.last_seen),
-            (false, Some(5_000)),
+            (false, Some(5_000.into())),
             "last seen never goes back"
         );
         let online = store.online_devices(&p("P1")).await.unwrap();
@@ -857,7 +857,7 @@ async fn health_facts_and_bakes() {
             device: d(device),
             online,
             connects,
-            at: otter_store::now_ms(),
+            at: otter_store::now_ms().into(),
         };
         store
             .set_online_many(&[online("a", true, 3), online("b", true, 1)])
@@ -917,7 +917,7 @@ async fn health_facts_and_bakes() {
         let b = &bakes[0];
         assert_eq!(
             (b.started_at, b.judged_at, b.verdict, b.accepted),
-            (1_000, Some(5_000), Some(verdict), true)
+            (1_000.into(), Some(5_000.into()), Some(verdict), true)
         );
         assert_eq!(b.baseline, facts);
         db.drop().await;

@@ -2,8 +2,6 @@
 //! much reconnect jitter a device adds. A tiny SplitMix64 per device, seeded from the fleet's
 //! seed and the device's address, so a demo run repeats exactly and no dependency is needed.
 
-use std::time::Duration;
-
 use otter_protocol::{DeviceAddr, FailureKind};
 
 use super::{Behavior, Faults, FaultyRelease, Sickness};
@@ -113,9 +111,10 @@ impl Chance {
         behavior == Behavior::Succeed && self.hit(faults.slow_rate)
     }
 
-    /// `base` plus up to a quarter more, so a fleet does not reconnect in lockstep.
-    pub fn jitter(&mut self, base: Duration) -> Duration {
-        base + base.mul_f64(self.unit() / 4.0)
+    /// The spread of a reconnect pause (`crate::backoff`), in `0.0..1.0`, so a fleet does not
+    /// reconnect in lockstep.
+    pub fn spread(&mut self) -> f64 {
+        self.unit()
     }
 }
 
@@ -197,12 +196,11 @@ mod tests {
     }
 
     #[test]
-    fn jitter_is_bounded() {
+    fn spread_is_a_unit_draw() {
         let mut c = Chance::new(1, &DeviceAddr::new("P", "d"));
-        let base = Duration::from_millis(100);
         for _ in 0..100 {
-            let j = c.jitter(base);
-            assert!(j >= base && j <= base + base / 4);
+            let s = c.spread();
+            assert!((0.0..1.0).contains(&s));
         }
     }
 

@@ -22,10 +22,12 @@ use super::cell::Cell;
 use super::chance::Chance;
 use super::script::Script;
 use super::{Behavior, Outcome, Shared, Sickness};
+use crate::backoff::Backoff;
 use crate::report::Reporter;
 
 const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// Reconnect pauses: [`INITIAL_BACKOFF`], doubling up to 2 s, reset by a connect.
+const RECONNECT: Backoff = Backoff::new(INITIAL_BACKOFF, Duration::from_secs(2));
 const KEEP_ALIVE: Duration = Duration::from_secs(30);
 /// Pushes and replies are small; this bounds what a device buffers.
 const MAX_PACKET: usize = 64 * 1024;
@@ -56,7 +58,8 @@ struct Device {
     chance: Chance,
     /// The version being installed.
     busy: Option<String>,
-    backoff: Duration,
+    /// Connection failures since the last connect.
+    failures: u32,
     /// What it does on the faulty release, if the fleet has one.
     sickness: Sickness,
 }
@@ -88,7 +91,7 @@ pub(super) async fn run(
         behavior: spec.behavior,
         shared,
         busy: None,
-        backoff: INITIAL_BACKOFF,
+        failures: 0,
     };
     let mut upgrade: Option<Upgrade> = None;
     let mut retry_at: Option<Instant> = None;
@@ -242,7 +245,7 @@ impl Device {
 
     /// On every (re)connect: subscribe, report the version, ask for the job if configured.
     fn connected(&mut self) {
-        self.backoff = INITIAL_BACKOFF;
+        self.failures = 0;
         self.cell.connected();
         tracing::debug!(device = %self.cell.addr, "connected");
         self.reporter.subscribe();
@@ -257,8 +260,8 @@ impl Device {
     fn lost(&mut self, err: &ConnectionError) -> Instant {
         tracing::debug!(device = %self.cell.addr, error = %err, "connection lost");
         self.cell.disconnected(Some(err.to_string()));
-        let wait = self.chance.jitter(self.backoff);
-        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        self.failures = self.failures.saturating_add(1);
+        let wait = RECONNECT.pause(self.failures, self.chance.spread());
         Instant::now() + wait
     }
 

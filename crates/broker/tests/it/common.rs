@@ -137,17 +137,7 @@ pub async fn connect(
     if let Some(will) = will {
         opts.set_last_will(will);
     }
-    let (client, mut eventloop) = AsyncClient::new(opts, 16);
-    loop {
-        match tokio::time::timeout(WAIT, eventloop.poll())
-            .await
-            .expect("CONNACK within timeout")
-        {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => break,
-            Ok(_) => {}
-            Err(e) => return Err(e),
-        }
-    }
+    let (client, mut eventloop) = otter_testkit::mqtt::connect(opts, WAIT).await?;
     let (tx, incoming) = mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
         loop {

@@ -8,41 +8,24 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{OTTER, Running};
+use crate::OTTER;
+use otter_testkit::{Running, free_addr};
 
 const PRODUCT: &str = "TCRESUME1";
 const SIZE: usize = 2_000_000;
 /// Bytes per second through the proxy while the agent is to be killed.
 const SLOW: u64 = 200_000;
 
-fn free_addr() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
-}
-
 /// `otter serve` on `http`, its download links pointing at `public`; returns the MQTT address.
 fn serve(data: &Path, http: &str, public: &str) -> (Running, String) {
     let public = format!("http://{public}");
-    let (server, mqtt, _) =
-        crate::common::serve(data, &["--http-listen", http, "--public-url", &public]);
+    let (server, mqtt, _) = OTTER.serve(data, &["--http-listen", http, "--public-url", &public]);
     (server, mqtt)
 }
 
+/// The admin command `otter args --json` against the server on `http` (an address).
 fn otter(http: &str, data: &Path, args: &[&str]) -> Value {
-    let out = Command::new(OTTER)
-        .args(args)
-        .arg("--json")
-        .env("OTTER_SERVER", format!("http://{http}"))
-        .env("OTTER_DATA_DIR", data)
-        .env_remove("OTTER_TOKEN")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "otter {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    OTTER.json(&format!("http://{http}"), data, args)
 }
 
 fn agent(mqtt: &str, secret: &str, state: &Path, installed: &Path) -> Running {

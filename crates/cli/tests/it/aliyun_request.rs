@@ -9,7 +9,6 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -17,34 +16,17 @@ use otter_protocol::{DeviceAddr, Dialect};
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
 
-use crate::common::{OTTER, serve, serve_logged};
+use crate::OTTER;
 
 /// Generous bound on waiting for a condition (CI runs on 2 busy cores); never a timing assertion.
 const WAIT: Duration = Duration::from_secs(30);
 const PK: &str = "a1Req000001";
 
-fn otter(http: &str, data: &Path, args: &[&str]) -> Value {
-    let out = Command::new(OTTER)
-        .args(args)
-        .arg("--json")
-        .env("OTTER_SERVER", http)
-        .env("OTTER_DATA_DIR", data)
-        .env_remove("OTTER_TOKEN")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "otter {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 /// Waits until `check` holds for `otter args`, returning the last answer.
 fn wait_until(http: &str, data: &Path, args: &[&str], check: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + WAIT;
     loop {
-        let v = otter(http, data, args);
+        let v = OTTER.json(http, data, args);
         if check(&v) {
             return v;
         }
@@ -59,11 +41,11 @@ fn wait_until(http: &str, data: &Path, args: &[&str], check: impl Fn(&Value) -> 
 /// An aliyun product with devices; returns their secrets.
 fn product_with_devices(http: &str, data: &Path, names: &[&str]) -> Vec<String> {
     let args = ["product", "create", "--id", PK, "--dialect", "aliyun"];
-    otter(http, data, &args);
+    OTTER.json(http, data, &args);
     names
         .iter()
         .map(|name| {
-            let d = otter(
+            let d = OTTER.json(
                 http,
                 data,
                 &["device", "create", "--product", PK, "--name", name],
@@ -85,7 +67,7 @@ fn upload(http: &str, data: &Path, dir: &Path, image: &[u8]) -> Value {
         "1.1.0",
         file.to_str().unwrap(),
     ];
-    otter(http, data, &args)
+    OTTER.json(http, data, &args)
 }
 
 /// A device as Alibaba's C SDK is on the wire: its login, its subscriptions, its payloads.
@@ -247,7 +229,7 @@ fn upgrade(device: &SdkDevice, url: &str, image: &[u8]) {
 fn the_request_topic_is_answered_and_the_device_upgrades() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (_server, mqtt, http) = serve(&data, &[]);
+    let (_server, mqtt, http) = OTTER.serve(&data, &[]);
     let secrets = product_with_devices(&http, &data, &["dev1", "dev2"]);
     let image: Vec<u8> = (0..120_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let fw = upload(&http, &data, dir.path(), &image);
@@ -262,7 +244,7 @@ fn the_request_topic_is_answered_and_the_device_upgrades() {
     assert_eq!(dev1.request(), no_job());
 
     // A device-requested campaign: nothing is pushed, the request is answered with the offer.
-    let created = otter(
+    let created = OTTER.json(
         &http,
         &data,
         &[
@@ -307,7 +289,7 @@ fn the_request_topic_is_answered_and_the_device_upgrades() {
         "--version",
         "1.1.0",
     ];
-    otter(&http, &data, &upgrade_args);
+    OTTER.json(&http, &data, &upgrade_args);
     let push = dev2.next_on("upgrade");
     assert_eq!(push["data"]["version"], "1.1.0", "{push}");
     let answer = dev2.request_until_offered();
@@ -333,7 +315,8 @@ fn port_warnings(log: &[String]) -> Vec<&String> {
 fn links_drop_default_ports_and_serve_warns_of_others() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (server, mqtt, http, log) = serve_logged(&data, &["--public-url", "http://127.0.0.1:80"]);
+    let (server, mqtt, http, log) =
+        OTTER.serve_logged(&data, &["--public-url", "http://127.0.0.1:80"]);
     assert!(port_warnings(&log).is_empty(), "{log:#?}");
     let secrets = product_with_devices(&http, &data, &["dev1"]);
     let fw = upload(&http, &data, dir.path(), &[5u8; 1000]);
@@ -350,7 +333,7 @@ fn links_drop_default_ports_and_serve_warns_of_others() {
         "--version",
         "1.1.0",
     ];
-    otter(&http, &data, &args);
+    OTTER.json(&http, &data, &args);
     let push = dev.next_on("upgrade");
     let url = push["data"]["url"].as_str().unwrap();
     assert!(url.starts_with("http://127.0.0.1/dl/"), "{url}");
@@ -359,7 +342,8 @@ fn links_drop_default_ports_and_serve_warns_of_others() {
     drop((dev, server));
 
     // https on 443: no port either. The live upgrade is re-pushed on the next version report.
-    let (server, mqtt, _, log) = serve_logged(&data, &["--public-url", "https://127.0.0.1:443/"]);
+    let (server, mqtt, _, log) =
+        OTTER.serve_logged(&data, &["--public-url", "https://127.0.0.1:443/"]);
     assert!(port_warnings(&log).is_empty(), "{log:#?}");
     let dev = SdkDevice::connect(&mqtt, "dev1", &secrets[0]);
     dev.send("inform", r#"{"id":0,"params":{"version":"1.0.0"}}"#);
@@ -371,7 +355,7 @@ fn links_drop_default_ports_and_serve_warns_of_others() {
     drop((dev, server));
 
     // Links on the listener's own port, with an aliyun product: a warning at start naming it.
-    let (_server, _, http, log) = serve_logged(&data, &[]);
+    let (_server, _, http, log) = OTTER.serve_logged(&data, &[]);
     let port = http.rsplit(':').next().unwrap();
     let warnings = port_warnings(&log);
     assert_eq!(warnings.len(), 1, "{log:#?}");

@@ -10,7 +10,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const OTTER: &str = env!("CARGO_BIN_EXE_otter");
+use crate::OTTER;
+use otter_testkit::free_addr;
+
 const TOKEN: &str = "crash-test-token";
 const DEVICES: usize = 20;
 const RATE: usize = 10;
@@ -62,11 +64,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_addr() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
 }
 
 async fn api(

@@ -2,10 +2,13 @@
 //! nodes and 1,000 devices would make every test running beside it time out on 2 cores.)
 //! One test binary for the rest: one link instead of one per file (faster CI, less disk).
 
+use otter_testkit::otter::Otter;
+
+/// The binary under test; otter-testkit runs it (`otter serve` on free ports, admin commands).
+const OTTER: Otter = Otter::new(env!("CARGO_BIN_EXE_otter"));
+
 mod agent_resume;
 mod aliyun_request;
-#[path = "../common/mod.rs"]
-mod common;
 mod crash_restart;
 mod otter_binary;
 mod security_cli;

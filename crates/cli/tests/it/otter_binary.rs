@@ -6,33 +6,12 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{OTTER, Running};
+use crate::OTTER;
+use otter_testkit::Running;
 
 /// `otter serve` on free ports over `data_dir`; returns it, its MQTT address and HTTP URL.
 fn serve(data_dir: &Path) -> (Running, String, String) {
-    crate::common::serve(data_dir, &[])
-}
-
-fn otter(http: &str, data_dir: &Path, args: &[&str]) -> Value {
-    let out = Command::new(OTTER)
-        .args(args)
-        .arg("--json")
-        .env("OTTER_SERVER", http)
-        .env("OTTER_DATA_DIR", data_dir)
-        .env_remove("OTTER_TOKEN")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "otter {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "otter {args:?} printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+    OTTER.serve(data_dir, &[])
 }
 
 fn upgrade_with_agent(dialect: &str, product: &str) {
@@ -52,12 +31,12 @@ fn upgrade_with_agent_from(dialect: &str, product: &str, from: &str, to: &str) {
         "a generated admin token is written to the data dir"
     );
 
-    otter(
+    OTTER.json(
         &http,
         &data,
         &["product", "create", "--id", product, "--dialect", dialect],
     );
-    let device = otter(
+    let device = OTTER.json(
         &http,
         &data,
         &["device", "create", "--product", product, "--name", "dev1"],
@@ -65,7 +44,7 @@ fn upgrade_with_agent_from(dialect: &str, product: &str, from: &str, to: &str) {
     let secret = device["secret"].as_str().unwrap().to_owned();
     let image = dir.path().join("fw.bin");
     std::fs::write(&image, vec![7u8; 150_000]).unwrap();
-    let fw = otter(
+    let fw = OTTER.json(
         &http,
         &data,
         &[
@@ -80,7 +59,7 @@ fn upgrade_with_agent_from(dialect: &str, product: &str, from: &str, to: &str) {
     );
     assert_eq!(fw["size"], 150_000);
     assert_eq!(fw["sha256"].as_str().unwrap().len(), 64);
-    let listed = otter(&http, &data, &["firmware", "list", "--product", product]);
+    let listed = OTTER.json(&http, &data, &["firmware", "list", "--product", product]);
     assert_eq!(listed[0]["version"], to);
 
     let installed = dir.path().join("installed.bin");
@@ -115,7 +94,7 @@ fn upgrade_with_agent_from(dialect: &str, product: &str, from: &str, to: &str) {
     wait_for(&http, &data, product, |v| {
         v["version"] == from && v["online"] == true
     });
-    let campaign = otter(
+    let campaign = OTTER.json(
         &http,
         &data,
         &[
@@ -143,7 +122,7 @@ fn upgrade_with_agent_from(dialect: &str, product: &str, from: &str, to: &str) {
 fn wait_for(http: &str, data: &Path, product: &str, check: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let v = otter(
+        let v = OTTER.json(
             http,
             data,
             &["device", "show", "--product", product, "--name", "dev1"],
@@ -213,19 +192,19 @@ fn campaign_commands_drive_a_rollout() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let (_server, _mqtt, http) = serve(&data);
-    otter(
+    OTTER.json(
         &http,
         &data,
         &["product", "create", "--id", "CLIPROD", "--dialect", "enos"],
     );
     for name in ["a", "b", "c"] {
-        otter(
+        OTTER.json(
             &http,
             &data,
             &["device", "create", "--product", "CLIPROD", "--name", name],
         );
     }
-    let tags = otter(
+    let tags = OTTER.json(
         &http,
         &data,
         &[
@@ -242,7 +221,7 @@ fn campaign_commands_drive_a_rollout() {
     assert_eq!(tags, serde_json::json!(["lab"]));
     let image = dir.path().join("fw.bin");
     std::fs::write(&image, b"firmware").unwrap();
-    otter(
+    OTTER.json(
         &http,
         &data,
         &[
@@ -281,7 +260,7 @@ fn campaign_commands_drive_a_rollout() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let verify = otter(
+    let verify = OTTER.json(
         &http,
         &data,
         &[
@@ -297,7 +276,7 @@ fn campaign_commands_drive_a_rollout() {
     );
     assert_eq!(verify["kind"], "verification");
     assert_eq!(
-        otter(&http, &data, &["firmware", "list", "--product", "CLIPROD"])[0]["state"],
+        OTTER.json(&http, &data, &["firmware", "list", "--product", "CLIPROD"])[0]["state"],
         "verifying"
     );
 
@@ -322,34 +301,34 @@ fn campaign_commands_drive_a_rollout() {
     ];
     let mut dry = args.to_vec();
     dry.push("--dry-run");
-    let preview = otter(&http, &data, &dry);
+    let preview = OTTER.json(&http, &data, &dry);
     assert_eq!(preview["dry_run"], true);
     assert_eq!(
         preview["targeting"]["selected"],
         serde_json::json!(["b", "c"])
     );
     assert_eq!(preview["waves"], serde_json::json!([1, 1]));
-    let created = otter(&http, &data, &args);
+    let created = OTTER.json(&http, &data, &args);
     let id = created["id"].as_i64().unwrap().to_string();
     assert_eq!(created["skip_verification"], true);
 
-    let listed = otter(&http, &data, &["campaign", "list", "--product", "CLIPROD"]);
+    let listed = OTTER.json(&http, &data, &["campaign", "list", "--product", "CLIPROD"]);
     assert_eq!(listed.as_array().unwrap().len(), 2);
-    let shown = otter(&http, &data, &["campaign", "show", &id]);
+    let shown = OTTER.json(&http, &data, &["campaign", "show", &id]);
     assert_eq!(shown["total"], 2);
     assert_eq!(shown["devices"].as_array().unwrap().len(), 2);
     assert_eq!(
-        otter(&http, &data, &["campaign", "pause", &id])["state"],
+        OTTER.json(&http, &data, &["campaign", "pause", &id])["state"],
         "paused"
     );
     assert_eq!(
-        otter(&http, &data, &["campaign", "resume", &id])["state"],
+        OTTER.json(&http, &data, &["campaign", "resume", &id])["state"],
         "running"
     );
-    let canceled = otter(&http, &data, &["campaign", "cancel", &id]);
+    let canceled = OTTER.json(&http, &data, &["campaign", "cancel", &id]);
     assert_eq!(canceled["state"], "canceled");
     assert_eq!(canceled["counts"]["canceled"], 2);
-    let history = otter(
+    let history = OTTER.json(
         &http,
         &data,
         &["device", "history", "--product", "CLIPROD", "--name", "b"],
@@ -396,7 +375,7 @@ fn a_newer_device_is_skipped_with_its_reason_everywhere() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let (_server, mqtt, http) = serve(&data);
-    let shown = otter(
+    let shown = OTTER.json(
         &http,
         &data,
         &["product", "create", "--id", P, "--dialect", "tencent"],
@@ -404,7 +383,7 @@ fn a_newer_device_is_skipped_with_its_reason_everywhere() {
     assert_eq!(shown["version_scheme"], "semver");
     let image = dir.path().join("fw.bin");
     std::fs::write(&image, vec![3u8; 10_000]).unwrap();
-    otter(
+    OTTER.json(
         &http,
         &data,
         &[
@@ -419,7 +398,7 @@ fn a_newer_device_is_skipped_with_its_reason_everywhere() {
     );
     let mut agents = Vec::new();
     for (name, version) in [("dev1", "1.0.0"), ("dev2", "2.0.0")] {
-        let device = otter(
+        let device = OTTER.json(
             &http,
             &data,
             &["device", "create", "--product", P, "--name", name],
@@ -436,7 +415,7 @@ fn a_newer_device_is_skipped_with_its_reason_everywhere() {
     }
     for (name, version) in [("dev1", "1.0.0"), ("dev2", "2.0.0")] {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while otter(
+        while OTTER.json(
             &http,
             &data,
             &["device", "show", "--product", P, "--name", name],
@@ -461,7 +440,7 @@ fn a_newer_device_is_skipped_with_its_reason_everywhere() {
         "--skip-verification",
     ];
 
-    let dry = otter(&http, &data, &[&create[..], &["--dry-run"]].concat());
+    let dry = OTTER.json(&http, &data, &[&create[..], &["--dry-run"]].concat());
     let skipped = &dry["targeting"]["skipped"][0];
     assert_eq!(
         (&skipped["device"], &skipped["code"]),
@@ -498,9 +477,9 @@ fn a_newer_device_is_skipped_with_its_reason_everywhere() {
         "{stderr}"
     );
 
-    let created = otter(&http, &data, &create);
+    let created = OTTER.json(&http, &data, &create);
     let id = created["id"].to_string();
-    let shown = otter(&http, &data, &["campaign", "show", &id]);
+    let shown = OTTER.json(&http, &data, &["campaign", "show", &id]);
     let skipped: Vec<&Value> = shown["reasons"]
         .as_array()
         .unwrap()
@@ -513,7 +492,7 @@ fn a_newer_device_is_skipped_with_its_reason_everywhere() {
         "{shown}"
     );
     assert_eq!(shown["counts"]["skipped"], 1);
-    let device = otter(
+    let device = OTTER.json(
         &http,
         &data,
         &["device", "show", "--product", P, "--name", "dev2"],
@@ -540,12 +519,12 @@ fn the_agent_sends_health_reports_from_its_command() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let (_server, mqtt, http) = serve(&data);
-    otter(
+    OTTER.json(
         &http,
         &data,
         &["product", "create", "--id", P, "--dialect", "tencent"],
     );
-    let device = otter(
+    let device = OTTER.json(
         &http,
         &data,
         &["device", "create", "--product", P, "--name", "dev1"],
@@ -577,7 +556,7 @@ fn the_agent_sends_health_reports_from_its_command() {
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let v = otter(
+        let v = OTTER.json(
             &http,
             &data,
             &["device", "show", "--product", P, "--name", "dev1"],

@@ -5,16 +5,12 @@ use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::common::{OTTER, serve};
+use crate::OTTER;
 
 /// Runs `otter args --json` with `token` (the admin token from the data dir when `None`).
 fn run(http: &str, data: &Path, token: Option<&str>, args: &[&str]) -> Output {
-    let mut cmd = Command::new(OTTER);
-    cmd.args(args)
-        .arg("--json")
-        .env("OTTER_SERVER", http)
-        .env("OTTER_DATA_DIR", data)
-        .env_remove("OTTER_TOKEN");
+    let mut cmd = OTTER.admin(http, data);
+    cmd.args(args).arg("--json");
     if let Some(token) = token {
         cmd.env("OTTER_TOKEN", token);
     }
@@ -34,7 +30,7 @@ fn ok(out: Output) -> Value {
 fn tokens_audit_and_rotation_through_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (server, _, http) = serve(&data, &[]);
+    let (server, _, http) = OTTER.serve(&data, &[]);
     let admin = |args: &[&str]| ok(run(&http, &data, None, args));
 
     admin(&[
@@ -142,5 +138,5 @@ fn tokens_audit_and_rotation_through_the_cli() {
         "the old key is kept: {after}"
     );
     // The server starts with the rotated keys.
-    let _server = serve(&data, &[]);
+    let _server = OTTER.serve(&data, &[]);
 }

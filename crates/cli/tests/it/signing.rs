@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{OTTER, Running, serve};
+use crate::OTTER;
+use otter_testkit::Running;
 
 const PRODUCT: &str = "TCSIGNED1";
 
@@ -21,11 +22,9 @@ struct Cli {
 
 impl Cli {
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(OTTER)
+        OTTER
+            .admin(&self.http, &self.data)
             .args(args)
-            .env("OTTER_SERVER", &self.http)
-            .env("OTTER_DATA_DIR", &self.data)
-            .env_remove("OTTER_TOKEN")
             .output()
             .unwrap()
     }
@@ -130,7 +129,7 @@ fn upgrade_to(cli: &Cli, version: &str) {
 fn offline_signed_firmware_installs_and_bad_signatures_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (_server, mqtt, http) = serve(&data, &[]);
+    let (_server, mqtt, http) = OTTER.serve(&data, &[]);
     wait_until("the API", 20, || data.join("admin-token").exists());
     let cli = Cli { http, data };
     cli.json(&["product", "create", "--id", PRODUCT, "--dialect", "tencent"]);
@@ -261,7 +260,7 @@ fn server_side_key_signs_and_a_rotated_key_is_accepted() {
     let data = dir.path().join("data");
     let keys = dir.path().join("keys");
     std::fs::create_dir_all(&keys).unwrap();
-    let (_server, mqtt, http) = serve(&data, &["--signing-key-dir", s(&keys)]);
+    let (_server, mqtt, http) = OTTER.serve(&data, &["--signing-key-dir", s(&keys)]);
     wait_until("the API", 20, || data.join("admin-token").exists());
     let cli = Cli { http, data };
     cli.json(&["product", "create", "--id", PRODUCT, "--dialect", "tencent"]);

@@ -2,29 +2,14 @@
 //! product against a real `otter serve`, both run as the binaries a user runs.
 
 use serde_json::{Value, json};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const OTTER: &str = env!("CARGO_BIN_EXE_otter");
+use crate::OTTER;
+use otter_testkit::{Running, free_addr};
+
 const TOKEN: &str = "simulate-test-token";
 const DEVICES: usize = 1000;
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_addr() -> String {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .to_string()
-}
 
 async fn api(
     http: &str,

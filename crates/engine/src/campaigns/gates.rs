@@ -35,7 +35,7 @@ impl Campaigns {
         };
         self.devices.presence.flush().await;
         let facts = self.store.health_facts(campaign.id, wave).await?;
-        let evidence = evidence(&bake.baseline, &facts, now - bake.started_at);
+        let evidence = evidence(&bake.baseline, &facts, now - bake.started_at.as_ms());
         let evaluation = health::evaluate(policy, &evidence);
         let record = serde_json::json!({ "evidence": evidence, "evaluation": evaluation });
         if !self

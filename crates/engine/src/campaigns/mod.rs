@@ -16,8 +16,8 @@ use otter_core::campaign::{
 use otter_core::health::{self, Evidence, OnUnhealthy, Verdict};
 use otter_core::targeting::{self, Candidate, Rules, Selection, Targeting};
 use otter_core::{
-    DeviceName, Fact, Module, ProductId, Reason, Situation, UpgradeState, UpgradeStatus, Version,
-    decide,
+    DeviceName, Fact, Module, ProductId, Reason, Situation, Timestamp, UpgradeState, UpgradeStatus,
+    Version, decide,
 };
 use otter_protocol::Dialect;
 use otter_store::{

@@ -42,7 +42,7 @@ impl Campaigns {
                 wave: u.wave,
                 state: u.status.state,
                 attempts: u.attempts,
-                released_at: u.released_at,
+                released_at: u.released_at.map(Timestamp::as_ms),
             })
             .collect();
         let now = self.clock.now_ms();
@@ -55,7 +55,7 @@ impl Campaigns {
                 .into_iter()
                 .map(|b| Bake {
                     wave: b.wave,
-                    started_ms: b.started_at,
+                    started_ms: b.started_at.as_ms(),
                     verdict: b.verdict,
                     accepted: b.accepted,
                 })

@@ -56,7 +56,7 @@ impl Campaigns {
                 result_code: None,
                 result_msg: verdict.text.as_deref(),
                 reason: verdict.reason,
-                released_at: Some(now),
+                released_at: Some(now.into()),
                 count_push: verdict.push,
             };
             let moved = self

@@ -228,7 +228,7 @@ async fn store_signature(
         issued: secs(doc.release.issued)?,
         expires: secs(doc.release.expires)?,
         downgrade: doc.release.downgrade,
-        signed_at: otter_store::now_ms(),
+        signed_at: otter_store::now_ms().into(),
     };
     s.store().await.set_firmware_signature(&signature).await?;
     Ok(signature)

@@ -296,8 +296,8 @@ mod tests {
     use super::*;
     use otter_core::campaign::{CampaignState, Strategy};
     use otter_core::{
-        CampaignMode, DeviceName, Dialect, Module, ProductId, Reason, UpgradeState, UpgradeStatus,
-        Version, VersionScheme,
+        CampaignMode, DeviceName, Dialect, Module, ProductId, Reason, Timestamp, UpgradeState,
+        UpgradeStatus, Version, VersionScheme,
     };
     use serde::Serialize;
 
@@ -332,8 +332,8 @@ mod tests {
             mode: CampaignMode::Push,
             allow_downgrade: false,
             version_scheme: VersionScheme::Numeric,
-            created_at: 1,
-            updated_at: 2,
+            created_at: Timestamp::from_ms(1),
+            updated_at: Timestamp::from_ms(2),
         }
     }
 
@@ -344,7 +344,7 @@ mod tests {
             dialect: Dialect::Aliyun,
             name: "P one".into(),
             version_scheme: VersionScheme::Semver,
-            created_at: 5,
+            created_at: Timestamp::from_ms(5),
         };
         same_json(&product, &super::product(product.clone()));
         let device = otter_store::Device {
@@ -353,7 +353,7 @@ mod tests {
             secret: "sealed".into(),
             online: true,
             last_seen: None,
-            created_at: 3,
+            created_at: Timestamp::from_ms(3),
         };
         same_json(&device, &super::device(device.clone()));
         let firmware = otter_store::Firmware {
@@ -365,7 +365,7 @@ mod tests {
             md5: "m".into(),
             sha256: "s".into(),
             state: otter_store::FirmwareState::Verifying,
-            created_at: 6,
+            created_at: Timestamp::from_ms(6),
         };
         same_json(&firmware, &super::firmware(firmware.clone()));
         same_json(&upgrade_record(), &super::upgrade(upgrade_record()));
@@ -382,14 +382,14 @@ mod tests {
             allow_downgrade: true,
             skip_verification: false,
             rollback_of: None,
-            created_at: 1,
-            updated_at: 2,
+            created_at: Timestamp::from_ms(1),
+            updated_at: Timestamp::from_ms(2),
         };
         same_json(&campaign, &super::campaign(campaign.clone()));
         let event = otter_store::UpgradeEvent {
             campaign_id: 7,
             device: DeviceName::parse("d1").unwrap(),
-            at: 9,
+            at: Timestamp::from_ms(9),
             state: UpgradeState::Burning,
             percent: None,
             result_code: None,
@@ -400,9 +400,9 @@ mod tests {
         let bake = otter_store::BakeRecord {
             campaign_id: 7,
             wave: 1,
-            started_at: 3,
+            started_at: Timestamp::from_ms(3),
             baseline: otter_store::HealthFacts::default(),
-            judged_at: Some(4),
+            judged_at: Some(Timestamp::from_ms(4)),
             verdict: Some(otter_core::health::Verdict::Unhealthy),
             evaluation: Some(serde_json::json!({ "evaluation": { "summary": "x" } })),
             accepted: false,

@@ -3,6 +3,7 @@
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use maud::{DOCTYPE, Markup, html};
+use otter_core::Timestamp;
 use otter_store::StoreError;
 
 /// Top-level sections, for the navigation's current-page mark.
@@ -129,8 +130,9 @@ impl From<crate::api::ApiError> for PageError {
 
 pub type PageResult = Result<Html<String>, PageError>;
 
-/// `2026-11-24 22:24:03 UTC` for a Unix-ms time.
-pub fn time(ms: i64) -> String {
+/// `2026-11-24 22:24:03 UTC`.
+pub fn time(t: Timestamp) -> String {
+    let ms = t.as_ms();
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .map(|t| {
             format!(
@@ -147,8 +149,8 @@ pub fn time(ms: i64) -> String {
 }
 
 /// A `<time>` element: absolute time, with "3 min ago" when it is recent.
-pub fn when(ms: i64) -> Markup {
-    let age = (otter_store::now_ms() - ms) / 1000;
+pub fn when(t: Timestamp) -> Markup {
+    let age = Timestamp::from(otter_store::now_ms()).ms_since(t) / 1000;
     let ago = match age {
         i64::MIN..0 => None,
         0..60 => Some(format!("{age} s ago")),
@@ -157,8 +159,8 @@ pub fn when(ms: i64) -> Markup {
         _ => None,
     };
     html! {
-        time datetime=(time(ms)) title=(time(ms)) {
-            @if let Some(ago) = ago { (ago) } @else { (time(ms)) }
+        time datetime=(time(t)) title=(time(t)) {
+            @if let Some(ago) = ago { (ago) } @else { (time(t)) }
         }
     }
 }

@@ -224,17 +224,7 @@ pub fn options(server: &TestServer, creds: &protocol::Credentials) -> MqttOption
 
 /// Connects and returns the CONNACK outcome without retrying.
 pub async fn connect_raw(opts: MqttOptions) -> Result<(AsyncClient, EventLoop), ConnectionError> {
-    let (client, mut eventloop) = AsyncClient::new(opts, 64);
-    loop {
-        match tokio::time::timeout(WAIT, eventloop.poll())
-            .await
-            .expect("no CONNACK")
-        {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok((client, eventloop)),
-            Ok(_) => continue,
-            Err(e) => return Err(e),
-        }
-    }
+    otter_testkit::mqtt::connect(opts, WAIT).await
 }
 
 impl RawDevice {

@@ -168,7 +168,7 @@ async fn twenty_thousand_devices_are_counted_in_sql_and_paged() {
             device: name,
             module: Module::default(),
             version: version.clone(),
-            at: otter_store::now_ms(),
+            at: otter_store::now_ms().into(),
         });
     }
     store.record_versions(&reports).await.unwrap();

@@ -2,21 +2,17 @@
 //! (`/api/v1/broker/authn`, `/authz`) called directly, and Debian's real `mosquitto` with the
 //! otter-mosquitto-auth plugin loaded, driven by MQTT devices and an Otter-node superuser.
 //!
-//! The plugin is built by running `cargo build -p otter-mosquitto-auth` into this test binary's
-//! own target directory (found from the test executable's path, so `CARGO_TARGET_DIR` and
-//! profiles just work); Mosquitto is `/usr/sbin/mosquitto` (Debian's package, installed by
-//! .ci/run), or `OTTER_TEST_MOSQUITTO` when set.
-
-#[path = "../../../mosquitto-auth/testing/build.rs"]
-mod plugin_build;
+//! otter-testkit builds the plugin by running `cargo build -p otter-mosquitto-auth` into this
+//! test binary's own target directory (found from the test executable's path, so
+//! `CARGO_TARGET_DIR` and profiles just work); Mosquitto is `/usr/sbin/mosquitto` (Debian's
+//! package, installed by .ci/run), or `OTTER_TEST_MOSQUITTO` when set.
 
 use crate::common::*;
 use otter_protocol::{self as protocol, DeviceAddr, Dialect};
+use otter_testkit::mosquitto::Mosquitto;
 use rumqttc::{AsyncClient, ConnectionError, Event, MqttOptions, Packet, QoS, SubscribeReasonCode};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -262,80 +258,18 @@ async fn authz_allows_only_the_devices_own_topics() {
     assert_eq!(v, deny);
 }
 
-/// Debian's mosquitto with the plugin loaded; killed when dropped.
-struct Mosquitto {
-    child: Child,
-    addr: SocketAddr,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Mosquitto {
-    async fn start(otter: SocketAddr) -> Self {
-        let plugin = plugin_build::build_plugin();
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let conf = dir.path().join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "listener {port} 127.0.0.1\nallow_anonymous false\n\
-                 plugin {}\nplugin_opt_otter_url http://{otter}\n\
-                 plugin_opt_secret {SECRET}\nplugin_opt_cache_secs 30\n\
-                 log_dest stderr\nlog_type all\n",
-                plugin.display()
-            ),
-        )
-        .unwrap();
-        let log = dir.path().join("mosquitto.log");
-        let exe =
-            std::env::var("OTTER_TEST_MOSQUITTO").unwrap_or_else(|_| "/usr/sbin/mosquitto".into());
-        let child = Command::new(&exe)
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {exe} (apt-get install mosquitto): {e}"));
-        let mut broker = Mosquitto {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            log,
-            _dir: dir,
-        };
-        broker.wait_listening().await;
-        broker
-    }
-
-    async fn wait_listening(&mut self) {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while tokio::net::TcpStream::connect(self.addr).await.is_err() {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("mosquitto exited ({status}):\n{}", self.log_text());
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "mosquitto never listened:\n{}",
-                self.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
+/// Debian's mosquitto with the plugin loaded, asking the Otter at `otter` (otter-testkit builds
+/// the plugin for this test's target directory and profile).
+async fn mosquitto(otter: SocketAddr) -> Mosquitto {
+    let plugin = otter_testkit::mosquitto::plugin();
+    Mosquitto::start(&format!(
+        "allow_anonymous false\n\
+         plugin {}\nplugin_opt_otter_url http://{otter}\n\
+         plugin_opt_secret {SECRET}\nplugin_opt_cache_secs 30\n\
+         log_dest stderr\nlog_type all\n",
+        plugin.display()
+    ))
+    .await
 }
 
 /// An MQTT client of the broker that collects what it receives, and its SUBACKs.
@@ -448,7 +382,7 @@ fn refused(result: Result<Client, ConnectionError>) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mosquitto_with_the_plugin_enforces_otters_decision() {
     let server = server().await;
-    let broker = Mosquitto::start(server.http).await;
+    let broker = mosquitto(server.http).await;
     let dialect = Dialect::Aliyun;
     let (a, b) = (
         DeviceAddr::new("a1Mosq00001", "devA"),
@@ -545,7 +479,7 @@ async fn mosquitto_refuses_devices_when_otter_is_unreachable() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let broker = Mosquitto::start(nowhere).await;
+    let broker = mosquitto(nowhere).await;
     let addr = DeviceAddr::new("a1MosqDown1", "dev1");
     assert!(refused(
         Client::connect(device_options(broker.addr, Dialect::Aliyun, &addr, &secret)).await

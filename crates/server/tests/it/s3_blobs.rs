@@ -6,33 +6,9 @@
 use crate::common::*;
 use otter_protocol::Dialect;
 use otter_server::{DownloadMode, S3Options};
-
-/// The S3 test server; under CI a missing one fails the test rather than skipping it.
-fn s3_endpoint() -> Option<String> {
-    match std::env::var("OTTER_TEST_S3_ENDPOINT") {
-        Ok(url) if !url.is_empty() => Some(url.trim_end_matches('/').to_string()),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("CI is set but OTTER_TEST_S3_ENDPOINT is not: start scripts/s3-throwaway.sh")
-        }
-        _ => {
-            eprintln!("OTTER_TEST_S3_ENDPOINT not set: S3 server tests skipped");
-            None
-        }
-    }
-}
-
-/// A fresh bucket on the test server (moto accepts unsigned bucket creation).
-async fn fresh_bucket(endpoint: &str) -> String {
-    let bucket = format!("otter-srv-{:016x}", rand::random::<u64>());
-    let status = reqwest::Client::new()
-        .put(format!("{endpoint}/{bucket}"))
-        .send()
-        .await
-        .expect("S3 test server unreachable")
-        .status();
-    assert!(status.is_success(), "creating bucket {bucket}: {status}");
-    bucket
-}
+// The S3 test server (under CI a missing one fails the test rather than skipping it), and fresh
+// buckets on it.
+use otter_testkit::s3::{endpoint as s3_endpoint, fresh_bucket};
 
 /// A server storing blobs in a fresh bucket of the test server, under a prefix.
 async fn s3_server(endpoint: &str, mode: DownloadMode) -> (TestServer, String) {

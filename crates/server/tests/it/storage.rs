@@ -57,3 +57,43 @@ async fn an_unwritable_blob_folder_is_a_server_error_without_paths() {
     std::fs::remove_file(&staging).unwrap();
     server.upload("a1ReadOnly1", "1.0.1", &image()).await;
 }
+
+/// Issue 21: one `otter serve` per data folder. A second server on the same embedded database
+/// refuses to start and names the first; the first keeps serving; once it is gone, the folder
+/// can be served again.
+#[tokio::test]
+async fn a_second_server_on_the_same_data_folder_refuses_and_the_first_keeps_serving() {
+    let server = start().await;
+    let err = match Application::build(ServeConfig::ephemeral(server.dir.path())).await {
+        Ok(_) => panic!("a second server started on the same data folder"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        err.contains("in use by another `otter serve`")
+            && err.contains(&format!("process {}", std::process::id())),
+        "{err}"
+    );
+    // The first server was not disturbed: a device registers, connects and is answered.
+    let secret = server.device(Dialect::Tencent, "TCOWNER001", "dev1").await;
+    let mut dev =
+        RawDevice::connect(&server, Dialect::Tencent, "TCOWNER001", "dev1", &secret).await;
+    let (report, update) = ("$ota/report/TCOWNER001/dev1", "$ota/update/TCOWNER001/dev1");
+    dev.subscribe(update).await;
+    dev.send(
+        report,
+        r#"{"type":"report_version","report":{"version":"1.0.0"}}"#,
+    )
+    .await;
+    assert_eq!(dev.next_on(update).await["result_code"], 0);
+
+    let dir = tempfile::tempdir().unwrap();
+    let first = Application::build(ServeConfig::ephemeral(dir.path()))
+        .await
+        .unwrap();
+    drop(first);
+    let again = Application::build(ServeConfig::ephemeral(dir.path())).await;
+    assert!(
+        again.is_ok(),
+        "the folder stays locked after its server is gone"
+    );
+}

@@ -3,6 +3,7 @@
 
 use super::Engine;
 use crate::*;
+use otter_core::Timestamp;
 use sqlx::Row;
 
 impl Engine {
@@ -47,7 +48,7 @@ impl Engine {
                 let detail: String = r.try_get("detail")?;
                 Ok(AuditEntry {
                     id: r.try_get("id")?,
-                    at: r.try_get("at")?,
+                    at: Timestamp::from(r.try_get::<i64, _>("at")?),
                     actor: r.try_get("actor")?,
                     action: r.try_get("action")?,
                     subject: r.try_get("subject")?,

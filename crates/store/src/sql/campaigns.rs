@@ -3,6 +3,7 @@
 
 use super::{Db, Engine, conflict_or, convert, corrupt, parse_scheme};
 use crate::*;
+use otter_core::Timestamp;
 use otter_core::campaign::{CampaignState, Strategy};
 use otter_core::{DeviceName, Module, ProductId, Reason, UpgradeState, UpgradeStatus, Version};
 
@@ -81,7 +82,7 @@ impl TryFrom<UpgradeRow> for Upgrade {
             ordinal: r.ordinal,
             wave: u32::try_from(r.wave).map_err(corrupt)?,
             attempts: u32::try_from(r.attempts).map_err(corrupt)?,
-            released_at: r.released_at,
+            released_at: r.released_at.map(Timestamp::from),
             from_version: r
                 .from_version
                 .map(Version::parse)
@@ -91,8 +92,8 @@ impl TryFrom<UpgradeRow> for Upgrade {
                 .ok_or_else(|| corrupt(format!("campaign mode {:?}", r.mode)))?,
             allow_downgrade: r.allow_downgrade,
             version_scheme: parse_scheme(&r.version_scheme)?,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
+            created_at: r.created_at.into(),
+            updated_at: r.updated_at.into(),
         })
     }
 }
@@ -134,8 +135,8 @@ impl TryFrom<CampaignRow> for Campaign {
             allow_downgrade: r.allow_downgrade,
             skip_verification: r.skip_verification,
             rollback_of: r.rollback_of,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
+            created_at: r.created_at.into(),
+            updated_at: r.updated_at.into(),
         })
     }
 }
@@ -506,7 +507,7 @@ impl Engine {
             .bind(change.result_code.map(i64::from))
             .bind(change.result_msg)
             .bind(now_ms())
-            .bind(change.released_at)
+            .bind(change.released_at.map(Timestamp::as_ms))
             .bind(campaign_id)
             .bind(product.as_str())
             .bind(&names)
@@ -575,7 +576,7 @@ impl Engine {
                     campaign_id: r.try_get("campaign_id")?,
                     device: DeviceName::parse(r.try_get::<String, _>("device_name")?)
                         .map_err(corrupt)?,
-                    at: r.try_get("at")?,
+                    at: Timestamp::from(r.try_get::<i64, _>("at")?),
                     state: UpgradeState::parse(&state)
                         .ok_or_else(|| corrupt(format!("event state {state:?}")))?,
                     percent: r

@@ -3,6 +3,7 @@
 
 use super::{Engine, corrupt};
 use crate::*;
+use otter_core::Timestamp;
 use otter_core::{DeviceName, Module, ProductId, Version};
 use sqlx::Row;
 
@@ -80,7 +81,9 @@ impl Engine {
                 Ok(DeviceSummary {
                     name: DeviceName::parse(r.try_get::<String, _>("name")?).map_err(corrupt)?,
                     online: r.try_get("online")?,
-                    last_seen: r.try_get("last_seen")?,
+                    last_seen: r
+                        .try_get::<Option<i64>, _>("last_seen")?
+                        .map(Timestamp::from),
                     version: version.map(Version::parse).transpose().map_err(corrupt)?,
                     tags: tags
                         .map(|t| t.lines().map(str::to_owned).collect())
@@ -138,7 +141,7 @@ impl Engine {
                         dialect: super::parse_dialect(r.try_get("dialect")?)?,
                         name: r.try_get("name")?,
                         version_scheme: super::parse_scheme(r.try_get("version_scheme")?)?,
-                        created_at: r.try_get("created_at")?,
+                        created_at: Timestamp::from(r.try_get::<i64, _>("created_at")?),
                     },
                     devices: r.try_get("devices")?,
                     online: r.try_get("online")?,

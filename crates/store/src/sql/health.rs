@@ -4,6 +4,7 @@
 
 use super::{Engine, corrupt};
 use crate::*;
+use otter_core::Timestamp;
 use otter_core::health::Verdict;
 use otter_core::{DeviceName, ProductId};
 use sqlx::Row;
@@ -174,9 +175,11 @@ impl Engine {
                 Ok(BakeRecord {
                     campaign_id: r.try_get("campaign_id")?,
                     wave: u32::try_from(r.try_get::<i64, _>("wave")?).map_err(corrupt)?,
-                    started_at: r.try_get("started_at")?,
+                    started_at: Timestamp::from(r.try_get::<i64, _>("started_at")?),
                     baseline: serde_json::from_str(&baseline).map_err(corrupt)?,
-                    judged_at: r.try_get("judged_at")?,
+                    judged_at: r
+                        .try_get::<Option<i64>, _>("judged_at")?
+                        .map(Timestamp::from),
                     verdict: v.as_deref().map(verdict).transpose()?,
                     evaluation: evaluation
                         .map(|e| serde_json::from_str(&e))

@@ -4,6 +4,7 @@
 
 use super::Db;
 use crate::*;
+use otter_core::Timestamp;
 use otter_core::{DeviceName, Dialect, Module, ProductId, Version, VersionScheme};
 use sqlx::{FromRow, Pool, Row};
 
@@ -74,7 +75,7 @@ impl TryFrom<ProductRow> for Product {
             dialect: parse_dialect(&r.dialect)?,
             name: r.name,
             version_scheme: parse_scheme(&r.version_scheme)?,
-            created_at: r.created_at,
+            created_at: r.created_at.into(),
         })
     }
 }
@@ -97,8 +98,8 @@ impl TryFrom<DeviceRow> for Device {
             name: DeviceName::parse(r.name).map_err(corrupt)?,
             secret: r.secret,
             online: r.online,
-            last_seen: r.last_seen,
-            created_at: r.created_at,
+            last_seen: r.last_seen.map(Timestamp::from),
+            created_at: r.created_at.into(),
         })
     }
 }
@@ -129,7 +130,7 @@ impl TryFrom<FirmwareRow> for Firmware {
             sha256: r.sha256,
             state: FirmwareState::parse(&r.state)
                 .ok_or_else(|| corrupt(format!("firmware state {:?}", r.state)))?,
-            created_at: r.created_at,
+            created_at: r.created_at.into(),
         })
     }
 }
@@ -163,7 +164,7 @@ impl Engine {
             dialect,
             name: name.into(),
             version_scheme,
-            created_at: now,
+            created_at: now.into(),
         })
     }
 
@@ -227,7 +228,7 @@ impl Engine {
             secret: secret.into(),
             online: false,
             last_seen: None,
-            created_at: now,
+            created_at: now.into(),
         })
     }
 
@@ -365,7 +366,7 @@ impl Engine {
                 Ok(ModuleVersion {
                     module: Module::parse(r.try_get::<String, _>("module")?).map_err(corrupt)?,
                     version: Version::parse(r.try_get::<String, _>("version")?).map_err(corrupt)?,
-                    reported_at: r.try_get("reported_at")?,
+                    reported_at: Timestamp::from(r.try_get::<i64, _>("reported_at")?),
                 })
             })
             .collect()

@@ -26,7 +26,7 @@ impl TryFrom<KeyRow> for ProductKey {
             public_key: r.public_key,
             signed_by: r.signed_by,
             announcement: r.announcement,
-            created_at: r.created_at,
+            created_at: r.created_at.into(),
         })
     }
 }
@@ -51,7 +51,7 @@ impl From<SignatureRow> for FirmwareSignature {
             issued: r.issued,
             expires: r.expires,
             downgrade: r.downgrade,
-            signed_at: r.signed_at,
+            signed_at: r.signed_at.into(),
         }
     }
 }
@@ -85,7 +85,7 @@ impl Engine {
             public_key: public_key.into(),
             signed_by: announced.map(|a| a.0.to_owned()),
             announcement: announced.map(|a| a.1.to_owned()),
-            created_at: now,
+            created_at: now.into(),
         })
     }
 
@@ -115,7 +115,7 @@ impl Engine {
         .bind(s.issued)
         .bind(s.expires)
         .bind(s.downgrade)
-        .bind(s.signed_at)
+        .bind(s.signed_at.as_ms())
         .execute(&self.pool)
         .await?;
         Ok(())

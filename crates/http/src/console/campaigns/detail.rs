@@ -321,7 +321,7 @@ fn selection_text(selection: &serde_json::Value) -> String {
 fn strategy_text(st: &Strategy) -> String {
     let mut parts = Vec::new();
     if let Some(at) = st.start_at_ms {
-        parts.push(format!("starts {}", page::time(at)));
+        parts.push(format!("starts {}", page::time(at.into())));
     }
     if let Some(w) = st.window {
         let sign = if w.utc_offset_minutes < 0 { '-' } else { '+' };
