@@ -15,7 +15,6 @@ use otter_testkit::otter::Otter;
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Command;
 
 const OTTER: Otter = Otter::new(env!("CARGO_BIN_EXE_otter"));
 
@@ -76,7 +75,9 @@ fn start() -> Server {
         .trim()
         .to_owned();
     let url = format!("{http}/api/v1/openapi.json");
-    let doc: Value = serde_json::from_slice(&curl(&["-sf", &url])).unwrap();
+    let (status, body) = fetch("GET", &url, None, false);
+    assert_eq!(status, 200, "{url}");
+    let doc: Value = serde_json::from_slice(&body).unwrap();
     Server {
         _dir: dir,
         _server: server,
@@ -87,37 +88,39 @@ fn start() -> Server {
     }
 }
 
-/// `curl args`: its stdout.
-fn curl(args: &[&str]) -> Vec<u8> {
-    let out = Command::new("curl").args(args).output().unwrap();
-    assert!(out.status.success(), "curl {args:?}: {out:?}");
-    out.stdout
+/// `(status, body)` of one HTTP request (reqwest on a runtime of its own: these tests are sync).
+fn fetch(method: &str, url: &str, token: Option<&str>, json_body: bool) -> (u16, Vec<u8>) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .unwrap();
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = client.request(method.clone(), url);
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if json_body {
+            req = req.header("content-type", "application/json").body("{}");
+        }
+        let resp = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+        let status = resp.status().as_u16();
+        (status, resp.bytes().await.unwrap().to_vec())
+    })
 }
 
 /// `(status, body)` of one request with the admin token (and `{}` as a JSON body but for GET).
 fn request(s: &Server, method: &str, path: &str) -> (u16, String) {
     let url = format!("{}{path}", s.http);
-    let auth = format!("Authorization: Bearer {}", s.token);
-    let mut args = vec![
-        "-s",
-        "-o",
-        "-",
-        "-w",
-        "\n%{http_code}",
-        "-X",
-        method,
-        "-H",
-        &auth,
-        "--max-time",
-        "5",
-    ];
-    if method != "GET" {
-        args.extend(["-H", "Content-Type: application/json", "--data", "{}"]);
-    }
-    args.push(&url);
-    let out = String::from_utf8(curl(&args)).unwrap();
-    let (body, status) = out.rsplit_once('\n').unwrap();
-    (status.parse().unwrap(), body.to_owned())
+    let (status, body) = fetch(method, &url, Some(&s.token), method != "GET");
+    (status, String::from_utf8_lossy(&body).into_owned())
 }
 
 fn paths(doc: &Value) -> &Map<String, Value> {

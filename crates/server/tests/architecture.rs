@@ -61,6 +61,7 @@ use Rule::{Never, OnlyThrough, TestsOnly};
 const RULES: &[Rule] = &[
     Never("otter-protocol", IO),
     Never("otter-core", IO),
+    Never("otter-api", IO),
     Never("otter-http", RMQTT),
     Never("otter-engine", RMQTT),
     Never("otter-mqtt", RMQTT),
