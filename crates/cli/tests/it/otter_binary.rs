@@ -574,3 +574,50 @@ fn the_agent_sends_health_reports_from_its_command() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// Issue 21: a second `otter serve` on the same data folder refuses at once, naming the first,
+/// and the first keeps serving its fleet.
+#[test]
+fn a_second_serve_on_the_same_data_dir_refuses_and_the_first_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (first, _, http) = serve(&data);
+    let second = Command::new(OTTER)
+        .args([
+            "serve",
+            "--mqtt-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .env_remove("OTTER_TOKEN")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        !second.status.success(),
+        "the second serve started: {stderr}"
+    );
+    assert!(
+        stderr.contains("in use by another `otter serve`")
+            && stderr.contains(&format!("process {}", first.0.id())),
+        "{stderr}"
+    );
+    // The first still answers its operators.
+    OTTER.json(
+        &http,
+        &data,
+        &[
+            "product",
+            "create",
+            "--id",
+            "a1Owner0002",
+            "--dialect",
+            "aliyun",
+        ],
+    );
+    let products = OTTER.json(&http, &data, &["product", "list"]);
+    assert_eq!(products[0]["id"], "a1Owner0002", "{products}");
+}
