@@ -23,8 +23,18 @@ use clap::{Parser, Subcommand};
     about = "Otter: over-the-air firmware updates for MQTT device fleets"
 )]
 struct Cli {
+    /// How log lines on stderr look: `text` for people (coloured only on a terminal) or `json`,
+    /// one object per line, for log collectors.
+    #[arg(long, global = true, env = "OTTER_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -58,22 +68,28 @@ enum Command {
     Simulate(simulate::SimulateArgs),
 }
 
-fn init_logging() {
+/// Logs to stderr, filtered by `OTTER_LOG` (tracing's `EnvFilter` syntax).
+fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("OTTER_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(
             "info,rmqtt=warn,rmqtt_net=warn,rmqtt_codec=warn,sqlx=warn",
         )
     });
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        // Colour codes only where a person reads them, never into files or journals.
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().init(),
+    }
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    init_logging(cli.log_format);
     let result = match cli.command {
         Command::Serve(args) => serve::run(*args).await,
         Command::Product(cmd) => products::run(cmd).await,

@@ -621,3 +621,27 @@ fn a_second_serve_on_the_same_data_dir_refuses_and_the_first_keeps_serving() {
     let products = OTTER.json(&http, &data, &["product", "list"]);
     assert_eq!(products[0]["id"], "a1Owner0002", "{products}");
 }
+
+/// Issue 21: logs written to a pipe or file carry no colour codes, and `--log-format json`
+/// writes one JSON object per line for log collectors.
+#[test]
+fn logs_are_plain_off_a_terminal_and_json_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_text, _, _, log) = OTTER.serve_logged(&dir.path().join("text"), &[]);
+    assert!(!log.is_empty(), "no start-up log");
+    assert!(
+        log.iter().all(|l| !l.contains('\x1b')),
+        "colour codes: {log:?}"
+    );
+    let (_json, _, _, log) =
+        OTTER.serve_logged(&dir.path().join("json"), &["--log-format", "json"]);
+    assert!(!log.is_empty(), "no start-up log");
+    for line in &log {
+        let entry: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            entry["level"].is_string() && entry["fields"]["message"].is_string(),
+            "{line}"
+        );
+    }
+}
