@@ -4,6 +4,7 @@
 //! the server's HTTP API (which the admin commands call).
 
 mod agent;
+mod backup;
 mod campaign;
 mod client;
 mod devices;
@@ -64,6 +65,8 @@ enum Command {
     Audit(security::AuditArgs),
     /// Replace the key of download links (old links keep working for a grace period).
     RotateDownloadKey(security::RotateDownloadKeyArgs),
+    /// Copy a data folder (database snapshot, firmware blobs, keys) while `otter serve` runs.
+    Backup(backup::BackupArgs),
     /// Run a fleet of simulated devices (all dialects) against a server, for demos and load.
     Simulate(simulate::SimulateArgs),
 }
@@ -99,6 +102,7 @@ async fn main() -> std::process::ExitCode {
         Command::Campaign(cmd) => campaign::run(cmd).await,
         Command::Agent(args) => agent::run(args).await,
         Command::Simulate(args) => simulate::run(args).await,
+        Command::Backup(args) => backup::run(args).await,
         Command::Token(cmd) => security::token(cmd).await,
         Command::Audit(args) => security::audit(args).await,
         Command::RotateDownloadKey(args) => security::rotate_download_key(args),

@@ -6,6 +6,7 @@
 //! API and console (otter-http), firmware downloads (otter-download), `/metrics` and `/healthz`.
 
 mod app;
+pub mod backup;
 mod config;
 mod data_dir;
 pub mod keys;

@@ -14,7 +14,7 @@ mod sqlite;
 mod store;
 
 pub use records::*;
-pub use store::Store;
+pub use store::{Store, backup_sqlite};
 
 /// Milliseconds since the Unix epoch: the store's one time unit.
 pub fn now_ms() -> i64 {

@@ -339,3 +339,26 @@ fn private_files(path: &std::path::Path) -> std::io::Result<()> {
 fn private_files(_path: &std::path::Path) -> std::io::Result<()> {
     Ok(())
 }
+
+/// Writes a consistent copy of the embedded database at `db` to `to` (a new file), while a
+/// server may be writing to it: `VACUUM INTO` reads one snapshot of the WAL database on a
+/// read-only connection of its own, so the copy holds every transaction committed before it
+/// started and none after. The copy is compact and needs no WAL file.
+pub async fn backup_sqlite(db: &std::path::Path, to: &std::path::Path) -> Result<()> {
+    use sqlx::ConnectOptions;
+    if !db.is_file() {
+        return Err(StoreError::NotFound(format!("database {}", db.display())));
+    }
+    let mut conn = SqliteConnectOptions::new()
+        .filename(db)
+        .read_only(true)
+        .busy_timeout(Duration::from_secs(10))
+        .connect()
+        .await?;
+    sqlx::query("VACUUM INTO $1")
+        .bind(to.to_string_lossy().into_owned())
+        .execute(&mut conn)
+        .await?;
+    private_files(to)?;
+    Ok(())
+}

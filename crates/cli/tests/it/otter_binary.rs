@@ -645,3 +645,136 @@ fn logs_are_plain_off_a_terminal_and_json_on_request() {
         );
     }
 }
+
+/// Issue 21: `otter backup` taken during a campaign, while the server runs, restores to a server
+/// whose devices, firmware and campaigns are what the original had at the backup's time.
+#[test]
+fn a_backup_taken_during_a_campaign_restores_the_fleet_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (_server, _, http) = serve(&data);
+    let run = |http: &str, data: &Path, args: &[&str]| OTTER.json(http, data, args);
+    run(
+        &http,
+        &data,
+        &[
+            "product",
+            "create",
+            "--id",
+            "a1Backup001",
+            "--dialect",
+            "aliyun",
+        ],
+    );
+    for name in ["d1", "d2", "d3"] {
+        run(
+            &http,
+            &data,
+            &[
+                "device",
+                "create",
+                "--product",
+                "a1Backup001",
+                "--name",
+                name,
+            ],
+        );
+    }
+    let image = dir.path().join("fw.bin");
+    std::fs::write(&image, vec![42u8; 300_000]).unwrap();
+    let fw = run(
+        &http,
+        &data,
+        &[
+            "firmware",
+            "upload",
+            "--product",
+            "a1Backup001",
+            "--version",
+            "2.0",
+            image.to_str().unwrap(),
+        ],
+    );
+    // The devices are offline: the campaign stays live, its devices pending.
+    run(
+        &http,
+        &data,
+        &[
+            "campaign",
+            "create",
+            "--product",
+            "a1Backup001",
+            "--version",
+            "2.0",
+            "--device",
+            "d1",
+            "--device",
+            "d2",
+            "--skip-verification",
+        ],
+    );
+    let list = |http: &str, data: &Path| {
+        (
+            run(http, data, &["device", "list", "--product", "a1Backup001"]),
+            run(
+                http,
+                data,
+                &["firmware", "list", "--product", "a1Backup001"],
+            ),
+            run(
+                http,
+                data,
+                &["campaign", "list", "--product", "a1Backup001"],
+            ),
+        )
+    };
+    let at_backup = list(&http, &data);
+
+    let backup = dir.path().join("backup");
+    let out = Command::new(OTTER)
+        .args(["backup", "--to"])
+        .arg(&backup)
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 blobs"),
+        "{out:?}"
+    );
+    // Changes after the backup are not in it.
+    run(
+        &http,
+        &data,
+        &[
+            "device",
+            "create",
+            "--product",
+            "a1Backup001",
+            "--name",
+            "late",
+        ],
+    );
+
+    // Restore as documented: a server on the backup folder.
+    let (_restored, _, restored_http) = serve(&backup);
+    assert_eq!(list(&restored_http, &backup), at_backup);
+    // The image came along.
+    let shown = run(
+        &restored_http,
+        &backup,
+        &["firmware", "list", "--product", "a1Backup001"],
+    );
+    assert_eq!(shown[0]["sha256"], fw["sha256"], "{shown}");
+    assert!(
+        backup
+            .join("blobs/sha256")
+            .join(fw["sha256"].as_str().unwrap())
+            .is_file()
+    );
+}
