@@ -2,7 +2,7 @@
 
 use crate::firmware::Firmware;
 use otter_core::Timestamp;
-use otter_core::campaign::{CampaignState, Projection, Strategy};
+use otter_core::campaign::{CampaignState, Outcome, Projection, Strategy};
 use otter_core::health::{Evaluation, Evidence, Verdict};
 use otter_core::targeting::Selection;
 use otter_core::{CampaignMode, Reason, UpgradeState, VersionScheme};
@@ -154,6 +154,15 @@ pub struct CampaignView {
     /// The health gates' bakes and their evaluations, by wave (the gate timeline).
     pub bakes: Vec<BakeRecord>,
     pub total: i64,
+    /// How it ended (`null` while live): `finished_with_failures` is not `succeeded`.
+    pub outcome: Option<Outcome>,
+    /// Devices failed or timed out for good (not counting those queued for a retry).
+    pub failed: i64,
+    /// Devices queued again after a failure, waiting for their retry.
+    pub retrying: i64,
+    /// Why queued devices are not being released now (window, rate, earlier waves, a gate,
+    /// a start time); `null` when nothing waits. A paused campaign says why in `reason`.
+    pub waiting: Option<String>,
 }
 
 /// One device in one campaign.
@@ -169,8 +178,14 @@ pub struct Upgrade {
     pub percent: Option<u8>,
     pub result_code: Option<i32>,
     pub result_msg: Option<String>,
-    /// Why, when Otter decided it (skipped, failed, waiting).
+    /// What `result_code` means in the product's dialect (e.g. "MD5 of the downloaded file
+    /// does not match"); `null` without a code.
+    pub result_text: Option<String>,
+    /// Why, when Otter decided it (skipped, failed, waiting, retrying).
     pub reason: Option<Reason>,
+    /// For a device queued for a retry (`reason` `retrying`; `result_*` are the failure's):
+    /// Unix ms before which it is not released again.
+    pub retry_not_before: Option<Timestamp>,
     /// How many times the offer was sent.
     pub pushes: i64,
     pub ordinal: i64,

@@ -25,7 +25,7 @@ pub use tokens::*;
 
 /// The core types the API carries as they are (their serde shape is the wire format).
 pub use otter_core::campaign::{
-    AbortRule, CampaignState, Projection, Strategy, WaveProjection, Window,
+    AbortRule, CampaignState, Outcome, Projection, Strategy, WaveProjection, Window,
 };
 pub use otter_core::health::{Evaluation, Evidence, HealthPolicy, Measured, OnUnhealthy, Verdict};
 pub use otter_core::targeting::Selection;

@@ -1,13 +1,13 @@
 //! `otter campaign …`: fleet rollouts through the server's `/campaigns` API, `watch`, which
 //! follows one live until it ends, and `otter upgrade` (a campaign of one device).
 
-use crate::client::{Conn, NO_BODY, cell, table};
+use crate::client::{Conn, NO_BODY, cell, human_time, table};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use otter_api::{
     AbortRule, BakeRecord, CampaignCreated, CampaignMode, CampaignState, CampaignView,
-    HealthPolicy, NewCampaign, OnUnhealthy, ReasonCount, Selection, StateCounts, Strategy, Upgrade,
+    HealthPolicy, NewCampaign, OnUnhealthy, ReasonCount, Selection, Strategy, Upgrade,
     UpgradeState, Window,
 };
 use reqwest::Method;
@@ -55,7 +55,9 @@ pub enum CampaignCmd {
         #[command(flatten)]
         conn: Conn,
     },
-    /// Follow a campaign live until it ends (with --json: one JSON event per line).
+    /// Follow a campaign live until it ends; the last thing printed is what `campaign show`
+    /// prints of it (with --json: the campaign as `campaign show --json` has it, without its
+    /// devices, one JSON document per line each time it changes; the last line is the end).
     Watch {
         id: i64,
         /// Poll interval in milliseconds.
@@ -165,17 +167,28 @@ pub async fn run(cmd: CampaignCmd) -> Result<()> {
             let list: Vec<CampaignView> = conn.get(&path).await?;
             conn.print(&list, |list| {
                 table(
-                    &["id", "product", "state", "mode", "total", "reason"],
+                    &[
+                        "id",
+                        "product",
+                        "version",
+                        "state",
+                        "succeeded",
+                        "failed",
+                        "created",
+                        "why",
+                    ],
                     list,
                     |v| {
                         let c = &v.campaign;
                         vec![
                             cell(&c.id),
                             cell(&c.product),
-                            cell(&c.state),
-                            cell(&c.mode),
-                            cell(&v.total),
-                            cell(&c.reason),
+                            cell(&v.firmware.version),
+                            state_word(v),
+                            format!("{}/{}", v.counts.get(UpgradeState::Succeeded), v.total),
+                            cell(&v.failed),
+                            human_time(c.created_at.as_ms()),
+                            c.reason.clone().or(v.waiting.clone()).unwrap_or_default(),
                         ]
                     },
                 )
@@ -199,24 +212,15 @@ pub async fn run(cmd: CampaignCmd) -> Result<()> {
                     "{}\n\n{}",
                     summary(&v.view),
                     table(
-                        &[
-                            "device",
-                            "state",
-                            "percent",
-                            "attempts",
-                            "reason",
-                            "result_code",
-                            "result_msg"
-                        ],
+                        &["device", "state", "percent", "attempts", "updated", "why"],
                         &v.devices,
                         |u| vec![
                             cell(&u.device),
                             cell(&u.state),
                             cell(&u.percent),
                             cell(&u.attempts),
-                            cell(&u.reason),
-                            cell(&u.result_code),
-                            cell(&u.result_msg),
+                            human_time(u.updated_at.as_ms()),
+                            why(u),
                         ]
                     )
                 )
@@ -250,6 +254,34 @@ async fn act(id: i64, action: &str, conn: Conn) -> Result<()> {
     Ok(())
 }
 
+/// The campaign's state in a word; an ended one's outcome ("finished with failures").
+fn state_word(v: &CampaignView) -> String {
+    match v.outcome {
+        Some(outcome) => outcome.describe().to_owned(),
+        None => v.campaign.state.as_str().to_owned(),
+    }
+}
+
+/// Why a device is where it is, for people: Otter's reason, the device's result code in words,
+/// its own text, and when a retry is due.
+fn why(u: &Upgrade) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(reason) = u.reason {
+        parts.push(reason.describe().to_owned());
+    }
+    if let Some(code) = u.result_code {
+        let text = u.result_text.as_deref().unwrap_or("no explanation");
+        parts.push(format!("code {code}: {text}"));
+    }
+    if let Some(msg) = u.result_msg.as_deref().filter(|m| !m.is_empty()) {
+        parts.push(format!("{msg:?}"));
+    }
+    if let Some(at) = u.retry_not_before {
+        parts.push(format!("retry not before {}", human_time(at.as_ms())));
+    }
+    parts.join("; ")
+}
+
 fn summary(v: &CampaignView) -> String {
     let c = &v.campaign;
     let counts: Vec<String> = v.counts.0.iter().map(|(k, n)| format!("{k} {n}")).collect();
@@ -258,12 +290,22 @@ fn summary(v: &CampaignView) -> String {
         .as_ref()
         .map(|r| format!(" ({r})"))
         .unwrap_or_default();
+    let retrying = if v.retrying > 0 {
+        format!(" ({} of them queued for a retry)", v.retrying)
+    } else {
+        String::new()
+    };
+    let waiting = v
+        .waiting
+        .as_ref()
+        .map(|w| format!("\n  waiting: {w}"))
+        .unwrap_or_default();
     format!(
-        "campaign #{} {} → {}: {}{reason}\ndevices {}: {}{}",
+        "campaign #{} {} → {}: {}{reason}\ndevices {}: {}{retrying}{waiting}{}",
         c.id,
         c.product,
         v.firmware.version,
-        c.state.as_str(),
+        state_word(v),
         v.total,
         counts.join(", "),
         reasons(&v.reasons),
@@ -288,7 +330,7 @@ fn gates(bakes: &[BakeRecord]) -> String {
                 ),
                 None => format!(
                     "\n  health gate after wave {wave}: baking since {}",
-                    when(Some(b.started_at.as_ms()))
+                    human_time(b.started_at.as_ms())
                 ),
             }
         })
@@ -434,14 +476,7 @@ fn health_plan(strategy: &Strategy) -> String {
 }
 
 fn when(ms: Option<i64>) -> String {
-    ms.and_then(|ms| {
-        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
-    })
-    .and_then(|t| {
-        t.format(&time::format_description::well_known::Rfc3339)
-            .ok()
-    })
-    .unwrap_or_else(|| "-".into())
+    ms.map(human_time).unwrap_or_else(|| "-".into())
 }
 
 fn parse_time(text: &str) -> Result<i64> {
@@ -492,18 +527,6 @@ fn parse_offset(text: &str) -> Result<i16> {
     Ok(sign * parse_hhmm(&text[1..])? as i16)
 }
 
-/// One line of `campaign watch --json`.
-#[derive(Serialize, PartialEq)]
-struct WatchEvent {
-    id: i64,
-    state: CampaignState,
-    reason: Option<String>,
-    total: i64,
-    counts: StateCounts,
-    reasons: Vec<ReasonCount>,
-    gates: Vec<BakeRecord>,
-}
-
 /// Polls the campaign; draws bars (or prints JSON lines) whenever something changed.
 async fn watch(id: i64, every: Duration, conn: Conn) -> Result<()> {
     let bars = MultiProgress::new();
@@ -522,18 +545,12 @@ async fn watch(id: i64, every: Duration, conn: Conn) -> Result<()> {
     let mut last = None;
     loop {
         let v: CampaignView = conn.get(&format!("/campaigns/{id}")).await?;
-        let event = WatchEvent {
-            id,
-            state: v.campaign.state,
-            reason: v.campaign.reason.clone(),
-            total: v.total,
-            counts: v.counts.clone(),
-            reasons: v.reasons.clone(),
-            gates: v.bakes.clone(),
-        };
+        // `updated_at` moves with every device; a frame is drawn when what it shows changes.
+        let mut event = v.clone();
+        event.campaign.updated_at = Default::default();
         if last.as_ref() != Some(&event) {
             if conn.json {
-                println!("{}", serde_json::to_value(&event)?);
+                crate::client::print_line(&serde_json::to_string(&v)?);
             } else {
                 let count = |s: UpgradeState| u64::try_from(v.counts.get(s)).unwrap_or(0);
                 let total = u64::try_from(v.total).unwrap_or(0);
@@ -564,10 +581,12 @@ async fn watch(id: i64, every: Duration, conn: Conn) -> Result<()> {
             v.campaign.state,
             CampaignState::Scheduled | CampaignState::Running | CampaignState::Paused
         ) {
-            done_bar.finish();
-            ok_bar.finish();
+            // `abandon`, not `finish`: finishing fills a bar to its length, drawing "30/30
+            // succeeded" when 24 did.
+            done_bar.abandon();
+            ok_bar.abandon();
             if !conn.json {
-                println!("{}", summary(&v));
+                crate::client::print_line(&summary(&v));
             }
             return Ok(());
         }

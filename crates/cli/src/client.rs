@@ -12,32 +12,84 @@ use std::path::PathBuf;
 
 #[derive(Args, Debug, Clone)]
 pub struct Conn {
-    /// Server base URL.
-    #[arg(long, env = "OTTER_SERVER", default_value = "http://127.0.0.1:8080")]
+    /// Server base URL; `host:port` alone means `http://host:port`.
+    #[arg(long, env = "OTTER_SERVER", default_value = "http://127.0.0.1:8080", value_parser = server_url)]
     server: String,
-    /// Admin token [default: contents of ./otter-data/admin-token when present].
+    /// Admin or API token [default: the admin-token file in --data-dir].
     #[arg(long, env = "OTTER_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// The server's data folder, where `otter serve` wrote `admin-token` (used when no token
+    /// is given).
+    #[arg(long, env = "OTTER_DATA_DIR", default_value = "otter-data")]
+    data_dir: PathBuf,
     /// Print one machine-readable JSON document.
     #[arg(long)]
     pub json: bool,
 }
 
-/// The generated admin token `otter serve` leaves in its data dir (`OTTER_DATA_DIR` or
-/// `./otter-data`): what admin commands use when `OTTER_TOKEN` is not set.
-pub fn token_from_data_dir() -> Result<String> {
-    let dir = std::env::var_os("OTTER_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("otter-data"));
+/// The generated admin token `otter serve` leaves in its data dir: what admin commands use
+/// when no token is given.
+pub fn token_in(dir: &std::path::Path) -> Result<String> {
     let path = dir.join("admin-token");
     std::fs::read_to_string(&path)
         .map(|t| t.trim().to_owned())
         .with_context(|| {
             format!(
-                "no admin token: set OTTER_TOKEN (or run next to {})",
+                "no admin token: pass --token (or set OTTER_TOKEN), or point --data-dir (OTTER_DATA_DIR) at the server's data folder; {} is not readable",
                 path.display()
             )
         })
+}
+
+/// The admin token in `OTTER_DATA_DIR` (or `./otter-data`), for commands without `--data-dir`.
+pub fn token_from_data_dir() -> Result<String> {
+    let dir = std::env::var_os("OTTER_DATA_DIR")
+        .map_or_else(|| PathBuf::from("otter-data"), PathBuf::from);
+    token_in(&dir)
+}
+
+/// `--server`: a base URL; a bare `host:port` gets `http://`.
+fn server_url(text: &str) -> Result<String, String> {
+    let text = text.trim().trim_end_matches('/');
+    let full = if text.contains("://") {
+        text.to_owned()
+    } else {
+        format!("http://{text}")
+    };
+    let url = reqwest::Url::parse(&full)
+        .map_err(|e| format!("{text:?} is not a server URL like http://127.0.0.1:8080 ({e})"))?;
+    match url.scheme() {
+        "http" | "https" if url.host().is_some() => Ok(full),
+        "http" | "https" => Err(format!("{text:?} names no host")),
+        other => Err(format!(
+            "{text:?}: the scheme must be http or https, not {other}"
+        )),
+    }
+}
+
+/// Writes a line to standard output. A closed pipe (`otter product list | head -1`) ends the
+/// program quietly and successfully, as it does for other Unix tools, instead of panicking.
+pub fn print_line(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{text}").and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: writing to standard output: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// Unix ms as people read it: `2026-12-07 23:59:58 UTC` (`-` when out of range). `--json`
+/// keeps the API's Unix ms.
+pub fn human_time(ms: i64) -> String {
+    let format =
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_else(|| "-".into())
 }
 
 /// "No body" for [`Conn::call`].
@@ -48,7 +100,7 @@ impl Conn {
         if let Some(token) = &self.token {
             return Ok(token.clone());
         }
-        token_from_data_dir()
+        token_in(&self.data_dir)
     }
 
     pub fn request(&self, method: Method, path: &str) -> Result<RequestBuilder> {
@@ -102,12 +154,9 @@ impl Conn {
     pub fn print<T: Serialize>(&self, value: &T, human: impl FnOnce(&T) -> String) {
         if self.json {
             let value = serde_json::to_value(value).unwrap_or_default();
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&value).unwrap_or_default()
-            );
+            print_line(&serde_json::to_string_pretty(&value).unwrap_or_default());
         } else {
-            println!("{}", human(value));
+            print_line(&human(value));
         }
     }
 }

@@ -158,27 +158,27 @@ pub enum StrategyError {
     WindowDuration(u16),
     #[error("window utc_offset_minutes {0} must be -720..=840")]
     WindowOffset(i16),
-    #[error("rate_per_minute must be at least 1 (leave it out for no limit)")]
+    #[error("rate_per_minute (--rate) must be at least 1 (leave it out for no limit)")]
     ZeroRate,
-    #[error("wave {index} is {percent}%, but wave percentages must be 1..=100")]
+    #[error("wave {index} (--waves) is {percent}%, but wave percentages must be 1..=100")]
     WavePercent { index: usize, percent: u8 },
     #[error(
-        "waves are cumulative and must be strictly ascending: wave {index} is {percent}% after {previous}%"
+        "waves (--waves) are cumulative and must be strictly ascending: wave {index} is {percent}% after {previous}%"
     )]
     WavesNotAscending {
         index: usize,
         percent: u8,
         previous: u8,
     },
-    #[error("the last wave must be 100% so every device is reached, not {0}%")]
+    #[error("the last wave (--waves) must be 100% so every device is reached, not {0}%")]
     LastWave(u8),
-    #[error("gate_percent {0} must be 0..=100")]
+    #[error("gate_percent (--gate) {0} must be 0..=100")]
     GatePercent(u8),
-    #[error("timeout_secs must be at least 1 (leave it out for no timeout)")]
+    #[error("timeout_secs (--timeout) must be at least 1 (leave it out for no timeout)")]
     ZeroTimeout,
-    #[error("retries {0} must be 0..=10")]
+    #[error("retries (--retries) {0} must be 0..=10")]
     Retries(u8),
-    #[error("abort failure_percent {0} must be 0..=100")]
+    #[error("abort failure_percent (--abort-percent) {0} must be 0..=100")]
     AbortPercent(u8),
     #[error(transparent)]
     Health(#[from] HealthError),
@@ -418,7 +418,7 @@ pub fn plan(input: &PlanInput) -> Vec<Action> {
             Step::Pause(reason) => actions.push(Action::Pause(reason)),
             Step::Bake(wave) => actions.push(Action::Bake(wave)),
             Step::Judge(wave) => actions.push(Action::Judge(wave)),
-            Step::Wait => {}
+            Step::Wait(_) | Step::Idle => {}
         }
     }
     if !states.iter().any(|s| s.is_live()) {
@@ -439,6 +439,78 @@ pub fn plan(input: &PlanInput) -> Vec<Action> {
     actions
 }
 
+/// When a device queued for a retry after its release at `released_at_ms` may be released
+/// again: a minute later (the planner's rule; it keeps rate counts exact).
+pub fn retry_not_before(released_at_ms: i64) -> i64 {
+    released_at_ms.saturating_add(MINUTE_MS)
+}
+
+/// How an ended campaign ended, in one word for badges and scripts: a campaign that finished
+/// with failed devices is not the same news as a clean one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Finished; no device failed or timed out.
+    Succeeded,
+    /// Finished; some devices failed or timed out for good.
+    FinishedWithFailures,
+    Aborted,
+    Canceled,
+}
+
+impl Outcome {
+    /// `None` while the campaign is live. `failed`: devices failed or timed out for good.
+    pub fn of(state: CampaignState, failed: i64) -> Option<Outcome> {
+        match state {
+            CampaignState::Finished if failed > 0 => Some(Outcome::FinishedWithFailures),
+            CampaignState::Finished => Some(Outcome::Succeeded),
+            CampaignState::Aborted => Some(Outcome::Aborted),
+            CampaignState::Canceled => Some(Outcome::Canceled),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::FinishedWithFailures => "finished_with_failures",
+            Outcome::Aborted => "aborted",
+            Outcome::Canceled => "canceled",
+        }
+    }
+
+    /// For people: "finished with failures".
+    pub fn describe(self) -> &'static str {
+        match self {
+            Outcome::FinishedWithFailures => "finished with failures",
+            other => other.as_str(),
+        }
+    }
+}
+
+/// Why queued devices are not being released at `input.now_ms`, for people (console, CLI,
+/// API): `None` when nothing waits (nothing queued, or the next planner pass releases them).
+/// A paused campaign's reason is its own; this says nothing more about it.
+pub fn waiting(input: &PlanInput) -> Option<String> {
+    match input.state {
+        CampaignState::Running => {}
+        CampaignState::Scheduled => {
+            let at = input.strategy.start_at_ms?;
+            let minutes = (at.saturating_sub(input.now_ms) + MINUTE_MS - 1) / MINUTE_MS;
+            return (at > input.now_ms).then(|| format!("scheduled: starts in {minutes} min"));
+        }
+        _ => return None,
+    }
+    let mut states: Vec<UpgradeState> = input.slots.iter().map(|s| s.state).collect();
+    time_out(input, &mut states);
+    retry(input, &mut states);
+    match release(input, &mut states) {
+        Step::Wait(why) => Some(why),
+        _ => None,
+    }
+}
+
 /// What the health gate after `wave` holds back, if anything: None when there is no gate or
 /// it passed; otherwise start the bake, judge it, or wait.
 fn health_hold(input: &PlanInput, wave: u32) -> Option<Step> {
@@ -446,11 +518,18 @@ fn health_hold(input: &PlanInput, wave: u32) -> Option<Step> {
     match input.bakes.iter().find(|b| b.wave == wave) {
         None => Some(Step::Bake(wave)),
         Some(b) if b.passed() => None,
-        Some(b) if b.verdict.is_some() => Some(Step::Wait),
+        Some(b) if b.verdict.is_some() => Some(Step::Wait(format!(
+            "the health gate after wave {} did not pass; resume to accept its verdict",
+            wave + 1
+        ))),
         Some(b) if input.now_ms >= b.started_ms.saturating_add(policy.bake_ms()) => {
             Some(Step::Judge(wave))
         }
-        Some(_) => Some(Step::Wait),
+        Some(b) => Some(Step::Wait(format!(
+            "the health gate after wave {} is baking ({} s left)",
+            wave + 1,
+            (b.started_ms.saturating_add(policy.bake_ms()) - input.now_ms).max(0) / 1000
+        ))),
     }
 }
 
@@ -517,7 +596,10 @@ enum Step {
     Pause(String),
     Bake(u32),
     Judge(u32),
-    Wait,
+    /// Nothing is released now, for this reason (for people: "why does it wait?").
+    Wait(String),
+    /// Nothing is queued.
+    Idle,
 }
 
 fn release(input: &PlanInput, states: &mut [UpgradeState]) -> Step {
@@ -529,7 +611,7 @@ fn release(input: &PlanInput, states: &mut [UpgradeState]) -> Step {
         .map(|(slot, _)| slot.wave)
         .min()
     else {
-        return Step::Wait;
+        return Step::Idle;
     };
     // The gate comes before the window so that a failing wave pauses the campaign at once,
     // not hours later when the window opens.
@@ -545,15 +627,21 @@ fn release(input: &PlanInput, states: &mut [UpgradeState]) -> Step {
     let mut last_earlier = None;
     for (slot, state) in earlier {
         if state.is_live() {
-            return Step::Wait;
+            return Step::Wait(format!(
+                "wave {} waits for the devices of earlier waves to finish",
+                wave + 1
+            ));
         }
         last_earlier = last_earlier.max(Some(slot.wave));
     }
     if let Some(step) = last_earlier.and_then(|w| health_hold(input, w)) {
         return step;
     }
-    if strategy.window.is_some_and(|w| !in_window(now, &w)) {
-        return Step::Wait;
+    if let Some(w) = strategy.window.filter(|w| !in_window(now, w)) {
+        let minutes = (next_window_open(now, &w).saturating_sub(now) + MINUTE_MS - 1) / MINUTE_MS;
+        return Step::Wait(format!(
+            "outside the maintenance window; it opens in {minutes} min"
+        ));
     }
     let since = now.saturating_sub(MINUTE_MS);
     let recent = |slot: &Slot| slot.released_at.is_some_and(|at| at > since);
@@ -576,6 +664,16 @@ fn release(input: &PlanInput, states: &mut [UpgradeState]) -> Step {
         .map(|(i, _)| i)
         .take(budget)
         .collect();
+    if picked.is_empty() {
+        return Step::Wait(if budget == 0 {
+            format!(
+                "the rate limit ({} releases a minute) is used up; more within a minute",
+                strategy.rate_per_minute.unwrap_or(0)
+            )
+        } else {
+            "retries wait a minute after their last release".to_owned()
+        });
+    }
     for &i in &picked {
         if let Some(state) = states.get_mut(i) {
             *state = UpgradeState::Pending;
@@ -604,7 +702,10 @@ fn gate(input: &PlanInput, states: &[UpgradeState], wave: u32) -> Option<Step> {
         return None;
     }
     if earlier.iter().any(|s| s.is_live()) {
-        return Some(Step::Wait);
+        return Some(Step::Wait(format!(
+            "wave {} waits: {succeeded} of {total} devices of earlier waves succeeded, {needed}% needed, the rest still in progress",
+            wave + 1
+        )));
     }
     Some(Step::Pause(format!(
         "wave {wave} held: {succeeded} of {total} devices of earlier waves succeeded ({}%), {needed}% needed",
@@ -738,6 +839,62 @@ mod tests {
 
     fn queued(wave: u32) -> Slot {
         slot(wave, U::Queued, 0, None)
+    }
+
+    fn why(now: i64, state: CampaignState, strategy: &Strategy, slots: &[Slot]) -> Option<String> {
+        waiting(&PlanInput {
+            now_ms: now,
+            state,
+            strategy,
+            slots,
+            bakes: &[],
+        })
+    }
+
+    #[test]
+    fn waiting_says_why_queued_devices_are_held() {
+        let plain = Strategy::default();
+        // Releasable now, or nothing queued: nothing waits.
+        assert_eq!(why(T0, CampaignState::Running, &plain, &[queued(0)]), None);
+        assert_eq!(
+            why(T0, CampaignState::Running, &plain, &[done(0, U::Succeeded)]),
+            None
+        );
+        assert_eq!(why(T0, CampaignState::Paused, &plain, &[queued(0)]), None);
+        // A closed window says when it opens (02:00 UTC for 60 min; it is 10:00).
+        let night = Strategy {
+            window: Some(window(120, 60, 0)),
+            ..Strategy::default()
+        };
+        let text = why(T0, CampaignState::Running, &night, &[queued(0)]).unwrap();
+        assert!(text.contains("opens in 960 min"), "{text}");
+        // A rate limit used up.
+        let rated = Strategy {
+            rate_per_minute: Some(1),
+            ..Strategy::default()
+        };
+        let slots = [slot(0, U::Pending, 1, Some(T0 - SEC)), queued(0)];
+        let text = why(T0, CampaignState::Running, &rated, &slots).unwrap();
+        assert!(text.contains("rate limit (1 releases a minute)"), "{text}");
+        // A later wave behind a live one.
+        let waves = Strategy {
+            waves: vec![50, 100],
+            ..Strategy::default()
+        };
+        let slots = [slot(0, U::Downloading, 1, Some(T0 - SEC)), queued(1)];
+        let text = why(T0, CampaignState::Running, &waves, &slots).unwrap();
+        assert!(text.starts_with("wave 2 waits"), "{text}");
+        // A retry within a minute of its last release.
+        let retried = [slot(0, U::Queued, 1, Some(T0 - SEC))];
+        let text = why(T0, CampaignState::Running, &plain, &retried).unwrap();
+        assert!(text.contains("retries wait a minute"), "{text}");
+        // A start in the future.
+        let later = Strategy {
+            start_at_ms: Some(T0 + 5 * MINUTE_MS),
+            ..Strategy::default()
+        };
+        let text = why(T0, CampaignState::Scheduled, &later, &[queued(0)]).unwrap();
+        assert_eq!(text, "scheduled: starts in 5 min");
     }
 
     fn run_plan(
@@ -933,7 +1090,7 @@ mod tests {
         let err = with(|s| s.waves = vec![10, 10, 100]);
         assert_eq!(
             err.to_string(),
-            "waves are cumulative and must be strictly ascending: wave 1 is 10% after 10%"
+            "waves (--waves) are cumulative and must be strictly ascending: wave 1 is 10% after 10%"
         );
         assert_eq!(with(|s| s.waves = vec![10, 50]), E::LastWave(50));
         assert_eq!(with(|s| s.gate_percent = 101), E::GatePercent(101));
@@ -945,7 +1102,10 @@ mod tests {
                 min_finished: 1,
             })
         });
-        assert_eq!(err.to_string(), "abort failure_percent 120 must be 0..=100");
+        assert_eq!(
+            err.to_string(),
+            "abort failure_percent (--abort-percent) 120 must be 0..=100"
+        );
     }
 
     #[test]

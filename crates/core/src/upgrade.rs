@@ -112,10 +112,13 @@ pub enum Reason {
     TimedOut,
     /// Canceled by the operator, by an abort, or by a campaign that superseded this one.
     Canceled,
+    /// Queued again after a failure or a timeout (`result_code`/`result_msg` keep that
+    /// failure's): released once more when the campaign's retry rules allow.
+    Retrying,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 9] = [
+    pub const ALL: [Reason; 10] = [
         Self::AlreadyAtTarget,
         Self::NewerThanTarget,
         Self::DeviceOffline,
@@ -125,6 +128,7 @@ impl Reason {
         Self::DeviceFailed,
         Self::TimedOut,
         Self::Canceled,
+        Self::Retrying,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -138,6 +142,7 @@ impl Reason {
             Self::DeviceFailed => "device_failed",
             Self::TimedOut => "timed_out",
             Self::Canceled => "canceled",
+            Self::Retrying => "retrying",
         }
     }
 
@@ -157,6 +162,7 @@ impl Reason {
             Self::DeviceFailed => "the device reported a failure",
             Self::TimedOut => "timed out",
             Self::Canceled => "canceled",
+            Self::Retrying => "failed; queued for a retry",
         }
     }
 }

@@ -297,6 +297,8 @@ pub struct Transition<'a> {
     pub released_at: Option<Timestamp>,
     /// The offer was sent with this change (counts a push).
     pub count_push: bool,
+    /// Leave `result_code`/`result_msg` as they are (a retry keeps the failure it retries).
+    pub keep_result: bool,
 }
 
 // ---- the audit log and the web console

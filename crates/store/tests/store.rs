@@ -232,6 +232,7 @@ async fn transitions_move_only_from_the_given_states_and_leave_history() {
             reason: None,
             released_at: Some(42.into()),
             count_push: false,
+            keep_result: false,
         };
         assert_eq!(
             store
@@ -464,6 +465,7 @@ async fn concurrent_claims_move_each_device_once() {
             reason: None,
             released_at: Some(1.into()),
             count_push: false,
+            keep_result: false,
         };
         let mut reversed = names.clone();
         reversed.reverse();

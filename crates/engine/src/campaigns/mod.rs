@@ -148,7 +148,7 @@ impl Campaigns {
             && firmware.state != FirmwareState::Verified
         {
             return Err(CampaignError::NotVerified(format!(
-                "firmware {} {version} is {}: verify it on test devices first (otter firmware verify) or pass skip_verification",
+                "firmware {} {version} is {}: verify it on test devices first (otter firmware verify) or pass skip_verification (otter: --skip-verification)",
                 product.id,
                 firmware.state.as_str()
             )));

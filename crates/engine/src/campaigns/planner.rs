@@ -35,32 +35,8 @@ impl Campaigns {
     /// One planner pass over one campaign.
     pub(crate) async fn step(&self, id: i64) -> Result<()> {
         let mut campaign = self.store.campaign(id).await?;
-        let upgrades = self.store.campaign_upgrades(id, None, i64::MAX, 0).await?;
-        let slots: Vec<Slot> = upgrades
-            .iter()
-            .map(|u| Slot {
-                wave: u.wave,
-                state: u.status.state,
-                attempts: u.attempts,
-                released_at: u.released_at.map(Timestamp::as_ms),
-            })
-            .collect();
+        let (upgrades, slots, bakes) = self.snapshot(&campaign).await?;
         let now = self.clock.now_ms();
-        let bakes: Vec<Bake> = match campaign.strategy.health {
-            None => Vec::new(),
-            Some(_) => self
-                .store
-                .campaign_bakes(id)
-                .await?
-                .into_iter()
-                .map(|b| Bake {
-                    wave: b.wave,
-                    started_ms: b.started_at.as_ms(),
-                    verdict: b.verdict,
-                    accepted: b.accepted,
-                })
-                .collect(),
-        };
         let actions = campaign::plan(&PlanInput {
             now_ms: now,
             state: campaign.state,
@@ -99,6 +75,7 @@ impl Campaigns {
                         reason: Some(Reason::TimedOut),
                         released_at: None,
                         count_push: false,
+                        keep_result: false,
                     };
                     let moved = self
                         .store
@@ -112,9 +89,11 @@ impl Campaigns {
                         to: UpgradeState::Queued,
                         result_code: None,
                         result_msg: None,
-                        reason: None,
+                        // The failure stays readable (code, text) until the next release.
+                        reason: Some(Reason::Retrying),
                         released_at: None,
                         count_push: false,
+                        keep_result: true,
                     };
                     self.store
                         .transition(id, &campaign.product, &devices(&idx), &change)
@@ -139,6 +118,56 @@ impl Campaigns {
         Ok(())
     }
 
+    /// Why the campaign's queued devices are not being released now (`None`: nothing waits).
+    pub async fn waiting(&self, id: i64) -> Result<Option<String>> {
+        let campaign = self.store.campaign(id).await?;
+        if !matches!(
+            campaign.state,
+            CampaignState::Running | CampaignState::Scheduled
+        ) {
+            return Ok(None);
+        }
+        let (_, slots, bakes) = self.snapshot(&campaign).await?;
+        Ok(campaign::waiting(&PlanInput {
+            now_ms: self.clock.now_ms(),
+            state: campaign.state,
+            strategy: &campaign.strategy,
+            slots: &slots,
+            bakes: &bakes,
+        }))
+    }
+
+    /// The campaign's devices and bakes, as the planner reads them.
+    async fn snapshot(&self, campaign: &Campaign) -> Result<(Vec<Upgrade>, Vec<Slot>, Vec<Bake>)> {
+        let id = campaign.id;
+        let upgrades = self.store.campaign_upgrades(id, None, i64::MAX, 0).await?;
+        let slots: Vec<Slot> = upgrades
+            .iter()
+            .map(|u| Slot {
+                wave: u.wave,
+                state: u.status.state,
+                attempts: u.attempts,
+                released_at: u.released_at.map(Timestamp::as_ms),
+            })
+            .collect();
+        let bakes: Vec<Bake> = match campaign.strategy.health {
+            None => Vec::new(),
+            Some(_) => self
+                .store
+                .campaign_bakes(id)
+                .await?
+                .into_iter()
+                .map(|b| Bake {
+                    wave: b.wave,
+                    started_ms: b.started_at.as_ms(),
+                    verdict: b.verdict,
+                    accepted: b.accepted,
+                })
+                .collect(),
+        };
+        Ok((upgrades, slots, bakes))
+    }
+
     pub(super) async fn finish(&self, campaign: &Campaign) -> Result<()> {
         self.store
             .set_campaign_state(campaign.id, CampaignState::Finished, None)
@@ -146,20 +175,23 @@ impl Campaigns {
         let counts = self.store.campaign_counts(campaign.id).await?;
         info!(campaign = campaign.id, ?counts, "campaign finished");
         if campaign.kind == CampaignKind::Verification {
-            // A test device skipped (already there, or newer) tells nothing about the image.
-            let total = counts.total() - counts.get(UpgradeState::Skipped);
-            let succeeded = counts.get(UpgradeState::Succeeded);
-            let state = if succeeded == total {
-                FirmwareState::Verified
-            } else {
-                FirmwareState::Rejected
-            };
+            let upgrades = self
+                .store
+                .campaign_upgrades(campaign.id, None, i64::MAX, 0)
+                .await?;
+            let (state, why) = verification_verdict(&upgrades);
+            if let Some(why) = &why {
+                self.store
+                    .set_campaign_state(campaign.id, CampaignState::Finished, Some(why))
+                    .await?;
+            }
             self.store
                 .set_firmware_state(campaign.firmware_id, state)
                 .await?;
             info!(
                 firmware = campaign.firmware_id,
                 state = state.as_str(),
+                why = why.as_deref().unwrap_or(""),
                 "firmware verification done"
             );
         }
@@ -193,6 +225,7 @@ impl Campaigns {
             reason: Some(Reason::Canceled),
             released_at: None,
             count_push: false,
+            keep_result: false,
         };
         self.store
             .transition(campaign.id, &campaign.product, &open, &change)
@@ -203,5 +236,92 @@ impl Campaigns {
                 .await?;
         }
         Ok(())
+    }
+}
+
+/// What a finished verification says of its image. A test device skipped (already there, or
+/// newer) tells nothing about it; nor does one that timed out without ever receiving the offer
+/// (it was offline): when only such devices fail, the image is *not verified* (back to
+/// `uploaded`, with the reason), never `rejected`, which blames the image.
+fn verification_verdict(upgrades: &[Upgrade]) -> (FirmwareState, Option<String>) {
+    let tried: Vec<&Upgrade> = upgrades
+        .iter()
+        .filter(|u| u.status.state != UpgradeState::Skipped)
+        .collect();
+    let unreached = |u: &&&Upgrade| u.status.state == UpgradeState::TimedOut && u.pushes == 0;
+    let failed = tried
+        .iter()
+        .filter(|u| u.status.state != UpgradeState::Succeeded)
+        .count();
+    let offline = tried.iter().filter(unreached).count();
+    if failed == 0 {
+        (FirmwareState::Verified, None)
+    } else if failed == offline {
+        let why = format!(
+            "not verified: {offline} of {} test devices were offline and never received the offer",
+            tried.len()
+        );
+        (FirmwareState::Uploaded, Some(why))
+    } else {
+        (FirmwareState::Rejected, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use otter_core::{
+        CampaignMode, DeviceName, Module, ProductId, UpgradeStatus, Version, VersionScheme,
+    };
+
+    fn upgrade(state: UpgradeState, pushes: i64) -> Upgrade {
+        Upgrade {
+            campaign_id: 1,
+            product: ProductId::parse("P").unwrap(),
+            device: DeviceName::parse("d").unwrap(),
+            module: Module::parse("default").unwrap(),
+            status: UpgradeStatus {
+                target: Version::parse("2").unwrap(),
+                state,
+                percent: None,
+                result_code: None,
+                result_msg: None,
+                reason: None,
+            },
+            pushes,
+            ordinal: 0,
+            wave: 0,
+            attempts: 1,
+            released_at: None,
+            from_version: None,
+            mode: CampaignMode::Push,
+            allow_downgrade: false,
+            version_scheme: VersionScheme::Opaque,
+            created_at: 0.into(),
+            updated_at: 0.into(),
+        }
+    }
+
+    #[test]
+    fn offline_test_devices_leave_the_image_unverified_not_rejected() {
+        use UpgradeState as U;
+        let ok = upgrade(U::Succeeded, 1);
+        let offline = upgrade(U::TimedOut, 0);
+        let silent = upgrade(U::TimedOut, 1);
+        let broken = upgrade(U::Failed, 1);
+        let skipped = upgrade(U::Skipped, 0);
+        let verdict = |list: &[&Upgrade]| {
+            let list: Vec<Upgrade> = list.iter().map(|u| (*u).clone()).collect();
+            verification_verdict(&list)
+        };
+        assert_eq!(verdict(&[&ok, &skipped]), (FirmwareState::Verified, None));
+        let (state, why) = verdict(&[&ok, &offline]);
+        assert_eq!(state, FirmwareState::Uploaded);
+        assert_eq!(
+            why.as_deref(),
+            Some("not verified: 1 of 2 test devices were offline and never received the offer")
+        );
+        assert_eq!(verdict(&[&ok, &silent]).0, FirmwareState::Rejected);
+        assert_eq!(verdict(&[&offline, &broken]).0, FirmwareState::Rejected);
     }
 }

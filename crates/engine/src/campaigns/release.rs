@@ -58,6 +58,7 @@ impl Campaigns {
                 reason: verdict.reason,
                 released_at: Some(now.into()),
                 count_push: verdict.push,
+                keep_result: false,
             };
             let moved = self
                 .store

@@ -6,6 +6,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use otter_api::{CampaignCreated, CampaignView, ErrorBody, NewCampaign, Upgrade};
+use otter_core::campaign::Outcome;
 use otter_core::{ProductId, UpgradeState};
 use otter_engine::campaigns::CampaignError;
 use otter_store::CampaignKind;
@@ -71,6 +72,10 @@ pub async fn create(
         ),
         None => (None, Vec::new()),
     };
+    let dialect = match &created.campaign {
+        Some(c) => s.store().await.product(&c.product).await?.dialect,
+        None => otter_core::Dialect::Tencent, // a dry run lists no upgrades
+    };
     let status = if dry_run {
         StatusCode::OK
     } else {
@@ -78,7 +83,9 @@ pub async fn create(
     };
     Ok((
         status,
-        Json(wire::campaign_created(campaign, dry_run, created, upgrades)),
+        Json(wire::campaign_created(
+            campaign, dry_run, created, upgrades, dialect,
+        )),
     ))
 }
 
@@ -125,7 +132,8 @@ pub async fn devices(
     Path(id): Path<i64>,
     Query(p): Query<DeviceParams>,
 ) -> Result<Json<Vec<Upgrade>>, ApiError> {
-    s.store().await.campaign(id).await?;
+    let campaign = s.store().await.campaign(id).await?;
+    let dialect = s.store().await.product(&campaign.product).await?.dialect;
     let state = p
         .state
         .map(|st| {
@@ -139,6 +147,7 @@ pub async fn devices(
             .campaigns()
             .upgrades(id, state, limit, p.offset.unwrap_or(0).max(0))
             .await?,
+        dialect,
     )))
 }
 
@@ -200,7 +209,18 @@ pub async fn view(s: &ApiState, id: i64) -> Result<CampaignView, ApiError> {
     let total = counts.total();
     let reasons = s.store().await.campaign_reasons(id).await?;
     let bakes = s.store().await.campaign_bakes(id).await?;
+    let waiting = s.engine.campaigns().waiting(id).await?;
+    let failed = counts.get(UpgradeState::Failed) + counts.get(UpgradeState::TimedOut);
+    let retrying = reasons
+        .iter()
+        .filter(|r| r.reason == otter_core::Reason::Retrying)
+        .map(|r| r.devices)
+        .sum();
     Ok(CampaignView {
+        outcome: Outcome::of(campaign.state, failed),
+        failed,
+        retrying,
+        waiting,
         campaign: wire::campaign(campaign),
         firmware: wire::firmware(firmware),
         counts: wire::counts(&counts),

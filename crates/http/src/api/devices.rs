@@ -83,10 +83,11 @@ pub async fn create(
     let product = s.store().await.product(&ProductId::parse(product)?).await?;
     let name = DeviceName::parse(d.name)?;
     let secret = match d.secret {
-        Some(secret) if secret.is_empty() || secret.len() > 256 => {
-            return Err(ApiError::BadRequest(
-                "secret must be 1 to 256 characters".into(),
-            ));
+        Some(secret) if !(MIN_SECRET..=256).contains(&secret.chars().count()) => {
+            return Err(ApiError::BadRequest(format!(
+                "a device secret must be {MIN_SECRET} to 256 characters, not {} (a short one can be guessed; leave it out and Otter generates one in the dialect's format)",
+                secret.chars().count()
+            )));
         }
         Some(secret) => secret,
         None => generated_secret(product.dialect)?,
@@ -155,7 +156,7 @@ pub async fn show(
                 .result_code
                 .zip(dialect)
                 .map(|(code, d)| otter_protocol::explain(d, code).to_owned()),
-            upgrade: wire::upgrade(upgrade),
+            upgrade: wire::upgrade(upgrade, product.dialect),
         });
     // Read after the upgrade: every store read is current as of its call (otter-engine), so the
     // version includes every report acknowledged before that state was written (the engine
@@ -177,6 +178,9 @@ pub async fn show(
         health_counters,
     }))
 }
+
+/// The shortest device secret accepted: the vendors' own are 24 (Tencent) to 32 characters.
+const MIN_SECRET: usize = 16;
 
 /// A fresh random secret in the dialect's format (base64 for Tencent, hex otherwise).
 fn generated_secret(dialect: Dialect) -> Result<String, ApiError> {

@@ -2,6 +2,7 @@
 //! API's requests as the engine's. Field for field: the wire shape is otter-api's.
 
 use otter_api as api;
+use otter_core::Dialect;
 use otter_engine::campaigns::{CampaignRequest, Created};
 
 pub fn product(p: otter_store::Product) -> api::Product {
@@ -188,8 +189,18 @@ pub fn bake(b: otter_store::BakeRecord) -> api::BakeRecord {
     }
 }
 
-pub fn upgrade(u: otter_store::Upgrade) -> api::Upgrade {
+/// One device's upgrade; `dialect` (its product's) explains its result code.
+pub fn upgrade(u: otter_store::Upgrade, dialect: Dialect) -> api::Upgrade {
+    let retrying = u.status.reason == Some(otter_core::Reason::Retrying);
     api::Upgrade {
+        result_text: u
+            .status
+            .result_code
+            .map(|code| otter_protocol::codes::explain(dialect, code).to_owned()),
+        retry_not_before: u
+            .released_at
+            .filter(|_| retrying)
+            .map(|at| otter_core::campaign::retry_not_before(at.as_ms()).into()),
         campaign_id: u.campaign_id,
         product: u.product.to_string(),
         device: u.device.to_string(),
@@ -214,8 +225,8 @@ pub fn upgrade(u: otter_store::Upgrade) -> api::Upgrade {
     }
 }
 
-pub fn upgrades(list: Vec<otter_store::Upgrade>) -> Vec<api::Upgrade> {
-    list.into_iter().map(upgrade).collect()
+pub fn upgrades(list: Vec<otter_store::Upgrade>, dialect: Dialect) -> Vec<api::Upgrade> {
+    list.into_iter().map(|u| upgrade(u, dialect)).collect()
 }
 
 pub fn targeting(t: otter_core::targeting::Targeting) -> api::Targeting {
@@ -239,6 +250,7 @@ pub fn campaign_created(
     dry_run: bool,
     created: Created,
     upgrades: Vec<otter_store::Upgrade>,
+    dialect: Dialect,
 ) -> api::CampaignCreated {
     api::CampaignCreated {
         view,
@@ -247,7 +259,7 @@ pub fn campaign_created(
         targeting: targeting(created.targeting),
         waves: created.waves,
         projection: created.projection,
-        upgrades: self::upgrades(upgrades),
+        upgrades: self::upgrades(upgrades, dialect),
     }
 }
 
@@ -296,7 +308,7 @@ mod tests {
     use super::*;
     use otter_core::campaign::{CampaignState, Strategy};
     use otter_core::{
-        CampaignMode, DeviceName, Dialect, Module, ProductId, Reason, Timestamp, UpgradeState,
+        CampaignMode, DeviceName, Module, ProductId, Reason, Timestamp, UpgradeState,
         UpgradeStatus, Version, VersionScheme,
     };
     use serde::Serialize;
@@ -368,7 +380,21 @@ mod tests {
             created_at: Timestamp::from_ms(6),
         };
         same_json(&firmware, &super::firmware(firmware.clone()));
-        same_json(&upgrade_record(), &super::upgrade(upgrade_record()));
+        // The API's upgrade is the record's plus what Otter explains: its code in words, and
+        // when a retry is due.
+        let mut body =
+            serde_json::to_value(super::upgrade(upgrade_record(), Dialect::Tencent)).unwrap();
+        let extra = body.as_object_mut().unwrap();
+        assert_eq!(
+            extra.remove("result_text"),
+            Some(serde_json::json!("firmware file not found (HTTP 404)"))
+        );
+        assert_eq!(
+            extra.remove("retry_not_before"),
+            Some(serde_json::Value::Null)
+        );
+        let record = serde_json::to_value(upgrade_record()).unwrap();
+        assert_eq!(record, body);
         let campaign = otter_store::Campaign {
             id: 7,
             product: ProductId::parse("P1").unwrap(),

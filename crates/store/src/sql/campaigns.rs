@@ -222,7 +222,7 @@ impl Engine {
             .await
             .map_err(|e| match &e {
                 sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound(format!("device {}/{}", fw.product, slot.device)),
-                _ => conflict_or(e, || format!("device {}/{} is already in a live campaign for module {} (use supersede to replace it)", fw.product, slot.device, fw.module)),
+                _ => conflict_or(e, || format!("device {}/{} is already in a live campaign for module {} (use supersede, otter: --supersede, to replace it)", fw.product, slot.device, fw.module)),
             })?;
             log_event(&mut tx, id, &fw.product, &slot.device).await?;
         }
@@ -490,7 +490,9 @@ impl Engine {
         // rows waits for this one, then re-checks `state` and skips the rows already moved, so
         // two nodes never both move (and push to) one device.
         const MOVE: &str = concat!(
-            "UPDATE upgrades SET state = $1, result_code = $2, result_msg = $3, updated_at = $4,
+            "UPDATE upgrades SET state = $1, updated_at = $4,
+                    result_code = CASE WHEN $12 THEN result_code ELSE $2 END,
+                    result_msg = CASE WHEN $12 THEN result_msg ELSE $3 END,
                     percent = CASE WHEN $5 IS NULL THEN percent ELSE NULL END,
                     released_at = COALESCE($5, released_at),
                     attempts = attempts + CASE WHEN $5 IS NULL THEN 0 ELSE 1 END,
@@ -514,6 +516,7 @@ impl Engine {
             .bind(&from)
             .bind(i64::from(change.count_push))
             .bind(change.reason.map(Reason::as_str))
+            .bind(change.keep_result)
             .fetch_all(&mut *tx)
             .await?;
         let moved_json = serde_json::to_string(&moved).map_err(corrupt)?;
