@@ -313,3 +313,25 @@ test("a health gate stops a boot-looping release, and the rollback is linked bot
   assert.ok(rolledBack >= 5, `the first wave is back on 1.1.0 (${rolledBack} devices)`);
   await shot("16-rollback-finished");
 });
+
+test("a campaign that ends with failures says so, and each failed device says why", async () => {
+  // A device that never connects: its offer times out after 1 s, for good (no retries).
+  await api("POST", `/products/${PRODUCT}/devices`, { name: "e2e-never-online" });
+  const created = await api("POST", "/campaigns", {
+    product: PRODUCT, version: "1.2.0", skip_verification: true,
+    selection: { devices: ["e2e-never-online"] },
+    strategy: { timeout_secs: 1 },
+  });
+  await page.goto(`${BASE}/campaigns/${created.id}`);
+  await waitText("#campaign-state .badge", (t) => t === "finished with failures", 30_000);
+  assert.equal(await page.locator("#campaign-state .badge.s-finished_with_failures").count(), 1, "not the green finished badge");
+  await waitText("[data-count=timed_out]", (t) => t === "1", 10_000);
+  await page.reload();
+  const row = page.locator('#upgrades tr[data-device="e2e-never-online"]');
+  assert.equal(await row.locator(".badge").innerText(), "timed out");
+  assert.match(await row.locator(".reason").innerText(), /timed out/);
+  // The campaign list tells the same story.
+  await page.goto(`${BASE}/campaigns`);
+  assert.equal(await page.locator(`tr[data-campaign="${created.id}"] .badge`).innerText(), "finished with failures");
+  await shot("17-finished-with-failures");
+});

@@ -250,4 +250,8 @@ pub struct CampaignSnapshot {
     pub total: i64,
     /// The firmware's verification state (changes when a verification campaign ends).
     pub firmware_state: String,
+    /// How it ended (`null` while live), as in [`CampaignView::outcome`].
+    pub outcome: Option<Outcome>,
+    /// Devices queued again after a failure, waiting for their retry.
+    pub retrying: i64,
 }

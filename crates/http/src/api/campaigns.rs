@@ -202,6 +202,15 @@ pub async fn cancel(
     Ok(Json(view(&s, id).await?))
 }
 
+/// Devices queued again after a failure.
+pub fn retrying(reasons: &[otter_store::ReasonCount]) -> i64 {
+    reasons
+        .iter()
+        .filter(|r| r.reason == otter_core::Reason::Retrying)
+        .map(|r| r.devices)
+        .sum()
+}
+
 pub async fn view(s: &ApiState, id: i64) -> Result<CampaignView, ApiError> {
     let campaign = s.store().await.campaign(id).await?;
     let firmware = s.store().await.firmware(campaign.firmware_id).await?;
@@ -211,11 +220,7 @@ pub async fn view(s: &ApiState, id: i64) -> Result<CampaignView, ApiError> {
     let bakes = s.store().await.campaign_bakes(id).await?;
     let waiting = s.engine.campaigns().waiting(id).await?;
     let failed = counts.get(UpgradeState::Failed) + counts.get(UpgradeState::TimedOut);
-    let retrying = reasons
-        .iter()
-        .filter(|r| r.reason == otter_core::Reason::Retrying)
-        .map(|r| r.devices)
-        .sum();
+    let retrying = retrying(&reasons);
     Ok(CampaignView {
         outcome: Outcome::of(campaign.state, failed),
         failed,

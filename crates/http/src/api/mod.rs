@@ -4,7 +4,7 @@
 pub(crate) mod audit;
 pub(crate) mod auth;
 mod broker_hooks;
-mod campaigns;
+pub(crate) mod campaigns;
 mod devices;
 mod error;
 mod firmware;

@@ -10,6 +10,8 @@ use super::{ApiError, ApiState};
 use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
+use otter_core::UpgradeState;
+use otter_core::campaign::Outcome;
 use std::convert::Infallible;
 use std::time::Duration;
 use utoipa_axum::router::OpenApiRouter;
@@ -29,8 +31,12 @@ async fn snapshot(s: &ApiState, id: i64) -> Result<Snapshot, ApiError> {
     let c = s.store().await.campaign(id).await?;
     let counts = s.store().await.campaign_counts(id).await?;
     let firmware = s.store().await.firmware(c.firmware_id).await?;
+    let reasons = s.store().await.campaign_reasons(id).await?;
+    let failed = counts.get(UpgradeState::Failed) + counts.get(UpgradeState::TimedOut);
     Ok(Snapshot {
         id,
+        outcome: Outcome::of(c.state, failed),
+        retrying: super::campaigns::retrying(&reasons),
         state: c.state.as_str().to_owned(),
         reason: c.reason,
         counts: super::wire::counts(&counts),

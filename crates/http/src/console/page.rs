@@ -4,6 +4,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use maud::{DOCTYPE, Markup, html};
 use otter_core::Timestamp;
+use otter_core::campaign::{CampaignState, Outcome};
 use otter_store::StoreError;
 
 /// Top-level sections, for the navigation's current-page mark.
@@ -106,6 +107,12 @@ impl From<StoreError> for PageError {
     }
 }
 
+impl From<anyhow::Error> for PageError {
+    fn from(e: anyhow::Error) -> Self {
+        Self(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"))
+    }
+}
+
 impl From<otter_core::InvalidName> for PageError {
     fn from(e: otter_core::InvalidName) -> Self {
         Self(StatusCode::BAD_REQUEST, e.to_string())
@@ -188,6 +195,15 @@ pub fn reason(reason: otter_core::Reason) -> &'static str {
 
 pub fn badge(state: &str) -> Markup {
     html! { span class={ "badge s-" (state) } { (state.replace('_', " ")) } }
+}
+
+/// A campaign's badge: its state while live, how it ended once over (a campaign that finished
+/// with failed devices does not get the clean green "finished").
+pub fn campaign_badge(state: CampaignState, failed: i64) -> Markup {
+    match Outcome::of(state, failed) {
+        Some(Outcome::FinishedWithFailures) => badge(Outcome::FinishedWithFailures.as_str()),
+        _ => badge(state.as_str()),
+    }
 }
 
 /// "Previous / Next" links of a paged list; `href(offset)` builds a page's link.

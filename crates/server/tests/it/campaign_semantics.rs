@@ -371,3 +371,64 @@ async fn start_time_and_maintenance_window_hold_releases() {
     clock.advance(3_000_000);
     push_of(&mut dev, "night").await;
 }
+
+#[tokio::test]
+async fn verification_on_an_offline_test_device_is_not_verified_never_rejected() {
+    let (server, clock) = start_with_clock().await;
+    server
+        .post("/products", json!({ "id": P, "dialect": "tencent" }))
+        .await;
+    server.upload(P, "1.1.0", &image()).await;
+    // A registered test device that never connects: the offer never reaches it.
+    server.device(Dialect::Tencent, P, "asleep").await;
+    let verify = server
+        .post(
+            &format!("/products/{P}/firmware/verify"),
+            json!({ "version": "1.1.0", "devices": ["asleep"], "timeout_secs": 30 }),
+        )
+        .await;
+    let id = verify["id"].as_i64().unwrap();
+    let live = server
+        .wait_campaign(id, |c| c["counts"]["pending"] == 1)
+        .await;
+    assert_eq!(live["outcome"], Value::Null);
+    let devices = server.get(&format!("/campaigns/{id}/devices")).await;
+    assert_eq!(
+        devices[0]["reason"], "device_offline",
+        "it says why it waits"
+    );
+    clock.advance(31_000);
+    let ended = server.wait_campaign(id, |c| c["state"] == "finished").await;
+    assert_eq!(
+        ended["reason"],
+        "not verified: 1 of 1 test devices were offline and never received the offer"
+    );
+    assert_eq!(ended["outcome"], "finished_with_failures");
+    let fw = server.get(&format!("/products/{P}/firmware")).await;
+    assert_eq!(fw[0]["state"], "uploaded", "the image is not blamed: {fw}");
+
+    // A test device that gets the offer and fails it does reject the image.
+    let mut dev = device(&server, "awake", "1.0.0").await;
+    let verify = server
+        .post(
+            &format!("/products/{P}/firmware/verify"),
+            json!({ "version": "1.1.0", "devices": ["awake"] }),
+        )
+        .await;
+    let id = verify["id"].as_i64().unwrap();
+    push_of(&mut dev, "awake").await;
+    dev.send(
+        &up("awake"),
+        r#"{"type": "report_progress", "report": {"progress": {"state":"fail", "result_code":"-4", "result_msg":"md5 mismatch"}, "version": "1.1.0"}}"#,
+    )
+    .await;
+    let ended = server.wait_campaign(id, |c| c["state"] == "finished").await;
+    assert_eq!(ended["reason"], Value::Null);
+    let fw = server.get(&format!("/products/{P}/firmware")).await;
+    assert_eq!(fw[0]["state"], "rejected");
+    let devices = server.get(&format!("/campaigns/{id}/devices")).await;
+    assert_eq!(
+        devices[0]["result_text"],
+        "MD5 of the downloaded file does not match"
+    );
+}

@@ -243,13 +243,16 @@ const LIVE = ["scheduled", "running", "paused"];
 
 function showCampaign(main, s) {
   main.dataset.state = s.state;
+  // An ended campaign shows how it ended: "finished with failures" is not a clean "finished".
+  const word = s.outcome === "finished_with_failures" ? s.outcome : s.state;
   const badge = $("#campaign-state .badge");
-  badge.className = "badge s-" + s.state;
-  badge.textContent = s.state;
+  badge.className = "badge s-" + word;
+  badge.textContent = word.replaceAll("_", " ");
   $("#campaign-reason").textContent = s.reason || "";
   $("[data-count=total]").textContent = s.total;
   for (const dd of document.querySelectorAll("#counts dd[data-count]")) {
-    if (dd.dataset.count !== "total") dd.textContent = s.counts[dd.dataset.count] || 0;
+    if (dd.dataset.count === "retrying") dd.textContent = s.retrying || 0;
+    else if (dd.dataset.count !== "total") dd.textContent = s.counts[dd.dataset.count] || 0;
   }
   const pct = (n) => (s.total ? (n * 100) / s.total : 0);
   for (const seg of document.querySelectorAll("#progress .seg")) seg.style.width = pct(s.counts[seg.dataset.seg] || 0).toFixed(3) + "%";

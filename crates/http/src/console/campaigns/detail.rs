@@ -62,6 +62,8 @@ pub(super) async fn detail(
         .map(|other| other.id)
         .collect();
     let total = counts.total();
+    let failed = counts.get(UpgradeState::Failed) + counts.get(UpgradeState::TimedOut);
+    let retrying = crate::api::campaigns::retrying(&reasons);
     let state = q.state()?;
     let table = device_table(&s, &c, &counts, state, q.offset.unwrap_or(0).max(0)).await?;
     let body = html! {
@@ -69,7 +71,7 @@ pub(super) async fn detail(
             p.crumbs { a href="/campaigns" { "Campaigns" } " / #" (c.id) }
             h1 {
                 "Campaign #" (c.id) " "
-                span #campaign-state { (badge(c.state.as_str())) }
+                span #campaign-state { (page::campaign_badge(c.state, failed)) }
             }
             p #campaign-reason.reason { (c.reason.clone().unwrap_or_default()) }
             div.actions role="group" aria-label="Campaign actions" {
@@ -104,6 +106,7 @@ pub(super) async fn detail(
                     @for st in UpgradeState::ALL {
                         div class={ "c-" (st.as_str()) } { dt { (st.as_str().replace('_', " ")) } dd data-count=(st.as_str()) { (counts.get(st)) } }
                     }
+                    div.c-retrying title="failed, and queued again for a retry" { dt { "retrying" } dd data-count="retrying" { (retrying) } }
                 }
                 @if !reasons.is_empty() {
                     h3 { "Why" }
@@ -225,8 +228,10 @@ async fn device_table(
         None => format!("/campaigns/{}", c.id),
     };
     let current = state.map(|s| s.as_str());
+    let waiting = s.engine.campaigns().waiting(c.id).await?;
     Ok(html! {
         div #device-table data-filter=(current.unwrap_or("")) data-offset=(offset) {
+            @if let Some(why) = &waiting { p #campaign-waiting.reason { "Queued devices wait: " (why) } }
             nav.filters aria-label="Filter devices by state" {
                 @if current.is_none() { a href=(filter_href(None)) aria-current="true" { "all (" (total) ")" } }
                 @else { a href=(filter_href(None)) { "all (" (total) ")" } }
@@ -257,6 +262,9 @@ async fn device_table(
                                     @if let Some(d) = dialect { span.explain { (otter_protocol::explain(d, code)) } }
                                 }
                                 @if let Some(msg) = &u.status.result_msg { " " span.muted { (msg) } }
+                                @if let (Some(otter_core::Reason::Retrying), Some(at)) = (u.status.reason, u.released_at) {
+                                    " " span.retry { "retry not before " (page::time(otter_core::campaign::retry_not_before(at.as_ms()).into())) }
+                                }
                             }
                             td.num { (u.wave + 1) }
                             td.num { (u.attempts) }

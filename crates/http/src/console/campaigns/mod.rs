@@ -6,7 +6,7 @@ mod detail;
 use detail::{detail, rows};
 
 use super::fleet::product_header;
-use super::page::{self, PageError, PageResult, Section, badge, enc, when};
+use super::page::{self, PageError, PageResult, Section, enc, when};
 use crate::api::ApiState;
 use axum::Router;
 use axum::extract::{Query, State};
@@ -68,7 +68,7 @@ pub async fn campaign_table(s: &ApiState, campaigns: &[Campaign]) -> Result<Mark
                             td { a href={ "/products/" (c.product) } { (c.product) } }
                             td { code { (fw.version) } @if fw.module.as_str() != "default" { " " span.muted { (fw.module) } } }
                             td { (c.kind.as_str()) @if c.mode.as_str() == "requested" { br; small.muted { "device-requested" } } }
-                            td { (badge(c.state.as_str())) }
+                            td { (page::campaign_badge(c.state, counts.get(UpgradeState::Failed) + counts.get(UpgradeState::TimedOut))) }
                             td { (ok) " / " (total) " succeeded" }
                             td { (when(c.created_at)) }
                         }
