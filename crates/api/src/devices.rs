@@ -28,6 +28,17 @@ pub struct Device {
     pub created_at: Timestamp,
 }
 
+/// A row of `GET /products/{product}/devices`: the device, the version it last reported (of
+/// the `default` module) and its tags.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ListedDevice {
+    #[serde(flatten)]
+    pub device: Device,
+    /// `null`: it never reported one.
+    pub version: Option<String>,
+    pub tags: Vec<String>,
+}
+
 /// Response of `POST /products/{product}/devices`: the device and its secret, shown once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct CreatedDevice {

@@ -81,6 +81,16 @@ pub fn print_line(text: &str) {
     }
 }
 
+/// A time cell: [`human_time`], `-` for none.
+pub fn time_cell(t: Option<otter_api::Timestamp>) -> String {
+    t.map_or("-".to_owned(), |t| human_time(t.as_ms()))
+}
+
+/// A query string value, percent-encoded.
+pub fn encode(value: &str) -> String {
+    percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
 /// Unix ms as people read it: `2026-12-07 23:59:58 UTC` (`-` when out of range). `--json`
 /// keeps the API's Unix ms.
 pub fn human_time(ms: i64) -> String {

@@ -1,10 +1,10 @@
 //! `otter device …`: devices of a product (`/products/{product}/devices`).
 
-use crate::client::{Conn, NO_BODY, cell, table};
+use crate::client::{Conn, NO_BODY, cell, human_time, table, time_cell};
 use anyhow::Result;
 use clap::Subcommand;
 use otter_api::{
-    CreatedDevice, Device, DeviceView, NewDevice, RotatedSecret, TagChange, UpgradeEvent,
+    CreatedDevice, DeviceView, ListedDevice, NewDevice, RotatedSecret, TagChange, UpgradeEvent,
 };
 use reqwest::Method;
 
@@ -21,12 +21,26 @@ pub enum DeviceCmd {
         #[command(flatten)]
         conn: Conn,
     },
-    /// List a product's devices.
+    /// List a product's devices with their versions and tags, by name; filters combine.
     List {
         #[arg(long)]
         product: String,
-        #[arg(long, default_value_t = 100)]
+        /// Only devices whose name contains this.
+        #[arg(long)]
+        name_contains: Option<String>,
+        /// Only devices at this version (`none`: devices that never reported one).
+        #[arg(long)]
+        version: Option<String>,
+        /// Only online (`yes`) or offline (`no`) devices.
+        #[arg(long, value_parser = ["yes", "no"])]
+        online: Option<String>,
+        /// Only devices with this tag.
+        #[arg(long)]
+        tag: Option<String>,
+        /// At most this many devices (1–1000).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
         limit: u32,
+        /// Skip this many devices (for the next page).
         #[arg(long, default_value_t = 0)]
         offset: u32,
         #[command(flatten)]
@@ -122,7 +136,7 @@ pub async fn run(cmd: DeviceCmd) -> Result<()> {
                     events,
                     |e| {
                         vec![
-                            cell(&e.at),
+                            time_cell(Some(e.at)),
                             cell(&e.campaign_id),
                             cell(&e.state),
                             cell(&e.percent),
@@ -155,19 +169,43 @@ pub async fn run(cmd: DeviceCmd) -> Result<()> {
         }
         DeviceCmd::List {
             product,
+            name_contains,
+            version,
+            online,
+            tag,
             limit,
             offset,
             conn,
         } => {
-            let devices: Vec<Device> = conn
-                .get(&format!(
-                    "/products/{product}/devices?limit={limit}&offset={offset}"
-                ))
+            let mut query = vec![("limit", limit.to_string()), ("offset", offset.to_string())];
+            for (key, value) in [("q", name_contains), ("version", version), ("tag", tag)] {
+                query.extend(value.map(|v| (key, v)));
+            }
+            query.extend(online.map(|o| ("online", (o == "yes").to_string())));
+            let query = query
+                .iter()
+                .map(|(k, v)| format!("{k}={}", crate::client::encode(v)))
+                .collect::<Vec<_>>()
+                .join("&");
+            let devices: Vec<ListedDevice> = conn
+                .get(&format!("/products/{product}/devices?{query}"))
                 .await?;
             conn.print(&devices, |devices| {
-                table(&["name", "online", "last_seen"], devices, |d| {
-                    vec![cell(&d.name), cell(&d.online), cell(&d.last_seen)]
-                })
+                table(
+                    &["name", "version", "online", "last_seen", "tags"],
+                    devices,
+                    |d| {
+                        vec![
+                            cell(&d.device.name),
+                            d.version.clone().unwrap_or_else(|| "-".into()),
+                            if d.device.online { "online" } else { "offline" }.to_owned(),
+                            d.device
+                                .last_seen
+                                .map_or("never".to_owned(), |t| human_time(t.as_ms())),
+                            d.tags.join(","),
+                        ]
+                    },
+                )
             });
         }
         DeviceCmd::Show {
@@ -191,7 +229,7 @@ fn show_device(v: &DeviceView) -> String {
         v.device.name,
         cell(&v.version),
         cell(&v.device.online),
-        cell(&v.device.last_seen)
+        time_cell(v.device.last_seen)
     );
     match &v.upgrade {
         Some(u) => {

@@ -1,6 +1,6 @@
 //! Security administration: scoped API tokens, the audit log, and rotating the download-link key.
 
-use crate::client::{Conn, NO_BODY, cell, table};
+use crate::client::{Conn, NO_BODY, cell, table, time_cell};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use otter_api::{ApiToken, AuditEntry, CreatedToken, NewToken, Scope};
@@ -65,9 +65,9 @@ pub async fn token(cmd: TokenCmd) -> Result<()> {
                             cell(&t.id),
                             cell(&t.name),
                             cell(&t.scope),
-                            cell(&t.created_at),
-                            cell(&t.last_used),
-                            cell(&t.revoked_at),
+                            time_cell(Some(t.created_at)),
+                            time_cell(t.last_used),
+                            time_cell(t.revoked_at),
                         ]
                     },
                 )
@@ -108,7 +108,7 @@ pub async fn audit(a: AuditArgs) -> Result<()> {
         table(&["id", "at", "actor", "action", "subject"], entries, |e| {
             vec![
                 cell(&e.id),
-                cell(&e.at),
+                time_cell(Some(e.at)),
                 cell(&e.actor),
                 cell(&e.action),
                 cell(&e.subject),

@@ -332,6 +332,7 @@ pub struct DeviceSummary {
     pub name: DeviceName,
     pub online: bool,
     pub last_seen: Option<Timestamp>,
+    pub created_at: Timestamp,
     pub version: Option<Version>,
     pub tags: Vec<String>,
 }

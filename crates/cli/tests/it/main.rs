@@ -9,6 +9,7 @@ const OTTER: Otter = Otter::new(env!("CARGO_BIN_EXE_otter"));
 
 mod agent_resume;
 mod aliyun_request;
+mod cli_reads_well;
 mod crash_restart;
 mod failures;
 mod otter_binary;

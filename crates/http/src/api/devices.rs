@@ -6,11 +6,12 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use otter_api::{
-    CreatedDevice, Device, DeviceView, ErrorBody, NewDevice, RotatedSecret, TagChange,
-    UpgradeEvent, UpgradeView,
+    CreatedDevice, Device, DeviceView, ErrorBody, ListedDevice, NewDevice, RotatedSecret,
+    TagChange, UpgradeEvent, UpgradeView,
 };
-use otter_core::{DeviceName, ProductId};
+use otter_core::{DeviceName, Module, ProductId};
 use otter_protocol::Dialect;
+use otter_store::DeviceFilter;
 use rand::RngCore;
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
@@ -116,24 +117,62 @@ pub async fn create(
 }
 
 #[derive(Deserialize)]
-pub struct Page {
+pub struct ListParams {
     limit: Option<i64>,
     offset: Option<i64>,
+    /// Part of the name.
+    q: Option<String>,
+    /// Devices at this version (`default` module); `none`: devices that never reported one.
+    version: Option<String>,
+    online: Option<bool>,
+    tag: Option<String>,
 }
 
-#[utoipa::path(get, path = "/products/{product}/devices", tag = "devices", params(("product" = String, Path), ("limit" = Option<i64>, Query), ("offset" = Option<i64>, Query)),
-    responses((status = 200, body = Vec<Device>), (status = 404, body = ErrorBody)))]
+/// The `version` filter's value for devices that never reported a version.
+const NO_VERSION: &str = "none";
+
+#[utoipa::path(get, path = "/products/{product}/devices", tag = "devices",
+    params(("product" = String, Path), ("limit" = Option<i64>, Query), ("offset" = Option<i64>, Query),
+        ("q" = Option<String>, Query, description = "part of the device name"),
+        ("version" = Option<String>, Query, description = "devices at this version; `none`: never reported one"),
+        ("online" = Option<bool>, Query), ("tag" = Option<String>, Query)),
+    responses((status = 200, description = "devices by name; the `X-Total-Count` header counts all that match", body = Vec<ListedDevice>), (status = 404, body = ErrorBody)))]
 pub async fn list(
     State(s): State<ApiState>,
     Path(product): Path<String>,
-    Query(page): Query<Page>,
-) -> Result<Json<Vec<Device>>, ApiError> {
+    Query(p): Query<ListParams>,
+) -> Result<([(&'static str, String); 1], Json<Vec<ListedDevice>>), ApiError> {
     let product = ProductId::parse(product)?;
     s.store().await.product(&product).await?;
-    let limit = page.limit.unwrap_or(100).clamp(1, 1000);
-    let offset = page.offset.unwrap_or(0).max(0);
-    let devices = s.store().await.devices(&product, limit, offset).await?;
-    Ok(Json(devices.into_iter().map(wire::device).collect()))
+    let limit = p.limit.unwrap_or(100).clamp(1, 1000);
+    let offset = p.offset.unwrap_or(0).max(0);
+    let given = |v: Option<String>| v.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    let filter = DeviceFilter {
+        search: given(p.q),
+        version: given(p.version).map(|v| (v != NO_VERSION).then_some(v)),
+        online: p.online,
+        tag: given(p.tag),
+    };
+    let (total, rows) = s
+        .store()
+        .await
+        .device_page(&product, &Module::default(), &filter, limit, offset)
+        .await?;
+    let listed = rows
+        .into_iter()
+        .map(|d| ListedDevice {
+            device: Device {
+                product: product.to_string(),
+                name: d.name.to_string(),
+                online: d.online,
+                last_seen: d.last_seen,
+                created_at: d.created_at,
+            },
+            version: d.version.map(|v| v.to_string()),
+            tags: d.tags,
+        })
+        .collect();
+    Ok(([("x-total-count", total.to_string())], Json(listed)))
 }
 
 #[utoipa::path(get, path = "/products/{product}/devices/{device}", tag = "devices", params(("product" = String, Path), ("device" = String, Path)),

@@ -64,7 +64,7 @@ impl Engine {
             .await?
             .try_get("n")?;
         let page = filtered!(
-            "d.name, d.online, d.last_seen, v.version,
+            "d.name, d.online, d.last_seen, d.created_at, v.version,
              (SELECT string_agg(t.tag, '\n' ORDER BY t.tag) FROM device_tags t WHERE t.product_id = d.product_id AND t.device_name = d.name) AS tags",
             "ORDER BY d.name LIMIT $8 OFFSET $9"
         );
@@ -84,6 +84,7 @@ impl Engine {
                     last_seen: r
                         .try_get::<Option<i64>, _>("last_seen")?
                         .map(Timestamp::from),
+                    created_at: Timestamp::from(r.try_get::<i64, _>("created_at")?),
                     version: version.map(Version::parse).transpose().map_err(corrupt)?,
                     tags: tags
                         .map(|t| t.lines().map(str::to_owned).collect())
