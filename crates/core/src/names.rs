@@ -10,16 +10,16 @@ use std::fmt;
 pub struct InvalidName {
     pub kind: &'static str,
     pub value: String,
-    pub reason: &'static str,
+    pub reason: String,
 }
 
 fn check(
     kind: &'static str,
     value: &str,
     max: usize,
-    allowed: fn(char) -> bool,
+    (allowed, alphabet): (fn(char) -> bool, &'static str),
 ) -> Result<(), InvalidName> {
-    let fail = |reason| {
+    let fail = |reason: String| {
         Err(InvalidName {
             kind,
             value: value.chars().take(80).collect(),
@@ -27,16 +27,19 @@ fn check(
         })
     };
     if value.is_empty() {
-        return fail("must not be empty");
+        return fail("must not be empty".into());
     }
     if value.len() > max {
-        return fail("too long");
+        return fail(format!("is {} bytes long; at most {max}", value.len()));
     }
-    if !value.chars().all(allowed) {
-        return fail("contains a character that is not allowed");
+    if let Some((at, c)) = value.chars().enumerate().find(|(_, c)| !allowed(*c)) {
+        return fail(format!(
+            "character {} ({c:?}) is not allowed; {kind}s use {alphabet}",
+            at + 1
+        ));
     }
     if dot_segment(value) {
-        return fail("is only dots, which a URL path reads as `.` or `..`");
+        return fail("is only dots, which a URL path reads as `.` or `..`".into());
     }
     Ok(())
 }
@@ -90,31 +93,34 @@ macro_rules! name_type {
     };
 }
 
-fn ident_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '_' | '-')
-}
-fn device_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '@')
-}
-fn version_char(c: char) -> bool {
-    c.is_ascii_graphic() && !matches!(c, '/' | '\\' | '"' | '+' | '#')
-}
+const IDENT: (fn(char) -> bool, &str) = (
+    |c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'),
+    "ASCII letters, digits, `_` and `-`",
+);
+const DEVICE: (fn(char) -> bool, &str) = (
+    |c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '@'),
+    "ASCII letters, digits and `_ - . : @`",
+);
+const VERSION: (fn(char) -> bool, &str) = (
+    |c| c.is_ascii_graphic() && !matches!(c, '/' | '\\' | '"' | '+' | '#'),
+    "visible ASCII characters except `/ \\ \" + #` and spaces",
+);
 
 name_type!(
     /// A product id (Tencent productId, Alibaba productKey, EnOS productKey).
-    ProductId, "product id", 64, ident_char
+    ProductId, "product id", 64, IDENT
 );
 name_type!(
     /// A device name (Alibaba deviceName, EnOS deviceKey, Tencent deviceName).
-    DeviceName, "device name", 64, device_char
+    DeviceName, "device name", 64, DEVICE
 );
 name_type!(
     /// A firmware version as devices report it; compared for equality only (policy lives in campaigns).
-    Version, "version", 64, version_char
+    Version, "version", 64, VERSION
 );
 name_type!(
     /// A firmware module (Alibaba's `module`); `default` when a device names none.
-    Module, "module", 64, ident_char
+    Module, "module", 64, IDENT
 );
 
 impl Default for Module {
@@ -126,6 +132,20 @@ impl Default for Module {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_say_which_character_or_limit() {
+        let e = DeviceName::parse("kitchen light").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid device name \"kitchen light\": character 8 (' ') is not allowed; device names use ASCII letters, digits and `_ - . : @`"
+        );
+        let e = ProductId::parse("p".repeat(65)).unwrap_err();
+        assert!(
+            e.to_string().ends_with("is 65 bytes long; at most 64"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn accepts_vendor_shaped_names() {
