@@ -10,6 +10,7 @@ const OTTER: Otter = Otter::new(env!("CARGO_BIN_EXE_otter"));
 mod agent_resume;
 mod aliyun_request;
 mod crash_restart;
+mod operators_cli;
 mod otter_binary;
 mod security_cli;
 mod signing;
