@@ -243,24 +243,24 @@ async fn sign_in(State(s): State<ApiState>, request: Request) -> Response {
 /// cookie.
 async fn sign_out(State(s): State<ApiState>, request: Request) -> Response {
     let secure = over_https(request.extensions(), request.headers());
-    if let Some(id) = crate::api::auth::cookie(request.headers(), SESSION_COOKIE) {
-        if let Some(caller) = crate::api::auth::session_caller(&s, id).await {
-            match crate::api::auth::close_session(&s, id).await {
-                Ok(_) => {
-                    tracing::info!(actor = %caller.actor, "console sign-out");
-                    crate::api::auth::acting_as(
-                        caller,
-                        crate::api::audit::record(
-                            &s,
-                            "console.sign_out",
-                            "console",
-                            serde_json::json!({}),
-                        ),
-                    )
-                    .await;
-                }
-                Err(e) => tracing::error!(error = %e, "ending a console session failed"),
+    let id = crate::api::auth::cookie(request.headers(), SESSION_COOKIE);
+    let caller = match id {
+        Some(id) => crate::api::auth::session_caller(&s, id).await,
+        None => None,
+    };
+    if let (Some(id), Some(caller)) = (id, caller) {
+        match crate::api::auth::close_session(&s, id).await {
+            Ok(_) => {
+                tracing::info!(actor = %caller.actor, "console sign-out");
+                let record = crate::api::audit::record(
+                    &s,
+                    "console.sign_out",
+                    "console",
+                    serde_json::json!({}),
+                );
+                crate::api::auth::acting_as(caller, record).await;
             }
+            Err(e) => tracing::error!(error = %e, "ending a console session failed"),
         }
     }
     let mut response = Redirect::to("/login").into_response();
