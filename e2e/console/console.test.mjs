@@ -1,7 +1,8 @@
 // End-to-end tests of the Otter web console in Debian's headless chromium, driven by playwright-core.
 // run.sh starts `otter serve` and `otter simulate` (a fleet of FLEET aliyun devices named
 // e2e-00000…, product E2E-aliyun, running 1.0.0) and passes OTTER_URL and OTTER_TOKEN.
-// The steps run in order and build on each other, like an operator's session.
+// The steps run in order and build on each other, like an operator's session: signed in with the
+// admin token first, and at the end as a named operator (created through the API).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
@@ -84,7 +85,7 @@ test("sign in with the admin token", async () => {
   assert.match(page.url(), /\/login/, "signed-out visitors land on the sign-in form");
   await page.fill("#token", "not-the-token");
   await page.click("button[type=submit]");
-  assert.equal(await text("[role=alert]"), "That is not the admin token.");
+  assert.equal(await text("[role=alert]"), "That is not the admin token or a live API token.");
   await shot("01-sign-in");
   await page.fill("#token", TOKEN);
   await page.click("button[type=submit]");
@@ -334,4 +335,75 @@ test("a campaign that ends with failures says so, and each failed device says wh
   await page.goto(`${BASE}/campaigns`);
   assert.equal(await page.locator(`tr[data-campaign="${created.id}"] .badge`).innerText(), "finished with failures");
   await shot("17-finished-with-failures");
+});
+
+test("sign in as an operator: an HttpOnly session, named in the audit, ended by sign-out", async () => {
+  const name = "e2e-operator", password = "an e2e operator password";
+  await api("POST", "/operators", { name, scope: "operate", password });
+  await page.goto(`${BASE}/products`);
+  await page.click("form.signout button");
+  await page.waitForURL(/\/login$/);
+  await page.goto(`${BASE}/products`);
+  assert.match(page.url(), /\/login\?next=/, "signed out");
+  await page.fill("#name", name);
+  await page.fill("#password", "not the password at all");
+  await page.click("button[type=submit]");
+  assert.equal(await text("[role=alert]"), "Wrong operator name or password (or the account is disabled).");
+  await page.fill("#name", name);
+  await page.fill("#password", password);
+  await shot("17-operator-sign-in");
+  await page.click("button[type=submit]");
+  await page.waitForURL(/\/products$/);
+  assert.equal(await text("h1"), "Products");
+
+  // The session cookie is HttpOnly: no script of the page can read it.
+  assert.equal(await page.evaluate(() => document.cookie.includes("otter_session")), false, "document.cookie shows no session");
+  const session = (await context.cookies(BASE)).find((c) => c.name === "otter_session");
+  assert.ok(session && session.httpOnly && session.sameSite === "Strict", `session cookie: ${JSON.stringify(session)}`);
+
+  // The operator (operate scope) schedules a campaign and cancels it, through the console's script.
+  await page.goto(`${BASE}/campaigns/new?product=${PRODUCT}`);
+  await page.selectOption("select[name=version]", "1.2.0");
+  await page.check("input[name=skip_verification]");
+  await page.fill("input[name=versions]", "1.1.0");
+  const tomorrow = await page.evaluate(() => {
+    const d = new Date(Date.now() + 86_400_000);
+    d.setMinutes(d.getMinutes() - d.getTimezoneOffset());
+    return d.toISOString().slice(0, 16);
+  });
+  await page.fill("input[name=start_at]", tomorrow);
+  await page.fill("input[name=rate]", "10");
+  await page.click("button[name=preview]");
+  await waitText("#preview h2", (t) => t.startsWith("Dry run: "), 10_000);
+  await page.click("#start");
+  await page.waitForURL(/\/campaigns\/\d+$/);
+  const id = Number(page.url().split("/").pop());
+  await page.click("[data-action=cancel]"); // the confirm dialog is accepted
+  await waitText("#campaign-state .badge", (t) => t === "canceled", 10_000);
+
+  // A request without the console's header (what a forged cross-site request is) is refused.
+  const forged = await page.evaluate(async (id) => {
+    const r = await fetch(`/api/v1/campaigns/${id}/pause`, { method: "POST" });
+    return [r.status, (await r.json()).error];
+  }, id);
+  assert.equal(forged[0], 403);
+  assert.match(forged[1], /X-Otter-Console: 1/);
+
+  // The audit log names the operator for the sign-in and for what they did.
+  await page.goto(`${BASE}/audit`);
+  const rows = await page.locator("#audit tbody tr").evaluateAll((rows) => rows.map((r) => [r.dataset.action, r.cells[1].innerText]));
+  const who = `operator:${name}`;
+  assert.deepEqual(rows[0], ["campaign.cancel", who], "newest first");
+  assert.ok(rows.some(([a, w]) => a === "campaign.create" && w === who), JSON.stringify(rows.slice(0, 5)));
+  assert.ok(rows.some(([a, w]) => a === "console.sign_in" && w === who), JSON.stringify(rows.slice(0, 5)));
+  await shot("18-operator-audit");
+
+  // Sign-out ends the session on the server: the same cookie, put back, opens nothing.
+  await page.click("form.signout button");
+  await page.waitForURL(/\/login$/);
+  await context.addCookies([session]);
+  await page.goto(`${BASE}/products`);
+  assert.match(page.url(), /\/login\?next=/, "a signed-out session stays out");
+  const api401 = await page.evaluate(async () => (await fetch("/api/v1/products")).status);
+  assert.equal(api401, 401);
 });

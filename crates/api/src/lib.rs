@@ -13,6 +13,7 @@ pub mod broker;
 pub mod campaigns;
 pub mod devices;
 pub mod firmware;
+pub mod operators;
 pub mod products;
 pub mod tokens;
 
@@ -20,6 +21,7 @@ pub use audit::*;
 pub use campaigns::*;
 pub use devices::*;
 pub use firmware::*;
+pub use operators::*;
 pub use products::*;
 pub use tokens::*;
 

@@ -9,6 +9,7 @@ mod campaign;
 mod client;
 mod devices;
 mod firmware;
+mod operators;
 mod products;
 mod security;
 mod serve;
@@ -61,6 +62,9 @@ enum Command {
     /// Scoped API tokens: create, list, revoke.
     #[command(subcommand)]
     Token(security::TokenCmd),
+    /// Operator accounts for the console (name and password): create, list, disable.
+    #[command(subcommand)]
+    Operator(operators::OperatorCmd),
     /// The audit log of operator actions, newest first.
     Audit(security::AuditArgs),
     /// Replace the key of download links (old links keep working for a grace period).
@@ -104,6 +108,7 @@ async fn main() -> std::process::ExitCode {
         Command::Simulate(args) => simulate::run(args).await,
         Command::Backup(args) => backup::run(args).await,
         Command::Token(cmd) => security::token(cmd).await,
+        Command::Operator(cmd) => operators::run(cmd).await,
         Command::Audit(args) => security::audit(args).await,
         Command::RotateDownloadKey(args) => security::rotate_download_key(args),
     };

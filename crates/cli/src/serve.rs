@@ -12,7 +12,7 @@ use std::time::Duration;
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// TOML file with any of: data_dir, database, mqtt_listen, http_listen, public_url, url_ttl_secs, max_packet_size, mqtt_connect_timeout_secs,
+    /// TOML file with any of: data_dir, database, mqtt_listen, http_listen, admin_listen, console_session_ttl, public_url, url_ttl_secs, max_packet_size, mqtt_connect_timeout_secs,
     /// mqtt_tls_listen, mqtt_psk_listen, http_tls_listen, tls_cert, tls_key, tls_client_ca, no_plain_mqtt, no_plain_http,
     /// secret_key_file, login_failures_per_address, login_failures_per_device, max_firmware_size, max_publish_rate,
     /// broker, broker_username, broker_ca, node_id, no_shared_subscriptions.
@@ -31,6 +31,12 @@ pub struct ServeArgs {
     /// HTTP listen address for the API, console, metrics and downloads [default: 127.0.0.1:8080].
     #[arg(long, env = "OTTER_HTTP_LISTEN")]
     http_listen: Option<SocketAddr>,
+    /// A listener of its own for operators: the API, the web console and /metrics are then served only there, and --http-listen serves devices only (downloads /dl, /healthz, the broker hooks). The CLI's --server then names this address [default: off, everything on --http-listen].
+    #[arg(long, env = "OTTER_ADMIN_LISTEN")]
+    admin_listen: Option<SocketAddr>,
+    /// How long a console sign-in lasts: seconds, or a number with s, m, h or d (e.g. 30m, 12h) [default: 12h].
+    #[arg(long, env = "OTTER_CONSOLE_SESSION_TTL")]
+    console_session_ttl: Option<String>,
     /// Base URL devices download firmware from (for a proxy, CDN or port 80); the scheme's default port is never written into links. Tencent and Alibaba devices need links on 80/443: a warning says when they are not [default: http://<http-listen>].
     #[arg(long, env = "OTTER_PUBLIC_URL")]
     public_url: Option<String>,
@@ -136,6 +142,8 @@ struct FileConfig {
     database: Option<String>,
     mqtt_listen: Option<SocketAddr>,
     http_listen: Option<SocketAddr>,
+    admin_listen: Option<SocketAddr>,
+    console_session_ttl: Option<String>,
     public_url: Option<String>,
     url_ttl_secs: Option<u64>,
     max_packet_size: Option<usize>,
@@ -189,6 +197,13 @@ fn resolve(args: ServeArgs) -> Result<ServeConfig> {
             .http_listen
             .or(file.http_listen)
             .unwrap_or(defaults.http_listen),
+        admin_listen: args.admin_listen.or(file.admin_listen),
+        console_session_ttl: match args.console_session_ttl.or(file.console_session_ttl) {
+            Some(text) => {
+                parse_duration(&text).with_context(|| format!("--console-session-ttl {text:?}"))?
+            }
+            None => defaults.console_session_ttl,
+        },
         public_url: args.public_url.or(file.public_url),
         url_ttl: args
             .url_ttl_secs
@@ -296,6 +311,29 @@ fn resolve(args: ServeArgs) -> Result<ServeConfig> {
     })
 }
 
+/// A duration: whole seconds, or a number followed by `s`, `m`, `h` or `d`; at least a second.
+fn parse_duration(text: &str) -> Result<Duration> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let n: u64 = number
+        .parse()
+        .context("expected a number of seconds, or a number with s, m, h or d")?;
+    let secs = match unit.trim() {
+        "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        "d" => n.saturating_mul(86_400),
+        other => anyhow::bail!("unknown unit {other:?}: use s, m, h or d"),
+    };
+    if secs == 0 {
+        anyhow::bail!("must be at least one second");
+    }
+    Ok(Duration::from_secs(secs))
+}
+
 pub async fn run(args: ServeArgs) -> Result<()> {
     let app = Application::build(resolve(args)?).await?;
     eprintln!("otter: {}", listening(&app));
@@ -320,5 +358,25 @@ fn listening(app: &Application) -> String {
     if let Some(addr) = app.https_addr() {
         parts.push(format!("HTTPS on https://{addr}"));
     }
+    if let Some(addr) = app.admin_addr() {
+        parts.push(format!("admin (API, console, metrics) on http://{addr}"));
+    }
     parts.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_ttls() {
+        assert_eq!(parse_duration("12h").unwrap(), Duration::from_secs(43_200));
+        assert_eq!(parse_duration("30m").unwrap(), Duration::from_secs(1_800));
+        assert_eq!(parse_duration("2d").unwrap(), Duration::from_secs(172_800));
+        assert_eq!(parse_duration("5").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("1w").is_err());
+        assert!(parse_duration("h").is_err());
+    }
 }

@@ -49,6 +49,9 @@ const PROMISED: &[(&str, &str)] = &[
     ("get", "/tokens"),
     ("post", "/tokens"),
     ("delete", "/tokens/{id}"),
+    ("get", "/operators"),
+    ("post", "/operators"),
+    ("delete", "/operators/{name}"),
     ("get", "/audit"),
     ("post", "/broker/authn"),
     ("post", "/broker/authz"),
@@ -601,6 +604,41 @@ fn cli_answers_are_the_documented_ones(s: &Server) {
         "delete",
         "/tokens/{id}",
         &["token", "revoke", &token["id"].to_string()],
+    );
+    // `operator create` reads the password from stdin.
+    let mut create = OTTER
+        .admin(&s.http, &s.data)
+        .args([
+            "operator",
+            "create",
+            "ops1",
+            "--scope",
+            "read",
+            "--password-stdin",
+            "--json",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        writeln!(create.stdin.take().unwrap(), "a long enough password").unwrap();
+    }
+    let created = create.wait_with_output().unwrap();
+    assert!(created.status.success(), "otter operator create failed");
+    let created: Value = serde_json::from_slice(&created.stdout).unwrap();
+    conforms(
+        doc,
+        response_schema(doc, "post", "/operators"),
+        &created,
+        "otter operator create",
+    );
+    check("get", "/operators", &["operator", "list"]);
+    check(
+        "delete",
+        "/operators/{name}",
+        &["operator", "disable", "ops1"],
     );
     check("get", "/audit", &["audit"]);
 }

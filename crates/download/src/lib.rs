@@ -15,7 +15,7 @@ mod server;
 mod tls;
 mod token;
 
-pub use server::{serve, serve_all};
+pub use server::{OverTls, serve, serve_all};
 pub use tls::{HttpsListener, TlsError};
 pub use token::{DL_PREFIX, TokenError, UrlSigner};
 

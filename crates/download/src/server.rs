@@ -23,6 +23,11 @@ use tower::Layer;
 
 use crate::tls::HttpsListener;
 
+/// Marks requests that arrived on the HTTPS listener (a request extension): the console sets
+/// its session cookie `Secure` for them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverTls;
+
 /// How long a client may take to send a request head (slow-loris guard).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long shutdown waits for responses in flight (slow firmware downloads) before dropping
@@ -122,7 +127,9 @@ fn spawn_tls_connection(
     }
     let builder = builder.clone();
     let watcher = graceful.watcher();
-    let service = TowerToHyperService::new(Extension(ConnectInfo(peer)).layer(app.clone()));
+    let service = TowerToHyperService::new(
+        Extension(ConnectInfo(peer)).layer(Extension(OverTls).layer(app.clone())),
+    );
     tokio::spawn(async move {
         let tls = match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
             Ok(Ok(tls)) => tls,

@@ -30,6 +30,8 @@ use tracing::{info, warn};
 
 pub struct Application {
     http: HttpListeners,
+    /// The operators' own listener (`--admin-listen`) and what it serves.
+    admin: Option<(tokio::net::TcpListener, Router)>,
     psk: Option<otter_psk::PskTerminator>,
     router: Router,
     mqtt: Arc<Mqtt>,
@@ -66,6 +68,14 @@ impl Application {
 
         let http = HttpListeners::bind(&config).await?;
         let http_addr = http.primary_addr();
+        let admin_listener = match config.admin_listen {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding the admin listener on {addr}"))?,
+            ),
+            None => None,
+        };
         // Links never carry the scheme's default port (Alibaba's C SDK cannot dial `host:80`).
         let public_url = match config.public_url.as_deref().map(str::trim) {
             Some(url) if !url.is_empty() => url.to_owned(),
@@ -121,22 +131,45 @@ impl Application {
             max_firmware_size: config.max_firmware_size,
             public_url: Arc::clone(&public_url),
             signing_key_dir: config.signing_key_dir.clone(),
+            console_session_ttl: config.console_session_ttl,
         };
         let prometheus = crate::telemetry::prometheus();
-        let router = Router::new()
-            .route("/healthz", get(|| async { "ok" }))
+        // The operators' surface: the API, the console and the metrics.
+        let admin = Router::new()
             .route(
                 "/metrics",
                 get(move || std::future::ready(prometheus.render())),
             )
-            .merge(otter_http::router(api_state))
-            .merge(otter_download::router(DownloadState { blobs, signer }))
-            .layer(tower_http::trace::TraceLayer::new_for_http());
+            .merge(otter_http::admin_router(api_state.clone()));
+        // The devices' surface: downloads, the health check and the broker's auth hooks.
+        let devices = Router::new()
+            .route("/healthz", get(|| async { "ok" }))
+            .merge(otter_http::device_router(&api_state))
+            .merge(otter_download::router(DownloadState { blobs, signer }));
+        let trace = tower_http::trace::TraceLayer::new_for_http();
+        let (router, admin) = match admin_listener {
+            None => (devices.merge(admin).layer(trace), None),
+            Some(listener) => {
+                let admin = admin
+                    .route("/healthz", get(|| async { "ok" }))
+                    .layer(trace.clone());
+                (devices.layer(trace), Some((listener, admin)))
+            }
+        };
+        let admin_addr = admin.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
 
         tasks.extend(engine_tasks);
-        info!(mqtt = %mqtt.local_addr(), http = %http_addr, %public_url, data_dir = %dir.display(), "otter is up");
+        match admin_addr {
+            Some(admin) => {
+                info!(mqtt = %mqtt.local_addr(), http = %http_addr, %admin, %public_url, data_dir = %dir.display(), "otter is up (devices on http, the API, console and metrics on admin)")
+            }
+            None => {
+                info!(mqtt = %mqtt.local_addr(), http = %http_addr, %public_url, data_dir = %dir.display(), "otter is up")
+            }
+        }
         Ok(Self {
             http,
+            admin,
             psk,
             router,
             mqtt,
@@ -151,6 +184,11 @@ impl Application {
     /// The plaintext HTTP address, or the HTTPS one when plaintext HTTP is off.
     pub fn http_addr(&self) -> SocketAddr {
         self.http.primary_addr()
+    }
+
+    /// The operators' own listener (`--admin-listen`), when it has one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     /// The HTTPS address, when HTTPS is served.
@@ -187,9 +225,37 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<()> {
-        otter_download::serve_all(self.http.plain, self.http.https, self.router, shutdown)
-            .await
-            .context("HTTP server")?;
+        // Both HTTP servers stop on the one shutdown signal.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = move |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let admin = self.admin.map(|(listener, router)| {
+            tokio::spawn(otter_download::serve_all(
+                Some(listener),
+                None,
+                router,
+                stopped(stop_rx.clone()),
+            ))
+        });
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let served = otter_download::serve_all(
+            self.http.plain,
+            self.http.https,
+            self.router,
+            stopped(stop_rx),
+        )
+        .await;
+        if let Some(admin) = admin {
+            admin
+                .await
+                .context("admin HTTP server")?
+                .context("admin HTTP server")?;
+        }
+        served.context("HTTP server")?;
         drop(self.psk);
         self.mqtt.shutdown().await;
         self.engine.drain().await;

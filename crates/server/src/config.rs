@@ -19,6 +19,12 @@ pub struct ServeConfig {
     pub mqtt_listen: SocketAddr,
     /// HTTP (API, downloads, metrics) listen address.
     pub http_listen: SocketAddr,
+    /// A listener of its own for the operators' surface (the API, the console and `/metrics`);
+    /// `http_listen` then serves devices only (downloads, `/healthz`, the broker hooks). `None`:
+    /// everything on `http_listen`.
+    pub admin_listen: Option<SocketAddr>,
+    /// How long a console session lasts after sign-in.
+    pub console_session_ttl: Duration,
     /// Base URL put in download links sent to devices; defaults to `http://{http_listen}`. Parsed
     /// at start (`links::PublicBase`): http or https, the scheme's default port dropped.
     pub public_url: Option<String>,
@@ -95,6 +101,8 @@ impl ServeConfig {
             database: None,
             mqtt_listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
             http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_listen: None,
+            console_session_ttl: Duration::from_secs(12 * 3600),
             public_url: None,
             admin_token: None,
             url_ttl: Duration::from_secs(24 * 3600),

@@ -417,3 +417,36 @@ pub struct BakeRecord {
     pub evaluation: Option<serde_json::Value>,
     pub accepted: bool,
 }
+
+/// A named operator account as listed (never the password hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Operator {
+    pub id: i64,
+    pub name: String,
+    pub scope: String,
+    pub created_at: Timestamp,
+    pub disabled_at: Option<Timestamp>,
+}
+
+/// A live console session, found by the hash of its id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConsoleSession {
+    /// Whom the audit log names: `operator:NAME`, `token:NAME` or `admin`.
+    pub actor: String,
+    pub scope: String,
+    /// Milliseconds since the Unix epoch.
+    pub expires_at: i64,
+}
+
+/// What opening a console session records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewConsoleSession<'a> {
+    /// Lowercase hex SHA-256 of the session id.
+    pub session_hash: &'a str,
+    pub actor: &'a str,
+    pub scope: &'a str,
+    /// The API token signed in with, if any: revoking it ends the session.
+    pub token_id: Option<i64>,
+    /// Milliseconds since the Unix epoch.
+    pub expires_at: i64,
+}

@@ -276,6 +276,22 @@ forward! {
     pub async fn use_api_token(&self, token_hash: &str) -> Result<Option<ApiToken>>;
     /// Revokes a token for good; revoking twice is a no-op that still succeeds.
     pub async fn revoke_api_token(&self, id: i64) -> Result<ApiToken>;
+    // ---- operators and console sessions
+    /// Stores a new operator with its password hash (argon2id PHC); a taken name is a conflict.
+    pub async fn create_operator(&self, name: &str, scope: &str, password_hash: &str) -> Result<Operator>;
+    /// Every operator, disabled ones too, by name.
+    pub async fn operators(&self) -> Result<Vec<Operator>>;
+    /// A live (not disabled) operator and its password hash, to check a sign-in.
+    pub async fn operator_login(&self, name: &str) -> Result<Option<(Operator, String)>>;
+    /// Disables an operator and ends its console sessions; disabling twice keeps the first time.
+    pub async fn disable_operator(&self, name: &str) -> Result<Operator>;
+    /// Opens a console session (stored by the hash of its id).
+    pub async fn create_console_session(&self, session: &NewConsoleSession<'_>) -> Result<()>;
+    /// The session with this hash if it is live at `now` (ms): not revoked, not expired, its
+    /// operator not disabled, its API token not revoked.
+    pub async fn console_session(&self, session_hash: &str, now: i64) -> Result<Option<ConsoleSession>>;
+    /// Ends a session (sign-out); whether a live one was ended.
+    pub async fn revoke_console_session(&self, session_hash: &str) -> Result<bool>;
     /// Replaces a device's stored secret.
     pub async fn set_device_secret(&self, product: &ProductId, name: &DeviceName, secret: &str) -> Result<()>;
     /// Every device whose stored secret does not start with `prefix`, as (product, device, stored

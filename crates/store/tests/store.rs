@@ -925,3 +925,104 @@ async fn health_facts_and_bakes() {
         db.drop().await;
     }
 }
+
+#[tokio::test]
+async fn operators_and_console_sessions() {
+    use otter_store::NewConsoleSession;
+    for db in databases().await {
+        let store = db.open().await;
+        let alice = store
+            .create_operator("alice", "operate", "$argon2id$v=19$fake")
+            .await
+            .unwrap();
+        assert_eq!(
+            (alice.name.as_str(), alice.scope.as_str()),
+            ("alice", "operate")
+        );
+        assert_eq!(alice.disabled_at, None);
+        assert!(matches!(
+            store.create_operator("alice", "admin", "x").await,
+            Err(StoreError::Conflict(_))
+        ));
+        store.create_operator("bob", "read", "h").await.unwrap();
+        let names: Vec<String> = store
+            .operators()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.name)
+            .collect();
+        assert_eq!(names, ["alice", "bob"]);
+        let (found, hash) = store.operator_login("alice").await.unwrap().unwrap();
+        assert_eq!((found.id, hash.as_str()), (alice.id, "$argon2id$v=19$fake"));
+        assert_eq!(store.operator_login("nobody").await.unwrap(), None);
+
+        // Sessions: live until revoked or expired.
+        let now = otter_store::now_ms();
+        let session =
+            |hash: &'static str, actor: &'static str, token_id, expires_at| NewConsoleSession {
+                session_hash: hash,
+                actor,
+                scope: "operate",
+                token_id,
+                expires_at,
+            };
+        store
+            .create_console_session(&session("s1", "operator:alice", None, now + 60_000))
+            .await
+            .unwrap();
+        let live = store.console_session("s1", now).await.unwrap().unwrap();
+        assert_eq!(
+            (live.actor.as_str(), live.scope.as_str()),
+            ("operator:alice", "operate")
+        );
+        assert_eq!(
+            store.console_session("s1", now + 60_000).await.unwrap(),
+            None,
+            "expired"
+        );
+        assert_eq!(store.console_session("nope", now).await.unwrap(), None);
+        assert!(store.revoke_console_session("s1").await.unwrap());
+        assert!(!store.revoke_console_session("s1").await.unwrap());
+        assert_eq!(
+            store.console_session("s1", now).await.unwrap(),
+            None,
+            "signed out"
+        );
+
+        // Disabling an operator ends its sessions and its sign-ins, for good.
+        store
+            .create_console_session(&session("s2", "operator:alice", None, now + 60_000))
+            .await
+            .unwrap();
+        store
+            .create_console_session(&session("s3", "operator:bob", None, now + 60_000))
+            .await
+            .unwrap();
+        let disabled = store.disable_operator("alice").await.unwrap();
+        assert!(disabled.disabled_at.is_some());
+        assert_eq!(
+            store.disable_operator("alice").await.unwrap().disabled_at,
+            disabled.disabled_at,
+            "disabling twice keeps the first time"
+        );
+        assert_eq!(store.console_session("s2", now).await.unwrap(), None);
+        assert!(store.console_session("s3", now).await.unwrap().is_some());
+        assert_eq!(store.operator_login("alice").await.unwrap(), None);
+        assert!(matches!(
+            store.disable_operator("carol").await,
+            Err(StoreError::NotFound(_))
+        ));
+
+        // A session opened with an API token ends when the token is revoked.
+        let token = store.create_api_token("ci", "read", "th").await.unwrap();
+        store
+            .create_console_session(&session("s4", "token:ci", Some(token.id), now + 60_000))
+            .await
+            .unwrap();
+        assert!(store.console_session("s4", now).await.unwrap().is_some());
+        store.revoke_api_token(token.id).await.unwrap();
+        assert_eq!(store.console_session("s4", now).await.unwrap(), None);
+        db.drop().await;
+    }
+}

@@ -47,6 +47,29 @@ impl Otter {
         data: &Path,
         extra: &[&str],
     ) -> (Running, String, String, Vec<String>) {
+        let (child, mqtt, http, _, log) = self.serve_announced(data, extra);
+        (child, mqtt, http, log)
+    }
+
+    /// [`Otter::serve`] with the operators' surface on a listener of its own (`--admin-listen`
+    /// on a free loopback port): returns the server, its MQTT address, its device HTTP URL and
+    /// its admin URL (API, console, metrics).
+    pub fn serve_admin(self, data: &Path, extra: &[&str]) -> (Running, String, String, String) {
+        let mut args = vec!["--admin-listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let (child, mqtt, http, admin, _) = self.serve_announced(data, &args);
+        let admin = admin.expect("otter serve announced no admin listener");
+        (child, mqtt, http, admin)
+    }
+
+    /// Starts `otter serve` and reads its start-up line: the server, MQTT address, HTTP URL,
+    /// admin URL (with `--admin-listen`) and the log before that line.
+    #[allow(clippy::type_complexity)]
+    fn serve_announced(
+        self,
+        data: &Path,
+        extra: &[&str],
+    ) -> (Running, String, String, Option<String>, Vec<String>) {
         let mut cmd = Command::new(self);
         cmd.arg("serve");
         for flag in ["--mqtt-listen", "--http-listen"] {
@@ -69,11 +92,14 @@ impl Otter {
             let line = line.unwrap();
             if let Some(rest) = line.strip_prefix("otter: MQTT on ") {
                 let (mqtt, http) = rest.split_once(", HTTP on ").unwrap();
+                let admin = http
+                    .split_once("admin (API, console, metrics) on ")
+                    .map(|(_, admin)| admin.split([' ', ',']).next().unwrap().to_owned());
                 let http = http.split([' ', ',']).next().unwrap().to_owned();
                 let mqtt = mqtt.to_owned();
                 // Keep draining the server's log so it never writes into a closed pipe.
                 std::thread::spawn(move || lines.for_each(drop));
-                return (child, mqtt, http, log);
+                return (child, mqtt, http, admin, log);
             }
             log.push(line);
         }

@@ -12,6 +12,7 @@ mod aliyun_request;
 mod cli_reads_well;
 mod crash_restart;
 mod failures;
+mod operators_cli;
 mod otter_binary;
 mod security_cli;
 mod signing;

@@ -1,12 +1,17 @@
 //! Who is calling the API, and may they do this? Callers present a bearer token: the admin token
-//! (`OTTER_TOKEN` or `<data-dir>/admin-token`) or a scoped API token made with `otter token create`.
+//! (`OTTER_TOKEN` or `<data-dir>/admin-token`) or a scoped API token made with `otter token create`;
+//! or the console's session cookie (`otter_session`, [`SESSION_COOKIE`]), opened by signing in as
+//! an operator (name and password, [`super::operators`]) or with a token. A change made with the
+//! cookie must also carry `X-Otter-Console: 1` ([`CONSOLE_HEADER`]), which the console's script
+//! sends and a cross-site form cannot: with `SameSite=Strict`, a second guard against CSRF.
 //! A scope allows what the scopes below it allow: `read` looks, `operate` runs rollouts (firmware,
 //! verification, campaigns, tags), `admin` changes identities (products, devices, secrets, keys,
-//! tokens). The required scope is decided here, from the method and path, for every route at once.
+//! tokens, operators). The required scope is decided here, from the method and path, for every
+//! route at once.
 
 use super::{ApiError, ApiState};
 use axum::extract::{Request, State};
-use axum::http::header::AUTHORIZATION;
+use axum::http::header::{AUTHORIZATION, COOKIE};
 use axum::http::{HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -21,6 +26,9 @@ pub use otter_api::Scope;
 pub struct Caller {
     pub actor: String,
     pub scope: Scope,
+    /// The API token presented, if it was one (a console session opened with it ends when the
+    /// token is revoked).
+    pub token_id: Option<i64>,
 }
 
 tokio::task_local! {
@@ -63,6 +71,7 @@ pub async fn authenticate(s: &ApiState, presented: &str) -> Option<Caller> {
         return Some(Caller {
             actor: "admin".into(),
             scope: Scope::Admin,
+            token_id: None,
         });
     }
     if !presented.starts_with(TOKEN_PREFIX) || presented.len() > 128 {
@@ -73,6 +82,7 @@ pub async fn authenticate(s: &ApiState, presented: &str) -> Option<Caller> {
         Ok(Some(t)) => Some(Caller {
             actor: format!("token:{}", t.name),
             scope: Scope::parse(&t.scope)?,
+            token_id: Some(t.id),
         }),
         Ok(None) => None,
         Err(e) => {
@@ -87,7 +97,7 @@ pub async fn authenticate(s: &ApiState, presented: &str) -> Option<Caller> {
 pub fn required_scope(method: &Method, path: &str) -> Scope {
     let path = path.trim_end_matches('/');
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    if segments.first() == Some(&"tokens") {
+    if matches!(segments.first(), Some(&"tokens") | Some(&"operators")) {
         return Scope::Admin;
     }
     if method == Method::GET || method == Method::HEAD {
@@ -117,18 +127,129 @@ pub fn bearer(headers: &HeaderMap) -> &str {
         .unwrap_or("")
 }
 
-/// Middleware: a valid token with enough scope, or 401/403; the caller is kept for the audit log.
+/// The cookie of a console session: a random id, whose SHA-256 the store keeps.
+pub const SESSION_COOKIE: &str = "otter_session";
+
+/// The header a change made with the session cookie must carry (the console's script sends it).
+pub const CONSOLE_HEADER: &str = "x-otter-console";
+
+/// A new random session id (for the cookie) and the hash the store keeps.
+pub fn new_session_id() -> (String, String) {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let id = hex::encode(bytes);
+    let hash = token_hash(&id);
+    (id, hash)
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, value)| value.trim())
+}
+
+/// The caller a console session cookie identifies, if the session is live.
+pub async fn session_caller(s: &ApiState, session_id: &str) -> Option<Caller> {
+    if session_id.is_empty() || session_id.len() > 128 {
+        return None;
+    }
+    let now = otter_store::now_ms();
+    match s
+        .store()
+        .await
+        .console_session(&token_hash(session_id), now)
+        .await
+    {
+        Ok(Some(session)) => Some(Caller {
+            actor: session.actor,
+            scope: Scope::parse(&session.scope)?,
+            token_id: None,
+        }),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::error!(error = %e, "console session lookup failed");
+            None
+        }
+    }
+}
+
+/// Opens a console session for `caller`; the session id for the cookie.
+pub async fn open_session(s: &ApiState, caller: &Caller) -> Result<String, ApiError> {
+    let (id, hash) = new_session_id();
+    let ttl = i64::try_from(s.console_session_ttl.as_millis()).unwrap_or(i64::MAX);
+    let expires_at = otter_store::now_ms().saturating_add(ttl);
+    s.store()
+        .await
+        .create_console_session(&otter_store::NewConsoleSession {
+            session_hash: &hash,
+            actor: &caller.actor,
+            scope: caller.scope.as_str(),
+            token_id: caller.token_id,
+            expires_at,
+        })
+        .await?;
+    Ok(id)
+}
+
+/// Ends the console session with this id (sign-out).
+pub async fn close_session(s: &ApiState, session_id: &str) -> Result<bool, ApiError> {
+    Ok(s.store()
+        .await
+        .revoke_console_session(&token_hash(session_id))
+        .await?)
+}
+
+/// How a request authenticated.
+enum Credential {
+    Bearer,
+    Session,
+}
+
+/// The caller of a request: its bearer token, else its console session cookie.
+async fn request_caller(s: &ApiState, headers: &HeaderMap) -> Option<(Caller, Credential)> {
+    let presented = bearer(headers);
+    if !presented.is_empty() {
+        return authenticate(s, presented)
+            .await
+            .map(|c| (c, Credential::Bearer));
+    }
+    let session = cookie(headers, SESSION_COOKIE)?;
+    session_caller(s, session)
+        .await
+        .map(|c| (c, Credential::Session))
+}
+
+/// Middleware: a valid token or console session with enough scope, or 401/403; the caller is
+/// kept for the audit log.
 pub async fn require_scope(
     State(state): State<ApiState>,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let presented = bearer(request.headers());
     let path = request.uri().path().to_owned();
-    let Some(caller) = authenticate(&state, presented).await else {
+    let Some((caller, credential)) = request_caller(&state, request.headers()).await else {
         tracing::warn!(%path, "API request with a missing or wrong token");
         return Err(ApiError::Unauthorized);
     };
+    let reads = request.method() == Method::GET || request.method() == Method::HEAD;
+    let console_header = request
+        .headers()
+        .get(CONSOLE_HEADER)
+        .is_some_and(|v| v.as_bytes() == b"1");
+    if matches!(credential, Credential::Session) && !reads && !console_header {
+        tracing::warn!(%path, actor = %caller.actor, "cookie-authenticated change without the console header: refused");
+        return Err(ApiError::Forbidden(format!(
+            "a change made with the console's session cookie must carry the header `X-Otter-Console: 1` (cross-site requests are refused); {} {} was not made",
+            request.method(),
+            path
+        )));
+    }
     let needed = required_scope(request.method(), &path);
     if caller.scope < needed {
         tracing::warn!(%path, actor = %caller.actor, needed = needed.as_str(), "API request beyond the token's scope");
@@ -141,6 +262,11 @@ pub async fn require_scope(
         )));
     }
     Ok(CALLER.scope(caller, next.run(request)).await)
+}
+
+/// Runs `f` as `caller`: what it records in the audit log names them.
+pub async fn acting_as<F: Future>(caller: Caller, f: F) -> F::Output {
+    CALLER.scope(caller, f).await
 }
 
 #[cfg(test)]
@@ -163,6 +289,8 @@ mod tests {
             (Method::POST, "/products/P/devices/d/secret", Scope::Admin),
             (Method::POST, "/products/P/keys", Scope::Admin),
             (Method::DELETE, "/tokens/4", Scope::Admin),
+            (Method::GET, "/operators", Scope::Admin),
+            (Method::DELETE, "/operators/alice", Scope::Admin),
             (Method::POST, "/products/campaigns/devices", Scope::Admin),
             (
                 Method::POST,

@@ -7,7 +7,7 @@ use otter_store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("missing or wrong bearer token")]
+    #[error("missing or wrong bearer token, or no live console session")]
     Unauthorized,
     #[error("{0}")]
     Forbidden(String),

@@ -10,6 +10,7 @@ mod error;
 mod firmware;
 mod limits;
 mod openapi;
+pub(crate) mod operators;
 mod products;
 mod stream;
 mod tokens;
@@ -44,6 +45,8 @@ pub struct ApiState {
     pub signing_key_dir: Option<std::path::PathBuf>,
     /// The external broker's device auth hooks; `None` (no broker secret): they are off.
     pub broker_hooks: Option<BrokerHooks>,
+    /// How long a console session lasts after sign-in.
+    pub console_session_ttl: std::time::Duration,
 }
 
 /// The bearer-token routes with their OpenAPI description: every route is added through
@@ -58,6 +61,7 @@ fn documented() -> OpenApiRouter<ApiState> {
         .merge(stream::routes())
         .merge(audit::routes())
         .merge(tokens::routes())
+        .merge(operators::routes())
 }
 
 /// The OpenAPI document of everything under `/api/v1` (`GET /api/v1/openapi.json`). The broker
@@ -68,9 +72,13 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     openapi::document(api.merge_from(hooks))
 }
 
+/// Everything under `/api/v1`: the operators' API, its OpenAPI document and the broker hooks.
 pub fn router(state: ApiState) -> Router {
-    // Outside the bearer-token layer: the broker authenticates with the broker secret.
-    let broker_hooks = broker_hooks::routes(&state);
+    operators_router(state.clone()).merge(hooks_router(&state))
+}
+
+/// The operators' API under `/api/v1` (bearer token or console session) and its OpenAPI document.
+pub fn operators_router(state: ApiState) -> Router {
     let (protected, _) = documented()
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
@@ -78,10 +86,16 @@ pub fn router(state: ApiState) -> Router {
         ))
         .with_state(state)
         .split_for_parts();
-    Router::new().nest(
-        "/api/v1",
-        protected.merge(openapi::routes()).merge(broker_hooks),
-    )
+    Router::new().nest("/api/v1", protected.merge(openapi::routes()))
+}
+
+/// The external broker's device auth hooks under `/api/v1/broker`, outside the bearer-token
+/// layer: the broker authenticates with the broker secret. Part of the device surface.
+pub fn hooks_router(state: &ApiState) -> Router {
+    match state.broker_hooks {
+        Some(_) => Router::new().nest("/api/v1", broker_hooks::routes(state)),
+        None => Router::new(),
+    }
 }
 
 impl ApiState {

@@ -12,7 +12,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 #[openapi(
     info(
         title = "Otter admin API",
-        description = "Products, devices, firmware and campaigns of an Otter OTA server. Every call takes `Authorization: Bearer <token>`: the admin token, or a scoped token from `otter token create` (read: GET; operate: firmware, verification, campaigns, tags; admin: everything). The broker hooks take the broker secret instead. Failures answer `{\"error\": \"...\"}` (ErrorBody).",
+        description = "Products, devices, firmware and campaigns of an Otter OTA server. Every call takes `Authorization: Bearer <token>`: the admin token, or a scoped token from `otter token create` (read: GET; operate: firmware, verification, campaigns, tags; admin: everything). The web console calls it with its session cookie (`otter_session`, HttpOnly) instead, and then every change must carry `X-Otter-Console: 1` (refused with 403 otherwise). The broker hooks take the broker secret instead. Failures answer `{\"error\": \"...\"}` (ErrorBody).",
     ),
     security(("bearer" = [])),
     components(schemas(

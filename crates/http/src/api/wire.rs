@@ -292,6 +292,16 @@ pub fn api_token(t: otter_store::ApiToken) -> api::ApiToken {
     }
 }
 
+pub fn operator(o: otter_store::Operator) -> api::OperatorAccount {
+    api::OperatorAccount {
+        id: o.id,
+        name: o.name,
+        scope: o.scope,
+        created_at: o.created_at,
+        disabled_at: o.disabled_at,
+    }
+}
+
 pub fn audit_entry(e: otter_store::AuditEntry) -> api::AuditEntry {
     api::AuditEntry {
         id: e.id,

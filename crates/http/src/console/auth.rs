@@ -1,19 +1,24 @@
-//! Sign-in with the admin token or an API token: a form, a session cookie, and the check every page goes through.
+//! Sign-in as an operator (name and password) or with a token (the admin token or an API token):
+//! a form, a server-side session, and the check every page goes through.
+//!
+//! A sign-in opens a session in the store (a random 32-byte id; only its SHA-256 is stored, with
+//! the actor, scope and expiry) and sets it as the cookie `otter_session`: `HttpOnly` (no script
+//! reads it), `SameSite=Strict`, `Max-Age` the session's lifetime, and `Secure` when the request
+//! came over HTTPS (the HTTPS listener, or a proxy's `X-Forwarded-Proto: https`). Sign-out revokes
+//! the session in the store, so a copied cookie stops working too.
 
 use super::page;
 use crate::api::ApiState;
+use crate::api::auth::{Caller, SESSION_COOKIE};
 use axum::Router;
-use axum::extract::{Form, Query, Request, State};
+use axum::extract::{Form, FromRequest, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use maud::html;
-use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
-
-/// The cookie holding the admin token; readable by our script, which sends it as a bearer token.
-pub const COOKIE: &str = "otter_token";
 
 pub fn routes() -> Router<ApiState> {
     Router::new()
@@ -21,10 +26,11 @@ pub fn routes() -> Router<ApiState> {
         .route("/logout", post(sign_out))
 }
 
-/// Pages need a session; without one the browser is sent to the sign-in form.
+/// Pages need a live session; without one the browser is sent to the sign-in form. The page
+/// is rendered as the session's caller (the audit log names them).
 pub async fn require_session(State(s): State<ApiState>, request: Request, next: Next) -> Response {
-    if token_ok(&s, cookie_token(request.headers()).as_deref()).await {
-        return next.run(request).await;
+    if let Some(caller) = session(&s, request.headers()).await {
+        return crate::api::auth::acting_as(caller, next.run(request)).await;
     }
     let back = request
         .uri()
@@ -35,25 +41,36 @@ pub async fn require_session(State(s): State<ApiState>, request: Request, next: 
     Redirect::to(&format!("/login?next={next_param}")).into_response()
 }
 
-/// Any token the API accepts opens the console; what it may change is still decided by the API,
-/// which the console's forms and scripts call with the same token.
-async fn token_ok(s: &ApiState, presented: Option<&str>) -> bool {
-    crate::api::auth::authenticate(s, presented.unwrap_or(""))
-        .await
-        .is_some()
+/// The caller of the request's console session, if it is live.
+async fn session(s: &ApiState, headers: &HeaderMap) -> Option<Caller> {
+    let id = crate::api::auth::cookie(headers, SESSION_COOKIE)?;
+    crate::api::auth::session_caller(s, id).await
 }
 
-/// The token from the `Cookie` header, percent-decoded.
-fn cookie_token(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .and_then(|(_, value)| percent_decode_str(value).decode_utf8().ok())
-        .map(|v| v.into_owned())
+/// Whether the request came over HTTPS: on the HTTPS listener, or through a proxy that says so
+/// (`X-Forwarded-Proto: https`; believing it can only make the cookie stricter).
+fn over_https(request_extensions: &axum::http::Extensions, headers: &HeaderMap) -> bool {
+    request_extensions
+        .get::<otter_download::OverTls>()
+        .is_some()
+        || headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"))
+}
+
+/// Clears the cookie of earlier versions (before server-side sessions), which held the admin token itself.
+const OLD_TOKEN_COOKIE_CLEARED: &str = "otter_token=; Path=/; SameSite=Strict; Max-Age=0";
+
+/// The `Set-Cookie` value of a session (or of its removal, with `None`).
+fn session_cookie(id: Option<&str>, max_age_secs: u64, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    match id {
+        Some(id) => format!(
+            "{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}{secure}"
+        ),
+        None => format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}"),
+    }
 }
 
 #[derive(Deserialize)]
@@ -114,11 +131,21 @@ fn login_page(status: StatusCode, next: Option<&str>, error: Option<&str>) -> Re
     let body = html! {
         main.login {
             h1 { "Otter" }
-            p.muted { "Over-the-air firmware updates. Sign in with the admin token (" code { "OTTER_TOKEN" } ", or the file " code { "otter-data/admin-token" } ")." }
+            p.muted { "Over-the-air firmware updates. Sign in with your operator name and password, or with a token: the admin token (" code { "OTTER_TOKEN" } ", or the file " code { "otter-data/admin-token" } ") or an API token." }
             form method="post" action="/login" {
                 input type="hidden" name="next" value=(safe_next(next));
-                label for="token" { "Admin token" }
-                input #token type="password" name="token" autocomplete="current-password" required autofocus;
+                fieldset {
+                    legend { "Operator" }
+                    label for="name" { "Name" }
+                    input #name type="text" name="name" autocomplete="username" autocapitalize="none" spellcheck="false" autofocus;
+                    label for="password" { "Password" }
+                    input #password type="password" name="password" autocomplete="current-password";
+                }
+                fieldset {
+                    legend { "Or a token" }
+                    label for="token" { "Admin token or API token" }
+                    input #token type="password" name="token" autocomplete="off";
+                }
                 @if let Some(error) = error {
                     p.error role="alert" { (error) }
                 }
@@ -131,34 +158,118 @@ fn login_page(status: StatusCode, next: Option<&str>, error: Option<&str>) -> Re
 
 #[derive(Deserialize)]
 pub struct SignIn {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
     token: String,
     next: Option<String>,
 }
 
-async fn sign_in(State(s): State<ApiState>, Form(f): Form<SignIn>) -> Response {
-    if !token_ok(&s, Some(f.token.trim())).await {
-        tracing::warn!("console sign-in with a wrong token");
+async fn sign_in(State(s): State<ApiState>, request: Request) -> Response {
+    let secure = over_https(request.extensions(), request.headers());
+    let Ok(Form(f)) = Form::<SignIn>::from_request(request, &s).await else {
+        return login_page(
+            StatusCode::BAD_REQUEST,
+            None,
+            Some("The sign-in form was not sent whole."),
+        );
+    };
+    let token = f.token.trim();
+    let name = f.name.trim();
+    let caller = if !token.is_empty() {
+        match crate::api::auth::authenticate(&s, token).await {
+            Some(caller) => caller,
+            None => {
+                tracing::warn!("console sign-in with a wrong token");
+                return login_page(
+                    StatusCode::UNAUTHORIZED,
+                    f.next.as_deref(),
+                    Some("That is not the admin token or a live API token."),
+                );
+            }
+        }
+    } else if !name.is_empty() {
+        match crate::api::operators::sign_in(&s, name, &f.password).await {
+            Some(caller) => caller,
+            None => {
+                tracing::warn!(operator = %name.escape_debug(), "console sign-in with a wrong operator name or password");
+                return login_page(
+                    StatusCode::UNAUTHORIZED,
+                    f.next.as_deref(),
+                    Some("Wrong operator name or password (or the account is disabled)."),
+                );
+            }
+        }
+    } else {
         return login_page(
             StatusCode::UNAUTHORIZED,
             f.next.as_deref(),
-            Some("That is not the admin token."),
+            Some("Enter your operator name and password, or a token."),
         );
-    }
-    crate::api::audit::record(&s, "console.sign_in", "console", serde_json::json!({})).await;
-    let value = utf8_percent_encode(f.token.trim(), NON_ALPHANUMERIC);
-    let cookie = format!("{COOKIE}={value}; Path=/; SameSite=Strict");
+    };
+    let id = match crate::api::auth::open_session(&s, &caller).await {
+        Ok(id) => id,
+        Err(e) => {
+            tracing::error!(error = %e, "opening a console session failed");
+            return login_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                f.next.as_deref(),
+                Some("The server could not open a session; its log has the details."),
+            );
+        }
+    };
+    tracing::info!(actor = %caller.actor, scope = caller.scope.as_str(), "console sign-in");
+    let detail = serde_json::json!({ "scope": caller.scope.as_str() });
+    crate::api::auth::acting_as(
+        caller,
+        crate::api::audit::record(&s, "console.sign_in", "console", detail),
+    )
+    .await;
+    let cookie = session_cookie(Some(&id), s.console_session_ttl.as_secs().max(1), secure);
     let mut response = Redirect::to(&safe_next(f.next.as_deref())).into_response();
     if let Ok(v) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().insert(header::SET_COOKIE, v);
+        response.headers_mut().append(header::SET_COOKIE, v);
     }
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        HeaderValue::from_static(OLD_TOKEN_COOKIE_CLEARED),
+    );
     response
 }
 
-async fn sign_out() -> Response {
+/// Revokes the session in the store (a copy of the cookie stops working too) and clears the
+/// cookie.
+async fn sign_out(State(s): State<ApiState>, request: Request) -> Response {
+    let secure = over_https(request.extensions(), request.headers());
+    let id = crate::api::auth::cookie(request.headers(), SESSION_COOKIE);
+    let caller = match id {
+        Some(id) => crate::api::auth::session_caller(&s, id).await,
+        None => None,
+    };
+    if let (Some(id), Some(caller)) = (id, caller) {
+        match crate::api::auth::close_session(&s, id).await {
+            Ok(_) => {
+                tracing::info!(actor = %caller.actor, "console sign-out");
+                let record = crate::api::audit::record(
+                    &s,
+                    "console.sign_out",
+                    "console",
+                    serde_json::json!({}),
+                );
+                crate::api::auth::acting_as(caller, record).await;
+            }
+            Err(e) => tracing::error!(error = %e, "ending a console session failed"),
+        }
+    }
     let mut response = Redirect::to("/login").into_response();
-    response.headers_mut().insert(
+    if let Ok(v) = HeaderValue::from_str(&session_cookie(None, 0, secure)) {
+        response.headers_mut().append(header::SET_COOKIE, v);
+    }
+    response.headers_mut().append(
         header::SET_COOKIE,
-        HeaderValue::from_static("otter_token=; Path=/; SameSite=Strict; Max-Age=0"),
+        HeaderValue::from_static(OLD_TOKEN_COOKIE_CLEARED),
     );
     response
 }

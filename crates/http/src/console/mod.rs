@@ -3,12 +3,12 @@
 //! Pages are HTML built with `maud` (every value escaped by default) straight from the store, so
 //! counts and pages of a 20,000-device fleet are computed in SQL and the browser gets one page of
 //! rows. A small script of our own (`assets/app.js`) does what needs the browser: uploads with
-//! progress, forms posted to the admin API with the bearer token, and live campaign updates from
-//! the API's event stream. Both assets are compiled into the binary.
+//! progress, forms posted to the admin API, and live campaign updates from the API's event
+//! stream. Both assets are compiled into the binary.
 //!
-//! Sign-in: the admin token, checked here, is kept in a `SameSite=Strict` session cookie. Pages
-//! read it from the cookie; the script reads it to send `Authorization: Bearer` to the API, which
-//! never accepts the cookie itself (so no cross-site request can act with it).
+//! Sign-in (`auth.rs`): an operator's name and password, or a token, opens a server-side session
+//! kept in an `HttpOnly`, `SameSite=Strict` cookie. Pages and the API both accept that cookie; the
+//! API asks cookie-authenticated changes for the `X-Otter-Console: 1` header the script sends.
 
 mod audit;
 mod auth;

@@ -26,9 +26,28 @@ async fn sign_in(server: &TestServer) -> String {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 303);
     assert_eq!(resp.headers()["location"], "/products");
-    let cookie = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
-    assert!(cookie.contains("SameSite=Strict"), "{cookie}");
+    let cookie = session_set_cookie(&resp);
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=43200"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    assert!(
+        !cookie.contains("Secure"),
+        "plain HTTP: not Secure: {cookie}"
+    );
     cookie.split(';').next().unwrap().to_owned()
+}
+
+/// The `Set-Cookie` of the console session in a response.
+fn session_set_cookie(resp: &reqwest::Response) -> String {
+    let cookies: Vec<&str> = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .filter(|c| c.starts_with("otter_session="))
+        .collect();
+    assert_eq!(cookies.len(), 1, "{cookies:?}");
+    cookies[0].to_owned()
 }
 
 /// GET a console page with the session; returns status and HTML.
@@ -66,10 +85,17 @@ async fn pages_need_a_session_and_the_form_gives_one() {
             .text()
             .await
             .unwrap()
-            .contains("That is not the admin token.")
+            .contains("That is not the admin token or a live API token.")
     );
-    let bad_cookie = page(&server, "otter_token=nope", "/products").await;
+    let bad_cookie = page(&server, "otter_session=nope", "/products").await;
     assert_eq!(bad_cookie.0, 303, "a wrong cookie is no session");
+    let old_cookie = page(
+        &server,
+        &format!("otter_token={}", server.token),
+        "/products",
+    )
+    .await;
+    assert_eq!(old_cookie.0, 303, "the token itself is no session cookie");
 
     let cookie = sign_in(&server).await;
     let (status, html) = page(&server, &cookie, "/products").await;
@@ -89,7 +115,49 @@ async fn pages_need_a_session_and_the_form_gives_one() {
         .unwrap();
     assert_eq!(resp.headers()["location"], "/products");
 
-    // The API never takes the cookie: only the bearer token (no cross-site request can act).
+    // The API takes the session cookie too; a change made with it needs the console's header.
+    let api = client
+        .get(server.url("/api/v1/products"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status().as_u16(), 200);
+    let forged = client
+        .post(server.url("/api/v1/products"))
+        .header("cookie", &cookie)
+        .json(&json!({"id": "Forged1", "dialect": "aliyun"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status().as_u16(), 403);
+    let body: Value = forged.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("X-Otter-Console: 1"),
+        "{body}"
+    );
+    let made = client
+        .post(server.url("/api/v1/products"))
+        .header("cookie", &cookie)
+        .header("x-otter-console", "1")
+        .json(&json!({"id": "Console1", "dialect": "aliyun"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status().as_u16(), 201, "{:?}", made.text().await);
+
+    // Sign-out revokes the session: the same cookie opens nothing any more.
+    let out = client
+        .post(server.url("/logout"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert!(session_set_cookie(&out).contains("Max-Age=0"));
+    assert_eq!(page(&server, &cookie, "/products").await.0, 303);
     let api = client
         .get(server.url("/api/v1/products"))
         .header("cookie", &cookie)
@@ -97,21 +165,18 @@ async fn pages_need_a_session_and_the_form_gives_one() {
         .await
         .unwrap();
     assert_eq!(api.status().as_u16(), 401);
-
-    let out = client.post(server.url("/logout")).send().await.unwrap();
-    assert!(
-        out.headers()["set-cookie"]
-            .to_str()
-            .unwrap()
-            .contains("Max-Age=0")
-    );
     let js = client
         .get(server.url("/console/app.js"))
         .send()
         .await
         .unwrap();
     assert_eq!(js.headers()["content-type"], "text/javascript");
-    assert!(js.text().await.unwrap().contains("Authorization"));
+    let js = js.text().await.unwrap();
+    assert!(js.contains("X-Otter-Console"));
+    assert!(
+        !js.contains("document.cookie"),
+        "the script never reads the session"
+    );
 }
 
 #[tokio::test]
@@ -481,8 +546,7 @@ async fn sign_in_only_ever_leads_to_a_path_of_this_server() {
             origin.origin(),
             "next {next:?} gave Location {location:?}, which leaves the server"
         );
-        assert!(resp.headers().get("set-cookie").is_some());
-        assert_eq!(resp.headers().get_all("set-cookie").iter().count(), 1);
+        session_set_cookie(&resp);
 
         // The form carries only the sanitised target too.
         let form = client

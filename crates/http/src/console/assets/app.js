@@ -1,15 +1,15 @@
-// Otter console script: the few things a server-rendered page cannot do alone. API calls carry the
-// admin token (from the sign-in cookie) as a bearer token; errors are shown next to what failed.
+// Otter console script: the few things a server-rendered page cannot do alone. API calls are
+// authenticated by the session cookie (HttpOnly: this script never sees it) and carry the
+// `X-Otter-Console` header the API asks of cookie-authenticated changes (a cross-site form cannot
+// send it); errors are shown next to what failed.
 "use strict";
 
-const token = () => {
-  const pair = document.cookie.split("; ").find((c) => c.startsWith("otter_token="));
-  return pair ? decodeURIComponent(pair.slice("otter_token=".length)) : "";
-};
+/** Headers of every API call the console makes. */
+const consoleHeaders = () => ({ "X-Otter-Console": "1" });
 
 /** Calls the admin API; resolves to the JSON body, rejects with the API's error message. */
 async function api(method, path, body) {
-  const init = { method, headers: { Authorization: "Bearer " + token() } };
+  const init = { method, headers: consoleHeaders(), credentials: "same-origin" };
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
@@ -36,9 +36,9 @@ function say(form, status, error) {
   if (e) e.textContent = error || "";
 }
 
-/** Reads a server-sent event stream with fetch (EventSource cannot send the bearer token). */
+/** Reads a server-sent event stream with fetch (the stream ends when the campaign does). */
 async function follow(path, onEvent, signal) {
-  const response = await fetch("/api/v1" + path, { headers: { Authorization: "Bearer " + token() }, signal });
+  const response = await fetch("/api/v1" + path, { headers: consoleHeaders(), credentials: "same-origin", signal });
   if (!response.ok || !response.body) throw new Error("live updates unavailable (" + response.status + ")");
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
@@ -77,7 +77,7 @@ function setupUpload(form) {
     say(form, "Uploading " + file.name + "…", "");
     const xhr = new XMLHttpRequest();
     xhr.open("POST", "/api/v1/products/" + encodeURIComponent(form.dataset.product) + "/firmware?" + params);
-    xhr.setRequestHeader("Authorization", "Bearer " + token());
+    xhr.setRequestHeader("X-Otter-Console", "1");
     xhr.setRequestHeader("Content-Type", "application/octet-stream");
     xhr.upload.onprogress = (e) => {
       if (!e.lengthComputable) return;
