@@ -11,6 +11,7 @@ mod agent_resume;
 mod aliyun_request;
 mod crash_restart;
 mod otter_binary;
+mod retire;
 mod security_cli;
 mod signing;
 mod simulate_fleet;

@@ -24,6 +24,7 @@ mod campaigns;
 pub(crate) mod console;
 mod health;
 mod nodes;
+mod retire;
 mod secrets;
 mod signing;
 pub(crate) mod tokens;
