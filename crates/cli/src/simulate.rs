@@ -37,8 +37,9 @@ pub struct SimulateArgs {
     /// Firmware version the devices run at start.
     #[arg(long = "version", default_value = "1.0.0")]
     firmware_version: String,
-    /// MQTT broker address, host:port [default: the --server's host on port 1883, else
-    /// 127.0.0.1:1883].
+    /// MQTT broker address, host:port or mqtt://host:port (so the OTTER_BROKER of an `otter
+    /// serve` on an external broker works as is) [default: the --server's host on port 1883,
+    /// else 127.0.0.1:1883].
     #[arg(long, env = "OTTER_BROKER")]
     broker: Option<String>,
     /// Otter server URL: register the products and devices there first when missing. Without
@@ -203,6 +204,18 @@ fn plan(args: &SimulateArgs) -> Result<Vec<SimDevice>> {
 /// The broker to dial: `--broker`, else the host of `--server` on MQTT's port, else the local one.
 fn broker_address(broker: Option<&str>, server: Option<&str>) -> Result<String> {
     if let Some(broker) = broker {
+        let broker = broker.trim();
+        if let Some(address) = broker
+            .strip_prefix("mqtt://")
+            .or(broker.strip_prefix("tcp://"))
+        {
+            return Ok(address.trim_end_matches('/').to_owned());
+        }
+        if broker.contains("://") {
+            bail!(
+                "--broker {broker:?}: the simulator speaks plain MQTT only (host:port or mqtt://host:port)"
+            );
+        }
         return Ok(broker.to_owned());
     }
     let Some(server) = server else {
@@ -464,6 +477,8 @@ mod tests {
             at(Some("10.0.0.1:1884"), Some("http://x:8080")),
             "10.0.0.1:1884"
         );
+        assert_eq!(at(Some("mqtt://10.0.0.5:1883"), None), "10.0.0.5:1883");
+        assert!(broker_address(Some("mqtts://b:8883"), None).is_err());
         assert!(broker_address(None, Some("not a url")).is_err());
     }
 }
