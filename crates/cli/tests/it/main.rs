@@ -9,6 +9,7 @@ const OTTER: Otter = Otter::new(env!("CARGO_BIN_EXE_otter"));
 
 mod agent_resume;
 mod aliyun_request;
+mod containerfile;
 mod crash_restart;
 mod otter_binary;
 mod retire;
