@@ -34,7 +34,7 @@ impl Engine {
     /// refused while a live campaign targets it.
     pub async fn delete_device(&self, product: &ProductId, name: &DeviceName) -> Result<Removed> {
         let mut tx = self.pool.begin().await?;
-        let exists: Option<i64> =
+        let exists: Option<i32> =
             sqlx::query_scalar("SELECT 1 FROM devices WHERE product_id = $1 AND name = $2")
                 .bind(product.as_str())
                 .bind(name.as_str())
@@ -93,7 +93,7 @@ impl Engine {
     /// signatures and keys; refused while it has a live campaign.
     pub async fn delete_product(&self, product: &ProductId) -> Result<Removed> {
         let mut tx = self.pool.begin().await?;
-        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM products WHERE id = $1")
+        let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM products WHERE id = $1")
             .bind(product.as_str())
             .fetch_optional(&mut *tx)
             .await?;
@@ -248,7 +248,7 @@ impl Engine {
 
     /// Whether any firmware row names the blob `sha256`.
     pub async fn blob_referenced(&self, sha256: &str) -> Result<bool> {
-        let found: Option<i64> =
+        let found: Option<i32> =
             sqlx::query_scalar("SELECT 1 FROM firmware WHERE sha256 = $1 LIMIT 1")
                 .bind(sha256)
                 .fetch_optional(&self.pool)
@@ -261,7 +261,7 @@ impl Engine {
 async fn unreferenced(tx: &mut Transaction<'static, Db>, shas: Vec<String>) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for sha in shas {
-        let found: Option<i64> =
+        let found: Option<i32> =
             sqlx::query_scalar("SELECT 1 FROM firmware WHERE sha256 = $1 LIMIT 1")
                 .bind(&sha)
                 .fetch_optional(&mut **tx)
