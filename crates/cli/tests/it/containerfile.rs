@@ -143,7 +143,7 @@ fn the_containerfile_builds_what_ci_builds_and_runs_what_otter_accepts() {
     assert!(user != "root" && user != "0", "runs as root: {user}");
     let runs = all(runtime, "RUN").join(" ");
     assert!(
-        runs.contains(&format!("useradd --system")) && runs.contains(&format!(" {user}")),
+        runs.contains("useradd --system") && runs.contains(&format!(" {user}")),
         "{runs}"
     );
     let volume = one(runtime, "VOLUME");
