@@ -396,6 +396,41 @@ impl Blobs {
         Ok(())
     }
 
+    /// Blobs withdrawn at least `older_than` ago and neither restored nor discarded: a process
+    /// stopped between the steps left them. The caller settles each (restore when a row names
+    /// it, else discard).
+    pub async fn withdrawn(&self, older_than: Duration) -> Result<Vec<Withdrawn>, BlobError> {
+        let cutoff = SystemTime::now()
+            .checked_sub(older_than)
+            .unwrap_or(UNIX_EPOCH)
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let cutoff = i64::try_from(cutoff).unwrap_or(i64::MAX);
+        let prefix = Path::from(TRASH_PREFIX);
+        let mut listing = self.store.list(Some(&prefix));
+        let mut found = Vec::new();
+        while let Some(meta) = listing.try_next().await? {
+            let sha = meta
+                .location
+                .filename()
+                .and_then(|name| name.split_once('.'))
+                .map(|(sha, _)| sha.to_owned());
+            match sha {
+                Some(sha) if validate_sha256(&sha).is_ok() => {
+                    if meta.last_modified.timestamp() <= cutoff {
+                        found.push(Withdrawn {
+                            sha256: sha,
+                            trash: meta.location,
+                        });
+                    }
+                }
+                _ => tracing::warn!(key = %meta.location, "not a withdrawn blob; left alone"),
+            }
+        }
+        Ok(found)
+    }
+
     /// Deletes a withdrawn blob for good.
     pub async fn discard(&self, withdrawn: Withdrawn) -> Result<(), BlobError> {
         match self.store.delete(&withdrawn.trash).await {

@@ -66,6 +66,41 @@ fn connack(mqtt: &str, name: &str, secret: &str) -> ConnectReturnCode {
     code
 }
 
+/// A blob removal cut short (the process stopped after moving the blob aside) is settled at the
+/// next start: put back when an image names it, deleted when none does.
+#[test]
+fn blobs_left_half_removed_are_settled_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (server, _mqtt, http) = OTTER.serve(&data, &[]);
+    OTTER.json(
+        &http,
+        &data,
+        &["product", "create", "--id", PK, "--dialect", "tencent"],
+    );
+    let image = dir.path().join("fw.bin");
+    std::fs::write(&image, b"kept").unwrap();
+    let args = ["firmware", "upload", "--product", PK, "--version", "1.0.0"];
+    let fw = OTTER.json(
+        &http,
+        &data,
+        &[&args[..], &[image.to_str().unwrap()]].concat(),
+    );
+    drop(server);
+
+    let sha = fw["sha256"].as_str().unwrap();
+    let (blobs, trash) = (data.join("blobs/sha256"), data.join("blobs/trash"));
+    std::fs::create_dir_all(&trash).unwrap();
+    std::fs::rename(blobs.join(sha), trash.join(format!("{sha}.1"))).unwrap();
+    let orphan = "0".repeat(64);
+    std::fs::write(trash.join(format!("{orphan}.2")), b"nobody's").unwrap();
+
+    let (_server, _mqtt, _http) = OTTER.serve(&data, &[]);
+    assert_eq!(std::fs::read(blobs.join(sha)).unwrap(), b"kept");
+    assert!(!blobs.join(&orphan).exists());
+    assert_eq!(std::fs::read_dir(&trash).unwrap().count(), 0);
+}
+
 #[test]
 fn devices_firmware_and_products_are_retired_unless_a_live_campaign_needs_them() {
     let dir = tempfile::tempdir().unwrap();
