@@ -122,3 +122,29 @@ pub struct VerifyRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_secs: Option<u64>,
 }
+
+/// Query of `DELETE /products/{product}/firmware/{version}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteFirmwareParams {
+    /// The image's module (default: the default module).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
+    /// Also delete the finished campaigns that used the image (their history); without it,
+    /// an image with campaign history is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purge: Option<bool>,
+}
+
+/// Answer of a delete (`DELETE` of a device, a product or a firmware image): what went.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Deletion {
+    /// What was deleted, e.g. `device P/d`.
+    pub deleted: String,
+    pub devices: u64,
+    pub firmware: u64,
+    /// Finished campaigns deleted with it, by id.
+    pub campaigns: Vec<i64>,
+    /// Firmware files removed from the blob store (no image references them any more).
+    pub blobs_removed: u64,
+}

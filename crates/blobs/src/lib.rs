@@ -30,6 +30,8 @@ pub use s3::{MAX_PRESIGN_TTL, S3Options};
 const BLOB_PREFIX: &str = "sha256";
 /// Folder (key prefix) of uploads in progress; see [`Blobs::sweep_staging`].
 const STAGING_PREFIX: &str = "staging";
+/// Folder (key prefix) of blobs being removed; see [`Blobs::withdraw`].
+const TRASH_PREFIX: &str = "trash";
 /// Bytes read from the uploader per step.
 const READ_CHUNK: usize = 64 * 1024;
 /// Multipart parts in flight at once: bounds ingest memory to a few parts (5 MiB each).
@@ -89,6 +91,20 @@ pub struct Blobs {
     /// The staging folder of a local store: its unfinished uploads (`<name>#<n>` files) are
     /// invisible to the store's listing, so the sweeper reads the folder itself.
     staging_dir: Option<std::path::PathBuf>,
+}
+
+/// A blob taken out of use by [`Blobs::withdraw`], to [restore](Blobs::restore) or
+/// [discard](Blobs::discard).
+#[derive(Debug)]
+pub struct Withdrawn {
+    sha256: String,
+    trash: Path,
+}
+
+impl Withdrawn {
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
 }
 
 /// A stored blob, looked up once: its size, and ranged reads that need no further lookup.
@@ -338,6 +354,91 @@ impl Blobs {
             Some(blob) => blob.read(range).await,
             None => Err(BlobError::NotFound(sha256.into())),
         }
+    }
+
+    /// Whether the blob `sha256` is stored now: asks the store itself (no cached file), so a
+    /// blob withdrawn a moment ago is seen as gone.
+    pub async fn exists(&self, sha256: &str) -> Result<bool, BlobError> {
+        let key = checked_key(sha256)?;
+        match self.store.head(&key).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// First step of removing a blob: moves it out of where downloads and ingest look, under a
+    /// name of its own in `trash/`, so it can still be [restored](Self::restore) (a row that
+    /// needs it was stored meanwhile) or [discarded](Self::discard). `None` when it is not stored.
+    pub async fn withdraw(&self, sha256: &str) -> Result<Option<Withdrawn>, BlobError> {
+        let key = checked_key(sha256)?;
+        let trash =
+            Path::from(TRASH_PREFIX).join(format!("{sha256}.{:032x}", rand::random::<u128>()));
+        if let Some(local) = &self.local {
+            local.forget(sha256);
+        }
+        match self.store.rename(&key, &trash).await {
+            Ok(()) => Ok(Some(Withdrawn {
+                sha256: sha256.to_owned(),
+                trash,
+            })),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Puts a withdrawn blob back under its name (content-addressed: if an ingest stored it again
+    /// meanwhile, the bytes are the same).
+    pub async fn restore(&self, withdrawn: Withdrawn) -> Result<(), BlobError> {
+        let key = blob_key(&withdrawn.sha256);
+        self.store.rename(&withdrawn.trash, &key).await?;
+        tracing::info!(sha256 = %withdrawn.sha256, "blob restored: needed again");
+        Ok(())
+    }
+
+    /// Blobs withdrawn at least `older_than` ago and neither restored nor discarded: a process
+    /// stopped between the steps left them. The caller settles each (restore when a row names
+    /// it, else discard).
+    pub async fn withdrawn(&self, older_than: Duration) -> Result<Vec<Withdrawn>, BlobError> {
+        let cutoff = SystemTime::now()
+            .checked_sub(older_than)
+            .unwrap_or(UNIX_EPOCH)
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let cutoff = i64::try_from(cutoff).unwrap_or(i64::MAX);
+        let prefix = Path::from(TRASH_PREFIX);
+        let mut listing = self.store.list(Some(&prefix));
+        let mut found = Vec::new();
+        while let Some(meta) = listing.try_next().await? {
+            let sha = meta
+                .location
+                .filename()
+                .and_then(|name| name.split_once('.'))
+                .map(|(sha, _)| sha.to_owned());
+            match sha {
+                Some(sha) if validate_sha256(&sha).is_ok() => {
+                    if meta.last_modified.timestamp() <= cutoff {
+                        found.push(Withdrawn {
+                            sha256: sha,
+                            trash: meta.location,
+                        });
+                    }
+                }
+                _ => tracing::warn!(key = %meta.location, "not a withdrawn blob; left alone"),
+            }
+        }
+        Ok(found)
+    }
+
+    /// Deletes a withdrawn blob for good.
+    pub async fn discard(&self, withdrawn: Withdrawn) -> Result<(), BlobError> {
+        match self.store.delete(&withdrawn.trash).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(err) => return Err(err.into()),
+        }
+        tracing::info!(sha256 = %withdrawn.sha256, "blob removed");
+        Ok(())
     }
 
     /// Whether the blobs are in a local folder (which only this process uses), rather than a

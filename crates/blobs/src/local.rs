@@ -77,6 +77,11 @@ impl LocalFiles {
         Ok(Some(opened))
     }
 
+    /// Drops the cached file of a blob being removed (readers holding it finish their reads).
+    pub(crate) fn forget(&self, sha256: &str) {
+        self.lock().remove(sha256);
+    }
+
     fn cached(&self, sha256: &str) -> Option<Arc<OpenFile>> {
         self.lock().get(sha256).cloned()
     }

@@ -157,6 +157,71 @@ async fn reingesting_identical_content_is_fine() {
     }
 }
 
+#[tokio::test]
+async fn withdrawn_blobs_are_discarded_or_restored() {
+    for (engine, blobs, _dir) in engines().await {
+        let a = blobs.ingest(&b"retired bytes"[..]).await.unwrap();
+        // Read once first: a local store caches the open file, which withdrawing must forget.
+        assert_eq!(read_all(&blobs, &a.sha256, 0..7).await, b"retired");
+        let withdrawn = blobs.withdraw(&a.sha256).await.unwrap().unwrap();
+        assert_eq!(withdrawn.sha256(), a.sha256);
+        assert!(!blobs.exists(&a.sha256).await.unwrap(), "{engine}");
+        assert!(
+            blobs.blob(&a.sha256).await.unwrap().is_none(),
+            "{engine}: downloads see it gone"
+        );
+        blobs.restore(withdrawn).await.unwrap();
+        assert_eq!(
+            read_all(&blobs, &a.sha256, 0..13).await,
+            b"retired bytes",
+            "{engine}"
+        );
+
+        // Withdrawn, then stored again by an ingest of the same content, then restored: the
+        // same bytes either way.
+        let withdrawn = blobs.withdraw(&a.sha256).await.unwrap().unwrap();
+        blobs.ingest(&b"retired bytes"[..]).await.unwrap();
+        blobs.restore(withdrawn).await.unwrap();
+        assert_eq!(
+            read_all(&blobs, &a.sha256, 0..13).await,
+            b"retired bytes",
+            "{engine}"
+        );
+
+        // Left withdrawn (a process stopped between the steps): listed for settling.
+        blobs.withdraw(&a.sha256).await.unwrap().unwrap();
+        let left = blobs.withdrawn(std::time::Duration::ZERO).await.unwrap();
+        assert_eq!(left.len(), 1, "{engine}");
+        assert!(
+            blobs
+                .withdrawn(std::time::Duration::from_secs(3600))
+                .await
+                .unwrap()
+                .is_empty(),
+            "{engine}: a recent one may be another node's"
+        );
+        let withdrawn = left.into_iter().next().unwrap();
+        assert_eq!(withdrawn.sha256(), a.sha256);
+        blobs.discard(withdrawn).await.unwrap();
+        assert!(
+            blobs
+                .withdrawn(std::time::Duration::ZERO)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(!blobs.exists(&a.sha256).await.unwrap(), "{engine}");
+        assert!(
+            blobs.withdraw(&a.sha256).await.unwrap().is_none(),
+            "{engine}: nothing to withdraw"
+        );
+        // The content can be stored again.
+        blobs.ingest(&b"retired bytes"[..]).await.unwrap();
+        assert!(blobs.exists(&a.sha256).await.unwrap(), "{engine}");
+        assert!(blobs.withdraw("../etc").await.is_err());
+    }
+}
+
 /// A reader that yields `0` chunks of 1000 bytes, then fails.
 struct Broken(usize);
 

@@ -171,6 +171,33 @@ impl Conn {
     }
 }
 
+/// What a delete answered, as a sentence.
+pub fn deletion(d: &otter_api::Deletion) -> String {
+    let mut out = format!("deleted {}", d.deleted);
+    let mut with = Vec::new();
+    if d.devices > 1 || d.deleted.starts_with("product") {
+        with.push(format!("{} devices", d.devices));
+    }
+    if d.firmware > 1 || d.deleted.starts_with("product") {
+        with.push(format!("{} firmware images", d.firmware));
+    }
+    if !d.campaigns.is_empty() {
+        let ids: Vec<String> = d.campaigns.iter().map(|id| format!("#{id}")).collect();
+        with.push(format!("finished campaigns {}", ids.join(", ")));
+    }
+    if !with.is_empty() {
+        out.push_str(&format!(" with {}", with.join(", ")));
+    }
+    if d.blobs_removed > 0 {
+        out.push_str(&format!(
+            "; {} firmware file{} removed from storage",
+            d.blobs_removed,
+            if d.blobs_removed == 1 { "" } else { "s" }
+        ));
+    }
+    out
+}
+
 /// A value as a table cell or in a sentence: its JSON text, strings unquoted, `-` for null.
 pub fn cell<T: Serialize + ?Sized>(value: &T) -> String {
     match serde_json::to_value(value) {

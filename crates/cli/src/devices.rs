@@ -77,6 +77,16 @@ pub enum DeviceCmd {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Delete a device with its history; its credentials stop working at once. Refused while a
+    /// live campaign targets it.
+    Delete {
+        #[arg(long)]
+        product: String,
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// Show a device: versions, online state, current upgrade and its last result.
     Show {
         #[arg(long)]
@@ -207,6 +217,20 @@ pub async fn run(cmd: DeviceCmd) -> Result<()> {
                     },
                 )
             });
+        }
+        DeviceCmd::Delete {
+            product,
+            name,
+            conn,
+        } => {
+            let d: otter_api::Deletion = conn
+                .call(
+                    Method::DELETE,
+                    &format!("/products/{product}/devices/{name}"),
+                    NO_BODY,
+                )
+                .await?;
+            conn.print(&d, crate::client::deletion);
         }
         DeviceCmd::Show {
             product,

@@ -31,6 +31,22 @@ pub enum FirmwareCmd {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Delete a firmware image (its file too, once no image uses it); the version can then be
+    /// uploaded again. Refused while a live campaign uses it, and, unless --purge, while
+    /// finished campaigns have it in their history.
+    Delete {
+        #[arg(long)]
+        product: String,
+        #[arg(long)]
+        version: String,
+        #[arg(long)]
+        module: Option<String>,
+        /// Also delete the finished campaigns that used it.
+        #[arg(long)]
+        purge: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// Generate an ed25519 signing key: PKCS#8 PEM at --out (mode 0600), the public key in
     /// `<out>.pub`. Keep the private key offline.
     Keygen {
@@ -102,6 +118,26 @@ pub enum FirmwareCmd {
 
 pub async fn run(cmd: FirmwareCmd) -> Result<()> {
     match cmd {
+        FirmwareCmd::Delete {
+            product,
+            version,
+            module,
+            purge,
+            conn,
+        } => {
+            let params = otter_api::DeleteFirmwareParams {
+                module,
+                purge: purge.then_some(true),
+            };
+            let request = conn
+                .request(
+                    Method::DELETE,
+                    &format!("/products/{product}/firmware/{version}"),
+                )?
+                .query(&params);
+            let d: otter_api::Deletion = conn.send(request).await?;
+            conn.print(&d, crate::client::deletion);
+        }
         FirmwareCmd::Upload {
             product,
             version,

@@ -27,6 +27,14 @@ pub enum ProductCmd {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Delete a product with its devices, finished campaigns, firmware and keys. Refused while
+    /// it has a live campaign.
+    Delete {
+        #[arg(long)]
+        id: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// Show a product: dialect, name, version scheme.
     Show {
         #[arg(long)]
@@ -128,6 +136,16 @@ async fn product_key(cmd: KeyCmd) -> Result<()> {
 pub async fn run(cmd: ProductCmd) -> Result<()> {
     match cmd {
         ProductCmd::Key(cmd) => product_key(cmd).await?,
+        ProductCmd::Delete { id, conn } => {
+            let d: otter_api::Deletion = conn
+                .call(
+                    Method::DELETE,
+                    &format!("/products/{id}"),
+                    crate::client::NO_BODY,
+                )
+                .await?;
+            conn.print(&d, crate::client::deletion);
+        }
         ProductCmd::Create {
             id,
             dialect,

@@ -37,11 +37,14 @@ pub struct SimulateArgs {
     /// Firmware version the devices run at start.
     #[arg(long = "version", default_value = "1.0.0")]
     firmware_version: String,
-    /// MQTT broker address, host:port.
-    #[arg(long, default_value = "127.0.0.1:1883")]
-    broker: String,
-    /// Otter server URL: register the products and devices there first when missing.
-    #[arg(long)]
+    /// MQTT broker address, host:port or mqtt://host:port (so the OTTER_BROKER of an `otter
+    /// serve` on an external broker works as is) [default: the --server's host on port 1883,
+    /// else 127.0.0.1:1883].
+    #[arg(long, env = "OTTER_BROKER")]
+    broker: Option<String>,
+    /// Otter server URL: register the products and devices there first when missing. Without
+    /// it nothing is registered, and the server refuses devices it does not know.
+    #[arg(long, env = "OTTER_SERVER")]
     server: Option<String>,
     /// Admin token for --server [default: contents of ./otter-data/admin-token when present].
     #[arg(long, env = "OTTER_TOKEN", hide_env_values = true)]
@@ -114,12 +117,19 @@ impl DialectChoice {
 
 pub async fn run(args: SimulateArgs) -> Result<()> {
     let devices = plan(&args)?;
-    if let Some(server) = &args.server {
-        let api = Api::new(server, args.token.clone())?;
-        api.register(&devices).await?;
+    let broker = broker_address(args.broker.as_deref(), args.server.as_deref())?;
+    match &args.server {
+        Some(server) => {
+            println!("registering devices through {server}");
+            let api = Api::new(server, args.token.clone())?;
+            api.register(&devices).await?;
+        }
+        None => println!(
+            "not registering devices: no --server (or OTTER_SERVER) given; the broker refuses devices its server does not know"
+        ),
     }
     let config = SimConfig {
-        broker: args.broker.clone(),
+        broker: broker.clone(),
         download: args.download,
         ask_for_job: args.ask_for_job,
         step_delay: Duration::from_millis(args.step_delay_ms),
@@ -142,7 +152,7 @@ pub async fn run(args: SimulateArgs) -> Result<()> {
     println!(
         "starting {} simulated devices against {}",
         devices.len(),
-        args.broker
+        broker
     );
     let fleet = Fleet::start(config, devices).await?;
     let mut ticker = tokio::time::interval(STATUS_EVERY);
@@ -191,7 +201,58 @@ fn plan(args: &SimulateArgs) -> Result<Vec<SimDevice>> {
         .collect())
 }
 
-/// `connected 98/100 | 1.0.0: 60, 1.1.0: 40 | upgrading 3 | failed 2 | dropped 1 | pushes 57`
+/// The broker to dial: `--broker`, else the host of `--server` on MQTT's port, else the local one.
+fn broker_address(broker: Option<&str>, server: Option<&str>) -> Result<String> {
+    if let Some(broker) = broker {
+        let broker = broker.trim();
+        if let Some(address) = broker
+            .strip_prefix("mqtt://")
+            .or(broker.strip_prefix("tcp://"))
+        {
+            return Ok(address.trim_end_matches('/').to_owned());
+        }
+        if broker.contains("://") {
+            bail!(
+                "--broker {broker:?}: the simulator speaks plain MQTT only (host:port or mqtt://host:port)"
+            );
+        }
+        return Ok(broker.to_owned());
+    }
+    let Some(server) = server else {
+        return Ok("127.0.0.1:1883".into());
+    };
+    let url =
+        reqwest::Url::parse(server).with_context(|| format!("--server {server:?} is not a URL"))?;
+    match url.host_str() {
+        Some(host) => Ok(format!("{host}:1883")),
+        None => bail!("--server {server:?} has no host"),
+    }
+}
+
+/// Why a device is not connected, from its last connection error, in an operator's words.
+fn explain(error: &str) -> String {
+    let e = error.to_ascii_lowercase();
+    if e.contains("badusernamepassword")
+        || e.contains("notauthorized")
+        || e.contains("bad user name")
+        || e.contains("not authorized")
+    {
+        "refused by the broker: unknown device or wrong secret (register through --server/OTTER_SERVER with the same --seed and --product-prefix)".into()
+    } else if e.contains("return code") {
+        format!("refused by the broker ({error})")
+    } else if e.contains("connection refused") {
+        format!("nothing listening at the broker address ({error}; is --broker right?)")
+    } else if e.contains("timed out") || e.contains("timeout") {
+        format!("the broker does not answer ({error})")
+    } else if e.contains("failed to lookup") || e.contains("dns") || e.contains("name or service") {
+        format!("the broker's host name does not resolve ({error})")
+    } else {
+        error.to_owned()
+    }
+}
+
+/// `connected 98/100 | 1.0.0: 60, 1.1.0: 40 | upgrading 3 | failed 2 | dropped 1 | pushes 57`,
+/// and while devices are not connected, why (the most common reason, with how many it holds back).
 fn status_line(fleet: &[DeviceStatus]) -> String {
     let connected = fleet.iter().filter(|s| s.connected).count();
     let mut versions: BTreeMap<&str, usize> = BTreeMap::new();
@@ -209,11 +270,23 @@ fn status_line(fleet: &[DeviceStatus]) -> String {
     let failed = outcome(|o| matches!(o, Outcome::Failed { .. }));
     let dropped = outcome(|o| matches!(o, Outcome::Dropped { .. }));
     let pushes: u64 = fleet.iter().map(|s| u64::from(s.pushes)).sum();
-    format!(
+    let mut line = format!(
         "connected {connected}/{} | {} | upgrading {upgrading} | failed {failed} | dropped {dropped} | pushes {pushes}",
         fleet.len(),
         histogram.join(", ")
-    )
+    );
+    let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+    for s in fleet.iter().filter(|s| !s.connected) {
+        let reason = match &s.last_error {
+            Some(error) => explain(error),
+            None => "not connected yet".to_owned(),
+        };
+        *reasons.entry(reason).or_default() += 1;
+    }
+    if let Some((reason, n)) = reasons.iter().max_by_key(|(_, n)| **n) {
+        line.push_str(&format!(" | {n} not connected: {reason}"));
+    }
+    line
 }
 
 /// The few admin API calls registration needs.
@@ -380,7 +453,32 @@ mod tests {
         ];
         assert_eq!(
             status_line(&fleet),
-            "connected 2/3 | 1.0.0: 2, 2.0.0: 1 | upgrading 0 | failed 1 | dropped 0 | pushes 6"
+            "connected 2/3 | 1.0.0: 2, 2.0.0: 1 | upgrading 0 | failed 1 | dropped 0 | pushes 6 | 1 not connected: not connected yet"
         );
+        let mut refused = status("1.0.0", false, None);
+        refused.last_error = Some("Connection refused, return code: `BadUserNamePassword`".into());
+        let line = status_line(&[refused.clone(), refused, status("1.0.0", true, None)]);
+        assert!(
+            line.ends_with("| 2 not connected: refused by the broker: unknown device or wrong secret (register through --server/OTTER_SERVER with the same --seed and --product-prefix)"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn broker_defaults_to_the_servers_host() {
+        let at = |b, s| broker_address(b, s).unwrap();
+        assert_eq!(at(None, None), "127.0.0.1:1883");
+        assert_eq!(
+            at(None, Some("http://otter.example:8080")),
+            "otter.example:1883"
+        );
+        assert_eq!(at(None, Some("http://[::1]:8080/")), "[::1]:1883");
+        assert_eq!(
+            at(Some("10.0.0.1:1884"), Some("http://x:8080")),
+            "10.0.0.1:1884"
+        );
+        assert_eq!(at(Some("mqtt://10.0.0.5:1883"), None), "10.0.0.5:1883");
+        assert!(broker_address(Some("mqtts://b:8883"), None).is_err());
+        assert!(broker_address(None, Some("not a url")).is_err());
     }
 }

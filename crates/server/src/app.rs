@@ -61,6 +61,7 @@ impl Application {
         .context("opening the database")?;
         let blobs = open_blobs(&config)?;
         sweep_staging(&blobs).await;
+        settle_withdrawn(&blobs, &store).await;
         let admin_token = match &config.admin_token {
             Some(token) if !token.is_empty() => token.clone(),
             _ => generated_token(dir)?,
@@ -417,6 +418,33 @@ async fn sweep_staging(blobs: &otter_blobs::Blobs) {
             "removed unfinished uploads left by an earlier run"
         ),
         Err(e) => warn!(error = %e, "could not sweep unfinished uploads"),
+    }
+}
+
+/// Blob removal (ARCHITECTURE.md, "Retiring") moves a blob aside before its last check; a process
+/// stopped in between leaves it there. At start each such blob is put back if a firmware row
+/// names it, else deleted. As with staging, a shared store's entries younger than a day may be
+/// another node's removal in progress, and are left to it.
+async fn settle_withdrawn(blobs: &otter_blobs::Blobs, store: &Store) {
+    let older_than = if blobs.is_local() {
+        std::time::Duration::ZERO
+    } else {
+        std::time::Duration::from_secs(24 * 3600)
+    };
+    let withdrawn = match blobs.withdrawn(older_than).await {
+        Ok(withdrawn) => withdrawn,
+        Err(e) => return warn!(error = %e, "could not list blobs left half-removed"),
+    };
+    for blob in withdrawn {
+        let sha = blob.sha256().to_owned();
+        let settled = match store.blob_referenced(&sha).await {
+            Ok(true) => blobs.restore(blob).await,
+            Ok(false) => blobs.discard(blob).await,
+            Err(e) => return warn!(error = %e, "could not settle blobs left half-removed"),
+        };
+        if let Err(e) = settled {
+            warn!(sha256 = %sha, error = %e, "could not settle a blob left half-removed");
+        }
     }
 }
 

@@ -450,3 +450,16 @@ pub struct NewConsoleSession<'a> {
     /// Milliseconds since the Unix epoch.
     pub expires_at: i64,
 }
+
+/// What a delete removed (devices, products, firmware: `Store::delete_*`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Removed {
+    pub devices: u64,
+    pub firmware: u64,
+    /// Finished campaigns deleted with it, by id.
+    pub campaigns: Vec<i64>,
+    /// SHA-256 of blobs that no firmware row references any more: the caller may remove them
+    /// from the blob store (after checking again: an upload of the same content may since have
+    /// stored a row, see `blob_referenced`).
+    pub unreferenced_blobs: Vec<String>,
+}

@@ -215,6 +215,16 @@ forward! {
     pub async fn fleet(&self, product: &ProductId, module: &Module) -> Result<Vec<FleetDevice>>;
     /// The named devices' online flag and running version of `module` (no tags).
     pub async fn fleet_members(&self, product: &ProductId, module: &Module, names: &[DeviceName]) -> Result<Vec<FleetDevice>>;
+    // ---- retiring (each refused while a live campaign needs what would go)
+    /// Deletes a device, its versions, tags, counters and rows in finished campaigns.
+    pub async fn delete_device(&self, product: &ProductId, name: &DeviceName) -> Result<Removed>;
+    /// Deletes a product with its devices, finished campaigns, firmware and keys.
+    pub async fn delete_product(&self, product: &ProductId) -> Result<Removed>;
+    /// Deletes a firmware image; campaigns that used it are deleted too only when `purge`.
+    pub async fn delete_firmware(&self, product: &ProductId, module: &Module, version: &Version, purge: bool) -> Result<Removed>;
+    /// Whether any firmware row names the blob `sha256` (blob collection checks before and after
+    /// it takes a blob away).
+    pub async fn blob_referenced(&self, sha256: &str) -> Result<bool>;
     // ---- campaigns
     pub async fn campaign(&self, id: i64) -> Result<Campaign>;
     pub async fn campaigns(&self, product: Option<&ProductId>) -> Result<Vec<Campaign>>;

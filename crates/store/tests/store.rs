@@ -1026,3 +1026,160 @@ async fn operators_and_console_sessions() {
         db.drop().await;
     }
 }
+
+#[tokio::test]
+async fn deletes_are_refused_while_a_live_campaign_needs_them_and_take_their_rows_along() {
+    for db in databases().await {
+        let (store, fw) = store_with_firmware(&db).await;
+        // Rows in every table a device, a firmware image and a product have.
+        store
+            .set_tags(&p("P1"), &d("a"), &["lab".into()], &[])
+            .await
+            .unwrap();
+        store
+            .record_versions(&[version_report("a", "1.0")])
+            .await
+            .unwrap();
+        let counters = std::collections::BTreeMap::from([("crashes".to_owned(), 2u64)]);
+        store
+            .add_device_counters(&p("P1"), &d("a"), &counters)
+            .await
+            .unwrap();
+        store
+            .add_product_key(&p("P1"), "k1", "cHVibGlj", None)
+            .await
+            .unwrap();
+        store
+            .set_firmware_signature(&FirmwareSignature {
+                firmware_id: fw.id,
+                key_id: "k1".into(),
+                sig: "c2ln".into(),
+                issued: 1,
+                expires: 2,
+                downgrade: false,
+                signed_at: 3.into(),
+            })
+            .await
+            .unwrap();
+        let live = campaign(&store, &fw, &[d("a")]).await.unwrap();
+        store
+            .start_bake(live.id, 0, 1, &Default::default())
+            .await
+            .unwrap();
+
+        let conflict = |r: Result<otter_store::Removed, StoreError>| match r {
+            Err(StoreError::Conflict(why)) => why,
+            other => panic!("expected a conflict, got {other:?}"),
+        };
+        let why = conflict(store.delete_device(&p("P1"), &d("a")).await);
+        assert!(
+            why.contains(&format!("live campaign #{} (running)", live.id)),
+            "{why}"
+        );
+        let why = conflict(
+            store
+                .delete_firmware(&p("P1"), &Module::default(), &v("2.0"), true)
+                .await,
+        );
+        assert!(why.contains(&format!("#{}", live.id)), "{why}");
+        let why = conflict(store.delete_product(&p("P1")).await);
+        assert!(why.contains(&format!("#{}", live.id)), "{why}");
+        assert!(matches!(
+            store.delete_device(&p("P1"), &d("ghost")).await,
+            Err(StoreError::NotFound(_))
+        ));
+
+        // Outside any live campaign: gone, and a device of that name can be made again.
+        let removed = store.delete_device(&p("P1"), &d("b")).await.unwrap();
+        assert_eq!(removed.devices, 1);
+        assert!(matches!(
+            store.device(&p("P1"), &d("b")).await,
+            Err(StoreError::NotFound(_))
+        ));
+        store
+            .create_device(&p("P1"), &d("b"), "eA==")
+            .await
+            .unwrap();
+
+        // Finished: firmware history is kept unless purged.
+        store
+            .set_campaign_state(live.id, CampaignState::Finished, None)
+            .await
+            .unwrap();
+        let why = conflict(
+            store
+                .delete_firmware(&p("P1"), &Module::default(), &v("2.0"), false)
+                .await,
+        );
+        assert!(why.contains("purge"), "{why}");
+        // Another image with the same content keeps the blob referenced.
+        let twin = store
+            .create_firmware(&NewFirmware {
+                version: v("2.1"),
+                ..NewFirmware {
+                    product: p("P1"),
+                    module: Module::default(),
+                    version: v("x"),
+                    size: 10,
+                    md5: "m".into(),
+                    sha256: "s".into(),
+                }
+            })
+            .await
+            .unwrap();
+        let removed = store
+            .delete_firmware(&p("P1"), &Module::default(), &v("2.0"), true)
+            .await
+            .unwrap();
+        assert_eq!(removed.campaigns, [live.id]);
+        assert!(removed.unreferenced_blobs.is_empty(), "{removed:?}");
+        assert!(store.blob_referenced("s").await.unwrap());
+        assert!(matches!(
+            store.campaign(live.id).await,
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(store.firmware_signature(fw.id).await.unwrap().is_none());
+        // The device left the purged campaign's history; it can be deleted now.
+        assert!(
+            store
+                .device_events(&p("P1"), &d("a"), 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        // The product goes with everything, and the last image's blob is reported unreferenced.
+        let other = campaign(&store, &twin, &[d("a")]).await.unwrap();
+        store
+            .set_campaign_state(other.id, CampaignState::Canceled, None)
+            .await
+            .unwrap();
+        let removed = store.delete_product(&p("P1")).await.unwrap();
+        assert_eq!(removed.devices, 2);
+        assert_eq!(removed.firmware, 1);
+        assert_eq!(removed.campaigns, [other.id]);
+        assert_eq!(removed.unreferenced_blobs, ["s"]);
+        assert!(!store.blob_referenced("s").await.unwrap());
+        assert!(store.products().await.unwrap().is_empty());
+        // Nothing of it is left to trip a product made again under the same id.
+        store
+            .create_product(&p("P1"), Dialect::Tencent, "again", VersionScheme::Semver)
+            .await
+            .unwrap();
+        store
+            .create_device(&p("P1"), &d("a"), "eA==")
+            .await
+            .unwrap();
+        assert!(store.tags(&p("P1"), &d("a")).await.unwrap().is_empty());
+        assert!(store.versions(&p("P1"), &d("a")).await.unwrap().is_empty());
+        assert!(store.product_keys(&p("P1")).await.unwrap().is_empty());
+        assert!(
+            store
+                .device_counters(&p("P1"), &d("a"))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        db.drop().await;
+    }
+}

@@ -164,3 +164,96 @@ async fn a_thousand_simulated_devices_complete_a_campaign() {
         assert_eq!(c["counts"]["succeeded"], total, "{c}");
     }
 }
+
+/// `otter simulate` run as `OTTER_SERVER=… OTTER_BROKER=… otter simulate`: each status line
+/// from its stdout as it comes.
+fn simulate(envs: &[(&str, &str)], args: &[&str]) -> (Running, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    let mut cmd = Command::new(OTTER);
+    cmd.arg("simulate")
+        .args(args)
+        .env_remove("OTTER_SERVER")
+        .env_remove("OTTER_BROKER")
+        .env_remove("OTTER_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = Running(cmd.spawn().unwrap());
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// The first line `check` accepts (the lines before it are returned in the panic message).
+fn line_where(lines: &std::sync::mpsc::Receiver<String>, check: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) if check(&line) => return line,
+            Ok(line) => seen.push(line),
+            Err(_) => panic!("no such line; otter simulate printed:\n{}", seen.join("\n")),
+        }
+    }
+}
+
+#[test]
+fn simulate_registers_through_otter_server_and_says_why_devices_do_not_connect() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mqtt, http) = (free_addr(), free_addr());
+    let _server = Running(
+        Command::new(OTTER)
+            .args([
+                "serve",
+                "--mqtt-listen",
+                &mqtt,
+                "--http-listen",
+                &http,
+                "--data-dir",
+            ])
+            .arg(dir.path())
+            .env("OTTER_TOKEN", TOKEN)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let http = format!("http://{http}");
+    otter_testkit::wait_port(mqtt.rsplit_once(':').unwrap().1.parse().unwrap());
+
+    // Told the server by OTTER_SERVER (and the broker by OTTER_BROKER): registers, connects.
+    let envs = [
+        ("OTTER_SERVER", http.as_str()),
+        ("OTTER_BROKER", mqtt.as_str()),
+        ("OTTER_TOKEN", TOKEN),
+    ];
+    let (_fleet, lines) = simulate(&envs, &["--devices", "3", "--product-prefix", "ENV"]);
+    line_where(&lines, |l| {
+        l == format!("registering devices through {http}")
+    });
+    line_where(&lines, |l| l.starts_with("registered 3 new devices"));
+    line_where(&lines, |l| l.starts_with("connected 3/3 "));
+
+    // Not told any server: registers nothing, and the status line says why nothing connects.
+    let envs = [("OTTER_BROKER", mqtt.as_str())];
+    let (_fleet, lines) = simulate(&envs, &["--devices", "2", "--product-prefix", "NONE"]);
+    line_where(&lines, |l| l.starts_with("not registering devices"));
+    let status = line_where(&lines, |l| {
+        l.contains("2 not connected: refused by the broker")
+    });
+    assert!(status.starts_with("connected 0/2 "), "{status}");
+    assert!(
+        status.contains("unknown device or wrong secret"),
+        "{status}"
+    );
+}

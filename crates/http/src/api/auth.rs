@@ -110,7 +110,8 @@ pub fn required_scope(method: &Method, path: &str) -> Scope {
             | ["products", _, "firmware"]
             | ["products", _, "firmware", "verify"]
             | ["products", _, "devices", _, "tags"]
-    );
+    ) || (method == Method::DELETE
+        && matches!(segments.as_slice(), ["products", _, "firmware", _]));
     if operate {
         Scope::Operate
     } else {
@@ -291,6 +292,15 @@ mod tests {
             (Method::DELETE, "/tokens/4", Scope::Admin),
             (Method::GET, "/operators", Scope::Admin),
             (Method::DELETE, "/operators/alice", Scope::Admin),
+            (Method::DELETE, "/products/P", Scope::Admin),
+            (Method::DELETE, "/products/P/devices/d", Scope::Admin),
+            (Method::DELETE, "/products/P/firmware/1.0.0", Scope::Operate),
+            (
+                Method::DELETE,
+                "/products/P/firmware/verify",
+                Scope::Operate,
+            ),
+            (Method::POST, "/products/P/firmware/signature", Scope::Admin),
             (Method::POST, "/products/campaigns/devices", Scope::Admin),
             (
                 Method::POST,

@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use otter_api::{
-    CreatedDevice, Device, DeviceView, ErrorBody, ListedDevice, NewDevice, RotatedSecret,
+    CreatedDevice, Deletion, Device, DeviceView, ErrorBody, ListedDevice, NewDevice, RotatedSecret,
     TagChange, UpgradeEvent, UpgradeView,
 };
 use otter_core::{DeviceName, Module, ProductId};
@@ -21,10 +21,31 @@ use utoipa_axum::routes;
 pub fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::default()
         .routes(routes!(list, create))
-        .routes(routes!(show))
+        .routes(routes!(show, delete))
         .routes(routes!(tags))
         .routes(routes!(rotate_secret))
         .routes(routes!(history))
+}
+
+#[utoipa::path(delete, path = "/products/{product}/devices/{device}", tag = "devices", params(("product" = String, Path), ("device" = String, Path)),
+    responses((status = 200, description = "deleted with its history; its credentials no longer work", body = Deletion), (status = 404, body = ErrorBody),
+        (status = 409, description = "a live campaign targets it", body = ErrorBody)))]
+pub async fn delete(
+    State(s): State<ApiState>,
+    Path((product, device)): Path<(String, String)>,
+) -> Result<Json<Deletion>, ApiError> {
+    let (product, device) = (ProductId::parse(product)?, DeviceName::parse(device)?);
+    let removed = s.store().await.delete_device(&product, &device).await?;
+    let subject = format!("{product}/{device}");
+    tracing::info!(device = %subject, "device deleted");
+    super::audit::record(&s, "device.delete", &subject, serde_json::json!({})).await;
+    Ok(Json(Deletion {
+        deleted: format!("device {subject}"),
+        devices: removed.devices,
+        firmware: removed.firmware,
+        campaigns: removed.campaigns,
+        blobs_removed: 0,
+    }))
 }
 
 #[utoipa::path(put, path = "/products/{product}/devices/{device}/tags", tag = "devices", params(("product" = String, Path), ("device" = String, Path)), request_body = TagChange,

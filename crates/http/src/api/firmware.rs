@@ -9,7 +9,8 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use otter_api::{
-    CampaignView, ErrorBody, FirmwareView, SignatureDocument, UploadParams, VerifyRequest,
+    CampaignView, DeleteFirmwareParams, Deletion, ErrorBody, FirmwareView, SignatureDocument,
+    UploadParams, VerifyRequest,
 };
 use otter_core::campaign::Strategy;
 use otter_core::targeting::Selection;
@@ -29,6 +30,81 @@ pub fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(list, upload))
         .routes(routes!(verify))
         .routes(routes!(attach_signature))
+        .routes(routes!(delete))
+}
+
+#[utoipa::path(delete, path = "/products/{product}/firmware/{version}", tag = "firmware",
+    params(("product" = String, Path), ("version" = String, Path), DeleteFirmwareParams),
+    responses((status = 200, description = "deleted; its file removed when no image uses it", body = Deletion),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "a live campaign uses it, or finished campaigns do and purge was not asked", body = ErrorBody)))]
+pub async fn delete(
+    State(s): State<ApiState>,
+    Path((product, version)): Path<(String, String)>,
+    Query(p): Query<DeleteFirmwareParams>,
+) -> Result<Json<Deletion>, ApiError> {
+    let product = ProductId::parse(product)?;
+    let version = Version::parse(version)?;
+    let module = p.module.map(Module::parse).transpose()?.unwrap_or_default();
+    let purge = p.purge.unwrap_or(false);
+    let removed = s
+        .store()
+        .await
+        .delete_firmware(&product, &module, &version, purge)
+        .await?;
+    let deleted = format!("firmware {product} {version} (module {module})");
+    tracing::info!(%product, %version, %module, campaigns = ?removed.campaigns, "firmware deleted");
+    let blobs_removed = collect_blobs(&s, &removed.unreferenced_blobs).await;
+    super::audit::record(
+        &s,
+        "firmware.delete",
+        &format!("{product} {version}"),
+        serde_json::json!({ "module": module.as_str(), "purge": purge, "campaigns": removed.campaigns, "blobs_removed": blobs_removed }),
+    )
+    .await;
+    Ok(Json(Deletion {
+        deleted,
+        devices: removed.devices,
+        firmware: removed.firmware,
+        campaigns: removed.campaigns,
+        blobs_removed,
+    }))
+}
+
+/// Removes the blobs of `shas` that no firmware row references (a delete just removed the last
+/// rows that did); returns how many went. Safe against an upload of the same content at the
+/// same time, on one node or several: the blob is first withdrawn (moved aside), then the rows
+/// are asked again, and it is put back if one names it now; an upload, for its part, checks
+/// that its blob is still there after its row is stored (`upload`). Whichever order the steps
+/// interleave in, a stored row never ends up without its blob. Failures are logged, never
+/// returned: the rows are gone, and a leftover blob is only space.
+pub(crate) async fn collect_blobs(s: &ApiState, shas: &[String]) -> u64 {
+    let mut removed = 0;
+    for sha in shas {
+        match collect_blob(s, sha).await {
+            Ok(true) => removed += 1,
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(sha256 = %sha, error = %e, "could not remove an unreferenced blob")
+            }
+        }
+    }
+    removed
+}
+
+async fn collect_blob(s: &ApiState, sha: &str) -> anyhow::Result<bool> {
+    if s.store().await.blob_referenced(sha).await? {
+        return Ok(false);
+    }
+    let Some(withdrawn) = s.blobs.withdraw(sha).await? else {
+        return Ok(false);
+    };
+    if s.store().await.blob_referenced(sha).await? {
+        s.blobs.restore(withdrawn).await?;
+        return Ok(false);
+    }
+    s.blobs.discard(withdrawn).await?;
+    Ok(true)
 }
 
 #[utoipa::path(post, path = "/products/{product}/firmware/verify", tag = "firmware", params(("product" = String, Path)), request_body = VerifyRequest,
@@ -144,6 +220,31 @@ pub async fn upload(
             sha256: info.sha256,
         })
         .await?;
+    // A delete of an image with the same content may have removed the blob between ingest and
+    // the row (see `collect_blobs`): now that the row is stored, no collection removes it, so
+    // checking once is enough. If it went, the row goes too and the uploader is told to retry.
+    if !s.blobs.exists(&firmware.sha256).await.map_err(|e| {
+        tracing::error!(error = %e, "blob store check after upload failed");
+        ApiError::Storage
+    })? {
+        if let Err(e) = s
+            .store()
+            .await
+            .delete_firmware(
+                &firmware.product,
+                &firmware.module,
+                &firmware.version,
+                false,
+            )
+            .await
+        {
+            tracing::error!(error = %e, "could not undo an upload whose blob was removed");
+        }
+        return Err(ApiError::Conflict(
+            "the file was removed by a concurrent delete of the same content; upload it again"
+                .into(),
+        ));
+    }
     let signature = match doc {
         Some(doc) => Some(store_signature(&s, firmware.id, &doc).await?),
         None => None,

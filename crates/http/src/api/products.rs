@@ -7,7 +7,7 @@ use super::{ApiError, ApiState};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use otter_api::{ErrorBody, NewKey, NewProduct, Product, ProductChange, ProductKey};
+use otter_api::{Deletion, ErrorBody, NewKey, NewProduct, Product, ProductChange, ProductKey};
 use otter_core::{ProductId, VersionScheme};
 use otter_protocol::Dialect;
 use utoipa_axum::router::OpenApiRouter;
@@ -17,8 +17,35 @@ use utoipa_axum::routes;
 pub fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::default()
         .routes(routes!(list, create))
-        .routes(routes!(show, update))
+        .routes(routes!(show, update, delete))
         .routes(routes!(list_keys, add_key))
+}
+
+#[utoipa::path(delete, path = "/products/{product}", tag = "products", params(("product" = String, Path)),
+    responses((status = 200, description = "deleted with its devices, finished campaigns, firmware and keys", body = Deletion), (status = 404, body = ErrorBody),
+        (status = 409, description = "it has a live campaign", body = ErrorBody)))]
+pub async fn delete(
+    State(s): State<ApiState>,
+    Path(product): Path<String>,
+) -> Result<Json<Deletion>, ApiError> {
+    let id = ProductId::parse(product)?;
+    let removed = s.store().await.delete_product(&id).await?;
+    tracing::info!(product = %id, devices = removed.devices, firmware = removed.firmware, campaigns = removed.campaigns.len(), "product deleted");
+    let blobs_removed = super::firmware::collect_blobs(&s, &removed.unreferenced_blobs).await;
+    super::audit::record(
+        &s,
+        "product.delete",
+        id.as_str(),
+        serde_json::json!({ "devices": removed.devices, "firmware": removed.firmware, "campaigns": removed.campaigns, "blobs_removed": blobs_removed }),
+    )
+    .await;
+    Ok(Json(Deletion {
+        deleted: format!("product {id}"),
+        devices: removed.devices,
+        firmware: removed.firmware,
+        campaigns: removed.campaigns,
+        blobs_removed,
+    }))
 }
 
 #[utoipa::path(post, path = "/products/{product}/keys", tag = "products", params(("product" = String, Path)), request_body = NewKey,

@@ -25,6 +25,7 @@ pub(crate) mod console;
 mod health;
 mod nodes;
 mod operators;
+mod retire;
 mod secrets;
 mod signing;
 pub(crate) mod tokens;
