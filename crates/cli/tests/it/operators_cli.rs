@@ -166,13 +166,16 @@ async fn an_operator_signs_in_to_the_console_and_is_named_in_the_audit() {
     .await;
     assert_eq!(wrong.status().as_u16(), 401);
     assert!(wrong.headers().get("set-cookie").is_none());
+    let html = wrong.text().await.unwrap();
+    assert!(html.contains("Wrong operator name or password"), "{html}");
     assert!(
-        wrong
-            .text()
-            .await
-            .unwrap()
-            .contains("Wrong operator name or password")
+        html.contains(r#"value="alice""#),
+        "the name is kept: {html}"
     );
+    // A name with markup comes back escaped.
+    let odd = post_login(&http, &[("name", "<b>x"), ("password", "whatever it is")]).await;
+    let html = odd.text().await.unwrap();
+    assert!(!html.contains("<b>x"), "{html}");
 
     // The right one opens a session: an HttpOnly cookie the pages and the API accept.
     let (set_cookie, cookie) = signed_in(

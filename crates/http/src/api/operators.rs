@@ -63,8 +63,16 @@ pub async fn hash_password(password: String) -> Result<String, ApiError> {
     .map_err(|e| ApiError::Internal(format!("hashing a password: {e}")))?
 }
 
+/// Password checks at once, at most: each takes ~19 MiB and tens of milliseconds of CPU, so a
+/// flood of sign-ins queues here instead of exhausting memory or the blocking pool.
+const CONCURRENT_CHECKS: usize = 4;
+
 /// Whether `password` matches the PHC string `hash`, on the blocking pool.
 async fn password_matches(password: String, hash: String) -> bool {
+    static CHECKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(CONCURRENT_CHECKS);
+    let Ok(_permit) = CHECKS.acquire().await else {
+        return false;
+    };
     tokio::task::spawn_blocking(move || {
         let Ok(parsed) = PasswordHash::new(&hash) else {
             tracing::error!("an operator's stored password hash is not a PHC string");

@@ -128,6 +128,16 @@ async fn form(Query(q): Query<NextPage>) -> Response {
 }
 
 fn login_page(status: StatusCode, next: Option<&str>, error: Option<&str>) -> Response {
+    login_page_for(status, next, error, "")
+}
+
+/// The sign-in form; `name` refills the operator name after a failed attempt.
+fn login_page_for(
+    status: StatusCode,
+    next: Option<&str>,
+    error: Option<&str>,
+    name: &str,
+) -> Response {
     let body = html! {
         main.login {
             h1 { "Otter" }
@@ -137,7 +147,7 @@ fn login_page(status: StatusCode, next: Option<&str>, error: Option<&str>) -> Re
                 fieldset {
                     legend { "Operator" }
                     label for="name" { "Name" }
-                    input #name type="text" name="name" autocomplete="username" autocapitalize="none" spellcheck="false" autofocus;
+                    input #name type="text" name="name" value=(name) autocomplete="username" autocapitalize="none" spellcheck="false" autofocus;
                     label for="password" { "Password" }
                     input #password type="password" name="password" autocomplete="current-password";
                 }
@@ -195,10 +205,11 @@ async fn sign_in(State(s): State<ApiState>, request: Request) -> Response {
             Some(caller) => caller,
             None => {
                 tracing::warn!(operator = %name.escape_debug(), "console sign-in with a wrong operator name or password");
-                return login_page(
+                return login_page_for(
                     StatusCode::UNAUTHORIZED,
                     f.next.as_deref(),
                     Some("Wrong operator name or password (or the account is disabled)."),
+                    name,
                 );
             }
         }

@@ -754,3 +754,52 @@ async fn connections_that_never_send_connect_are_closed_on_every_listener() {
     closed_by_server(tls_silent, "TLS, handshake then silence").await;
     closed_by_server(psk_raw, "TLS-PSK, no handshake").await;
 }
+
+/// The console's session cookie is `Secure` when the sign-in came over HTTPS (or a proxy says
+/// it did), and not over plain HTTP, where a browser would drop a `Secure` cookie.
+#[tokio::test]
+async fn console_session_cookie_is_secure_over_https() {
+    let server = start(|_, _| {}).await;
+    let no_redirects = |builder: reqwest::ClientBuilder| {
+        builder
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    };
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(server.pki.ca_path()).unwrap()).unwrap();
+    let https = no_redirects(reqwest::Client::builder().add_root_certificate(ca));
+    let plain = no_redirects(reqwest::Client::builder());
+    let session_cookie = |resp: &reqwest::Response| -> String {
+        assert_eq!(resp.status().as_u16(), 303);
+        resp.headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .find(|c| c.starts_with("otter_session="))
+            .expect("a session cookie")
+    };
+    let form = [("token", server.token.as_str())];
+
+    let over_tls = https
+        .post(format!("{}/login", server.base))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    let cookie = session_cookie(&over_tls);
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+
+    let plain_url = format!("http://{}/login", server.app.http);
+    let over_plain = plain.post(&plain_url).form(&form).send().await.unwrap();
+    assert!(!session_cookie(&over_plain).contains("Secure"));
+
+    let proxied = plain
+        .post(&plain_url)
+        .header("x-forwarded-proto", "https")
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert!(session_cookie(&proxied).contains("; Secure"));
+}
