@@ -21,6 +21,7 @@ pub enum CampaignCmd {
     Create(Box<CreateArgs>),
     /// List campaigns.
     List {
+        /// Product id (up to 64 ASCII letters, digits, `_` and `-`).
         #[arg(long)]
         product: Option<String>,
         #[command(flatten)]
@@ -28,10 +29,12 @@ pub enum CampaignCmd {
     },
     /// Show a campaign: state, counts by device state, and its devices.
     Show {
+        /// Campaign id (as `campaign list` shows it).
         id: i64,
         /// Only devices in this state (queued, pending, pushed, downloading, burning, succeeded, failed, timed_out, canceled).
         #[arg(long)]
         state: Option<String>,
+        /// At most this many devices listed.
         #[arg(long, default_value_t = 50)]
         limit: u32,
         #[command(flatten)]
@@ -39,18 +42,21 @@ pub enum CampaignCmd {
     },
     /// Stop releasing devices; devices already released go on.
     Pause {
+        /// Campaign id (as `campaign list` shows it).
         id: i64,
         #[command(flatten)]
         conn: Conn,
     },
     /// Release devices again.
     Resume {
+        /// Campaign id (as `campaign list` shows it).
         id: i64,
         #[command(flatten)]
         conn: Conn,
     },
     /// End the campaign; every device not yet finished is canceled.
     Cancel {
+        /// Campaign id (as `campaign list` shows it).
         id: i64,
         #[command(flatten)]
         conn: Conn,
@@ -59,6 +65,7 @@ pub enum CampaignCmd {
     /// prints of it (with --json: the campaign as `campaign show --json` has it, without its
     /// devices, one JSON document per line each time it changes; the last line is the end).
     Watch {
+        /// Campaign id (as `campaign list` shows it).
         id: i64,
         /// Poll interval in milliseconds.
         #[arg(long, default_value_t = 500)]
@@ -70,11 +77,13 @@ pub enum CampaignCmd {
 
 #[derive(Args, Debug)]
 pub struct CreateArgs {
+    /// Product id (up to 64 ASCII letters, digits, `_` and `-`).
     #[arg(long)]
     product: String,
     /// Target firmware version.
     #[arg(long)]
     version: String,
+    /// Firmware module [default: default].
     #[arg(long)]
     module: Option<String>,
     /// Take devices at this source version (repeatable).
@@ -596,13 +605,16 @@ async fn watch(id: i64, every: Duration, conn: Conn) -> Result<()> {
 
 #[derive(Args, Debug)]
 pub struct UpgradeArgs {
+    /// Product id (up to 64 ASCII letters, digits, `_` and `-`).
     #[arg(long)]
     product: String,
+    /// Device name (up to 64 ASCII letters, digits and `_ - . : @`).
     #[arg(long)]
     device: String,
     /// Target firmware version (uploaded beforehand).
     #[arg(long)]
     version: String,
+    /// Firmware module [default: default].
     #[arg(long)]
     module: Option<String>,
     /// Allow a target older than the device's current version.

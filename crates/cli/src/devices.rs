@@ -12,10 +12,13 @@ use reqwest::Method;
 pub enum DeviceCmd {
     /// Register a device; prints its secret (generated in the dialect's format unless given).
     Create {
+        /// Product id (up to 64 ASCII letters, digits, `_` and `-`).
         #[arg(long)]
         product: String,
+        /// Device name (up to 64 ASCII letters, digits and `_ - . : @`).
         #[arg(long)]
         name: String,
+        /// Device secret, 16 to 256 characters [default: generated in the dialect's format, printed once].
         #[arg(long)]
         secret: Option<String>,
         #[command(flatten)]
@@ -23,6 +26,7 @@ pub enum DeviceCmd {
     },
     /// List a product's devices with their versions and tags, by name; filters combine.
     List {
+        /// Product id (up to 64 ASCII letters, digits, `_` and `-`).
         #[arg(long)]
         product: String,
         /// Only devices whose name contains this.
@@ -48,12 +52,16 @@ pub enum DeviceCmd {
     },
     /// Add or remove tags of a device (used to target campaigns).
     Tag {
+        /// Product id (up to 64 ASCII letters, digits, `_` and `-`).
         #[arg(long)]
         product: String,
+        /// Device name (up to 64 ASCII letters, digits and `_ - . : @`).
         #[arg(long)]
         name: String,
+        /// Tag to add (repeatable), e.g. region=eu.
         #[arg(long = "add")]
         add: Vec<String>,
+        /// Tag to remove (repeatable).
         #[arg(long = "remove")]
         remove: Vec<String>,
         #[command(flatten)]
@@ -61,8 +69,10 @@ pub enum DeviceCmd {
     },
     /// A device's upgrade history, newest first.
     History {
+        /// Product id (up to 64 ASCII letters, digits, `_` and `-`).
         #[arg(long)]
         product: String,
+        /// Device name (up to 64 ASCII letters, digits and `_ - . : @`).
         #[arg(long)]
         name: String,
         #[command(flatten)]
@@ -70,8 +80,10 @@ pub enum DeviceCmd {
     },
     /// Give a device a new secret (printed once); the old one stops working at once.
     RotateSecret {
+        /// Product id (up to 64 ASCII letters, digits, `_` and `-`).
         #[arg(long)]
         product: String,
+        /// Device name (up to 64 ASCII letters, digits and `_ - . : @`).
         #[arg(long)]
         name: String,
         #[command(flatten)]
@@ -80,8 +92,10 @@ pub enum DeviceCmd {
     /// Delete a device with its history; its credentials stop working at once. Refused while a
     /// live campaign targets it.
     Delete {
+        /// Product id (up to 64 ASCII letters, digits, `_` and `-`).
         #[arg(long)]
         product: String,
+        /// Device name (up to 64 ASCII letters, digits and `_ - . : @`).
         #[arg(long)]
         name: String,
         #[command(flatten)]
@@ -89,8 +103,10 @@ pub enum DeviceCmd {
     },
     /// Show a device: versions, online state, current upgrade and its last result.
     Show {
+        /// Product id (up to 64 ASCII letters, digits, `_` and `-`).
         #[arg(long)]
         product: String,
+        /// Device name (up to 64 ASCII letters, digits and `_ - . : @`).
         #[arg(long)]
         name: String,
         #[command(flatten)]

@@ -14,12 +14,15 @@ use std::path::PathBuf;
 pub enum FirmwareCmd {
     /// Upload a firmware file; size, MD5 and SHA-256 are computed and shown.
     Upload {
+        /// Product id (up to 64 ASCII letters, digits, `_` and `-`).
         #[arg(long)]
         product: String,
         #[arg(long)]
         version: String,
+        /// Firmware module (Alibaba's `module`) [default: default].
         #[arg(long)]
         module: Option<String>,
+        /// The firmware image file.
         file: PathBuf,
         /// Signature document from `otter firmware sign`, checked by the server against the
         /// product's keys. Without it a server with --signing-key-dir signs the upload.
@@ -35,10 +38,12 @@ pub enum FirmwareCmd {
     /// uploaded again. Refused while a live campaign uses it, and, unless --purge, while
     /// finished campaigns have it in their history.
     Delete {
+        /// Product id (up to 64 ASCII letters, digits, `_` and `-`).
         #[arg(long)]
         product: String,
         #[arg(long)]
         version: String,
+        /// Firmware module (Alibaba's `module`) [default: default].
         #[arg(long)]
         module: Option<String>,
         /// Also delete the finished campaigns that used it.
@@ -50,6 +55,7 @@ pub enum FirmwareCmd {
     /// Generate an ed25519 signing key: PKCS#8 PEM at --out (mode 0600), the public key in
     /// `<out>.pub`. Keep the private key offline.
     Keygen {
+        /// Folder to write the key pair into.
         #[arg(long)]
         out: PathBuf,
         /// Overwrite an existing file.
@@ -62,10 +68,12 @@ pub enum FirmwareCmd {
         /// Private key file (PKCS#8 PEM, hex or base64).
         #[arg(long)]
         key: PathBuf,
+        /// Product id (up to 64 ASCII letters, digits, `_` and `-`).
         #[arg(long)]
         product: String,
         #[arg(long)]
         version: String,
+        /// Firmware module (Alibaba's `module`) [default: default].
         #[arg(long, default_value = "default")]
         module: String,
         /// How long the signature is valid: 90d, 12h, 2w or seconds.
@@ -81,6 +89,7 @@ pub enum FirmwareCmd {
         /// Write the document here instead of printing it.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// The firmware image file.
         file: PathBuf,
     },
     /// Replace the signature of an uploaded firmware (new expiry, downgrade permission, key).
@@ -92,10 +101,12 @@ pub enum FirmwareCmd {
     },
     /// Verify a firmware on test devices: verified when all succeed, rejected when any fails.
     Verify {
+        /// Product id (up to 64 ASCII letters, digits, `_` and `-`).
         #[arg(long)]
         product: String,
         #[arg(long)]
         version: String,
+        /// Firmware module (Alibaba's `module`) [default: default].
         #[arg(long)]
         module: Option<String>,
         /// Test devices, comma-separated (at most 10).
@@ -109,6 +120,7 @@ pub enum FirmwareCmd {
     },
     /// List a product's firmware.
     List {
+        /// Product id (up to 64 ASCII letters, digits, `_` and `-`).
         #[arg(long)]
         product: String,
         #[command(flatten)]

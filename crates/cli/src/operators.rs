@@ -33,6 +33,7 @@ pub enum OperatorCmd {
     },
     /// Disable an operator for good: it can no longer sign in, and its console sessions end.
     Disable {
+        /// The operator's name.
         name: String,
         #[command(flatten)]
         conn: Conn,

@@ -12,11 +12,13 @@ use std::path::PathBuf;
 pub enum ProductCmd {
     /// Create a product.
     Create {
+        /// Product id (up to 64 ASCII letters, digits, `_` and `-`).
         #[arg(long)]
         id: String,
         /// Wire dialect of its devices: tencent, aliyun or enos.
         #[arg(long)]
         dialect: String,
+        /// A name for people [default: the id].
         #[arg(long)]
         name: Option<String>,
         /// How its versions are ordered for anti-rollback: semver (a version that is not
@@ -30,6 +32,7 @@ pub enum ProductCmd {
     /// Delete a product with its devices, finished campaigns, firmware and keys. Refused while
     /// it has a live campaign.
     Delete {
+        /// Product id (up to 64 ASCII letters, digits, `_` and `-`).
         #[arg(long)]
         id: String,
         #[command(flatten)]
@@ -37,6 +40,7 @@ pub enum ProductCmd {
     },
     /// Show a product: dialect, name, version scheme.
     Show {
+        /// Product id (up to 64 ASCII letters, digits, `_` and `-`).
         #[arg(long)]
         id: String,
         #[command(flatten)]
@@ -44,6 +48,7 @@ pub enum ProductCmd {
     },
     /// Change a product's version scheme (live campaigns judge by it from then on).
     Set {
+        /// Product id (up to 64 ASCII letters, digits, `_` and `-`).
         #[arg(long)]
         id: String,
         /// semver, numeric or opaque.
@@ -68,6 +73,7 @@ pub enum KeyCmd {
     /// Register a public signing key. A product with keys takes a new one only when announced
     /// by a registered key: pass that key's private key file with --announce-with.
     Add {
+        /// Product id (up to 64 ASCII letters, digits, `_` and `-`).
         #[arg(long)]
         product: String,
         /// The new public key: a file (public PEM, or a private key whose public half is
@@ -82,6 +88,7 @@ pub enum KeyCmd {
     },
     /// List a product's signing keys.
     List {
+        /// Product id (up to 64 ASCII letters, digits, `_` and `-`).
         #[arg(long)]
         product: String,
         #[command(flatten)]

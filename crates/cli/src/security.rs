@@ -88,6 +88,7 @@ pub struct AuditArgs {
     /// Only actions starting with this, e.g. `campaign.` or `token.`.
     #[arg(long)]
     action: Option<String>,
+    /// At most this many entries, newest first.
     #[arg(long, default_value_t = 50)]
     limit: u32,
     #[command(flatten)]
