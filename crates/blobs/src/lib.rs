@@ -7,6 +7,7 @@
 //! where downloads look.
 
 mod local;
+mod probe;
 mod s3;
 
 use std::ops::Range;
@@ -24,6 +25,7 @@ use object_store::{
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+pub use probe::{PROBE_PREFIX, ProbeError};
 pub use s3::{MAX_PRESIGN_TTL, S3Options};
 
 /// Folder (key prefix) of finished blobs.

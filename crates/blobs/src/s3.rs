@@ -9,7 +9,7 @@ use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use object_store::signer::{Method, Signer};
-use object_store::{ClientOptions, ObjectStore};
+use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 
 use crate::{BlobError, echo};
 
@@ -75,8 +75,18 @@ impl S3Options {
 /// presigning (which needs the full key).
 pub(crate) struct S3Engine {
     pub(crate) store: Arc<dyn ObjectStore>,
+    /// The same bucket and prefix through a client that gives up quickly (a few seconds, two
+    /// retries): for the start-up probe and readiness checks, which must answer fast.
+    pub(crate) probe_store: Arc<dyn ObjectStore>,
     client: Arc<AmazonS3>,
     prefix: Path,
+    pub(crate) bucket: String,
+    /// The endpoint as an operator would name it: the custom one, or AWS's for the region.
+    pub(crate) endpoint: String,
+    /// Whether an access key was configured (else the engine asks the cloud's metadata service).
+    pub(crate) has_credentials: bool,
+    /// Whether the endpoint is AWS itself (no custom endpoint).
+    pub(crate) is_aws: bool,
 }
 
 /// Opens `rest` (what follows `s3://`: `bucket[/prefix]`). Nothing is sent over the network yet.
@@ -100,17 +110,45 @@ pub(crate) fn open(rest: &str, options: &S3Options) -> Result<S3Engine, BlobErro
     if let Some(secret) = &options.secret_access_key {
         builder = builder.with_secret_access_key(secret);
     }
+    // The probe's client: short timeouts and few retries, so that a wrong endpoint or a
+    // missing credential is reported in seconds, not after minutes of backoff.
+    let probe_client = builder
+        .clone()
+        .with_client_options(
+            ClientOptions::new()
+                .with_allow_http(options.allow_http)
+                .with_connect_timeout(Duration::from_secs(3))
+                .with_timeout(Duration::from_secs(10)),
+        )
+        .with_retry(RetryConfig {
+            backoff: BackoffConfig::default(),
+            max_retries: 2,
+            retry_timeout: Duration::from_secs(10),
+        })
+        .build()?;
     let client = Arc::new(builder.build()?);
     let prefix = Path::from(prefix.trim_matches('/'));
-    let store: Arc<dyn ObjectStore> = if prefix.parts_count() == 0 {
-        client.clone()
-    } else {
-        Arc::new(PrefixStore::new(Arc::clone(&client), prefix.clone()))
+    let prefixed = |c: Arc<AmazonS3>| -> Arc<dyn ObjectStore> {
+        if prefix.parts_count() == 0 {
+            c
+        } else {
+            Arc::new(PrefixStore::new(c, prefix.clone()))
+        }
     };
+    let region = options.region.as_deref().unwrap_or(DEFAULT_REGION);
     Ok(S3Engine {
-        store,
+        store: prefixed(Arc::clone(&client)),
+        probe_store: prefixed(Arc::new(probe_client)),
         client,
-        prefix,
+        prefix: prefix.clone(),
+        bucket: bucket.to_owned(),
+        endpoint: options
+            .endpoint
+            .as_deref()
+            .map(|e| e.trim_end_matches('/').to_owned())
+            .unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com")),
+        has_credentials: options.access_key_id.is_some() && options.secret_access_key.is_some(),
+        is_aws: options.endpoint.is_none(),
     })
 }
 

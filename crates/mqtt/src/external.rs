@@ -8,6 +8,8 @@
 //! external broker's job here (Otter's HTTP hooks or Mosquitto plugin); this client only moves
 //! messages and reconnects (with backoff) when the broker goes away.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -65,6 +67,8 @@ pub struct Received {
 pub struct ExternalBroker {
     client: AsyncClient,
     task: std::sync::Arc<JoinHandle<()>>,
+    /// Whether the connection is up (its last event was not an error): readiness checks.
+    connected: std::sync::Arc<AtomicBool>,
 }
 
 impl ExternalBroker {
@@ -80,11 +84,24 @@ impl ExternalBroker {
         subscribe_all(&client, &cfg.subscriptions).await?;
         info!(url = %cfg.url, client_id = %cfg.client_id, "connected to the external MQTT broker");
         let resubscribe = client.clone();
-        let task = tokio::spawn(run(eventloop, resubscribe, cfg.subscriptions, messages));
+        let connected = Arc::new(AtomicBool::new(true));
+        let task = tokio::spawn(run(
+            eventloop,
+            resubscribe,
+            cfg.subscriptions,
+            messages,
+            Arc::clone(&connected),
+        ));
         Ok(Self {
             client,
-            task: std::sync::Arc::new(task),
+            task: Arc::new(task),
+            connected,
         })
+    }
+
+    /// Whether the connection to the broker is up now (false while reconnecting).
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
     }
 
     /// Publishes to a device topic (QoS 0 or 1).
@@ -174,11 +191,30 @@ async fn first_connack(eventloop: &mut EventLoop, url: &str) -> Result<(), Broke
                 return Ok(());
             }
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                return Err(err(format!("refused: {:?}", ack.code)));
+                return Err(err(refusal(ack.code)));
             }
             Ok(_) => continue,
+            Err(rumqttc::ConnectionError::Io(e))
+                if e.kind() == std::io::ErrorKind::ConnectionRefused =>
+            {
+                return Err(err(format!(
+                    "connection refused (nothing listens there?): {e}"
+                )));
+            }
             Err(e) => return Err(err(e.to_string())),
         }
+    }
+}
+
+/// A CONNACK refusal, in words.
+fn refusal(code: ConnectReturnCode) -> String {
+    match code {
+        ConnectReturnCode::BadUserNamePassword => "refused the login: bad user name or password (--broker-username, --broker-password or --broker-secret)".into(),
+        ConnectReturnCode::NotAuthorized => "refused the login: not authorized (--broker-username, --broker-password or --broker-secret)".into(),
+        ConnectReturnCode::BadClientId => "refused the client id (--node-id)".into(),
+        ConnectReturnCode::ServiceUnavailable => "refused the connection: service unavailable".into(),
+        ConnectReturnCode::RefusedProtocolVersion => "refused the connection: MQTT 3.1.1 not supported".into(),
+        other => format!("refused the connection: {other:?}"),
     }
 }
 
@@ -198,10 +234,13 @@ async fn run(
     client: AsyncClient,
     subs: Vec<Subscription>,
     messages: mpsc::Sender<Received>,
+    connected: Arc<AtomicBool>,
 ) {
     let mut backoff = Duration::from_millis(200);
     loop {
-        match eventloop.poll().await {
+        let event = eventloop.poll().await;
+        connected.store(event.is_ok(), Ordering::Relaxed);
+        match event {
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 backoff = Duration::from_millis(200);
                 let received = Received {

@@ -6,6 +6,7 @@ use crate::config::ServeConfig;
 use crate::data_dir;
 use crate::keys;
 use crate::mqtt::Mqtt;
+use crate::readiness::Readiness;
 use crate::transport::{self, HttpListeners};
 use anyhow::{Context, Result};
 use axum::Router;
@@ -16,7 +17,7 @@ use otter_download::{DownloadState, UrlSigner};
 use otter_engine::external::Membership;
 use otter_engine::gate::{DeviceGate, DeviceIdentity};
 use otter_engine::links::{Links, PublicBase};
-use otter_engine::secrets::{SEALED_PREFIX, SecretBox};
+use otter_engine::secrets::{SEALED_PREFIX, SecretBox, SecretError};
 use otter_engine::{Engine, EngineConfig};
 use otter_http::{ApiState, BrokerHooks};
 use otter_mqtt::BrokerEvent;
@@ -55,11 +56,22 @@ impl Application {
             Some(_) => None,
         };
         let store = match &config.database {
-            Some(url) => Store::open(url).await,
-            None => Store::open_sqlite(&dir.join("otter.db")).await,
-        }
-        .context("opening the database")?;
+            Some(url) => Store::open(url)
+                .await
+                .with_context(|| format!("opening the database {}", without_password(url))),
+            None => {
+                let path = dir.join("otter.db");
+                Store::open_sqlite(&path)
+                    .await
+                    .with_context(|| format!("opening the database {}", path.display()))
+            }
+        }?;
         let blobs = open_blobs(&config)?;
+        // A store that cannot be used refuses the start here, not at the first upload.
+        blobs
+            .probe()
+            .await
+            .context("the blob store (--blobs) cannot be used")?;
         sweep_staging(&blobs).await;
         settle_withdrawn(&blobs, &store).await;
         let admin_token = match &config.admin_token {
@@ -87,7 +99,11 @@ impl Application {
         let signer = Arc::new(download_signer(dir, public_url.as_str())?);
         let links = Links::new(Arc::clone(&signer), blobs.clone(), config.download_mode)
             .map_err(anyhow::Error::msg)?;
-        let secrets = Arc::new(secret_box(&config)?);
+        let (secrets, key_path) = secret_box(&config)?;
+        let secrets = Arc::new(secrets);
+        // Before sealing anything with it: a foreign key would seal plain secrets no other node
+        // can open.
+        check_secret_key(&store, &secrets, &key_path).await?;
         seal_stored_secrets(&store, &secrets).await?;
 
         let (events_tx, events_rx) = mpsc::channel(4096);
@@ -134,6 +150,8 @@ impl Application {
             signing_key_dir: config.signing_key_dir.clone(),
             console_session_ttl: config.console_session_ttl,
         };
+        let readiness = Readiness::new(store.clone(), blobs.clone(), Arc::clone(&mqtt));
+        let readyz = get(move || readiness.clone().answer());
         let prometheus = crate::telemetry::prometheus();
         // The operators' surface: the API, the console and the metrics.
         let admin = Router::new()
@@ -145,6 +163,7 @@ impl Application {
         // The devices' surface: downloads, the health check and the broker's auth hooks.
         let devices = Router::new()
             .route("/healthz", get(|| async { "ok" }))
+            .route("/readyz", readyz.clone())
             .merge(otter_http::device_router(&api_state))
             .merge(otter_download::router(DownloadState { blobs, signer }));
         let trace = tower_http::trace::TraceLayer::new_for_http();
@@ -153,6 +172,7 @@ impl Application {
             Some(listener) => {
                 let admin = admin
                     .route("/healthz", get(|| async { "ok" }))
+                    .route("/readyz", readyz)
                     .layer(trace.clone());
                 (devices.layer(trace), Some((listener, admin)))
             }
@@ -368,14 +388,40 @@ fn download_signer(dir: &Path, public_url: &str) -> Result<UrlSigner> {
     ))
 }
 
-/// The key that seals device secrets: `--secret-key-file`, or `<data_dir>/secret-key`.
-fn secret_box(config: &ServeConfig) -> Result<SecretBox> {
+/// The key that seals device secrets: `--secret-key-file`, or `<data_dir>/secret-key`; and
+/// the file it came from.
+fn secret_box(config: &ServeConfig) -> Result<(SecretBox, std::path::PathBuf)> {
     let path = config
         .secret_key_file
         .clone()
         .unwrap_or_else(|| config.data_dir.join(keys::SECRET_KEY));
     let key = keys::secret_file(&path)?;
-    SecretBox::new(&key).with_context(|| format!("the secret key in {}", path.display()))
+    let secrets =
+        SecretBox::new(&key).with_context(|| format!("the secret key in {}", path.display()))?;
+    Ok((secrets, path))
+}
+
+/// Refuses a key that does not open the device secrets already sealed in the database (a node
+/// started with a fresh key on a shared database would otherwise refuse every device).
+async fn check_secret_key(store: &Store, secrets: &SecretBox, path: &Path) -> Result<()> {
+    let Some((product, device, sealed)) = store.device_secret_with_prefix(SEALED_PREFIX).await?
+    else {
+        return Ok(());
+    };
+    match secrets.open(&product, &device, &sealed) {
+        Ok(_) => Ok(()),
+        Err(SecretError::WrongKey) => anyhow::bail!(
+            "the secret key in {} does not open the device secrets stored in the database (device {product}/{device}): \
+             it is not the key they were sealed with. Every node on one database needs the same secret key: \
+             copy the first node's secret-key file (or its --secret-key-file) to this node",
+            path.display()
+        ),
+        // One damaged value is that device's problem, not the key's.
+        Err(e) => {
+            warn!(product, device, error = %e, "a stored device secret cannot be read");
+            Ok(())
+        }
+    }
 }
 
 /// Seals secrets stored before sealing existed (or imported in plain text), once, at start.
@@ -448,6 +494,29 @@ async fn settle_withdrawn(blobs: &otter_blobs::Blobs, store: &Store) {
     }
 }
 
+/// `url` with any password replaced by `***` (in its user info or a `password=` parameter), for
+/// messages and logs.
+fn without_password(url: &str) -> String {
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        // Not a URL (a file path): nothing to hide.
+        return url.to_owned();
+    };
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("***"));
+    }
+    if parsed.query_pairs().any(|(k, _)| k == "password") {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| match k == "password" {
+                true => (k.into_owned(), "***".to_owned()),
+                false => (k.into_owned(), v.into_owned()),
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
+}
+
 /// The blob store: `--blobs` (a folder or `s3://…`), or `<data_dir>/blobs`.
 fn open_blobs(config: &ServeConfig) -> anyhow::Result<otter_blobs::Blobs> {
     let spec = match &config.blobs {
@@ -458,4 +527,26 @@ fn open_blobs(config: &ServeConfig) -> anyhow::Result<otter_blobs::Blobs> {
         .with_context(|| format!("opening the blob store {spec}"))?;
     tracing::info!(blobs = %spec, download_mode = %config.download_mode, "blob store");
     Ok(blobs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_password;
+
+    #[test]
+    fn database_urls_lose_their_password() {
+        assert_eq!(
+            without_password("postgres://otter:hunter2@db:5432/otter"),
+            "postgres://otter:***@db:5432/otter"
+        );
+        assert_eq!(
+            without_password("postgres://otter@db/otter?sslmode=require&password=hunter2"),
+            "postgres://otter@db/otter?sslmode=require&password=***"
+        );
+        assert_eq!(
+            without_password("postgres://db/otter"),
+            "postgres://db/otter"
+        );
+        assert_eq!(without_password("/srv/otter.db"), "/srv/otter.db");
+    }
 }

@@ -12,6 +12,7 @@ mod data_dir;
 pub mod keys;
 mod mqtt;
 mod psk;
+mod readiness;
 mod telemetry;
 mod transport;
 

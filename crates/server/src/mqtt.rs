@@ -39,6 +39,15 @@ impl Mqtt {
             .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
+    /// Whether the node can reach its devices: the embedded broker always, an external one while
+    /// the connection is up.
+    pub fn is_connected(&self) -> bool {
+        match self {
+            Self::Embedded(_) => true,
+            Self::External(b) => b.is_connected(),
+        }
+    }
+
     pub async fn shutdown(&self) {
         match self {
             Self::Embedded(b) => b.clone().shutdown().await,

@@ -307,6 +307,11 @@ forward! {
     /// Every device whose stored secret does not start with `prefix`, as (product, device, stored
     /// secret): the ones a sealing pass still has to seal.
     pub async fn device_secrets_without_prefix(&self, prefix: &str) -> Result<Vec<(String, String, String)>>;
+    /// One device whose stored secret starts with `prefix`, as (product, device, stored secret),
+    /// or `None` when there is none: enough to check that the server's key opens them.
+    pub async fn device_secret_with_prefix(&self, prefix: &str) -> Result<Option<(String, String, String)>>;
+    /// A trivial query: the database answers (readiness checks).
+    pub async fn ping(&self) -> Result<()>;
     // ---- node membership (several nodes on one database)
     /// Records that node `id` is alive at `now` (ms); returns the sorted ids of every node seen
     /// since `live_since`.

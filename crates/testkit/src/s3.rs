@@ -23,3 +23,42 @@ pub async fn fresh_bucket(endpoint: &str) -> String {
     assert!(status.is_success(), "creating bucket {bucket}: {status}");
     bucket
 }
+
+/// A moto server of the test's own that checks credentials (`INITIAL_NO_AUTH_ACTION_COUNT=0`:
+/// every request must be signed with a key moto knows, so any made-up key is refused with
+/// `InvalidAccessKeyId`); killed when dropped. Runs `$PYTHON` (default `python3`) with moto's
+/// server module, which `scripts/s3-throwaway.sh` installs.
+pub struct CheckingMoto {
+    _child: crate::Running,
+    /// `http://127.0.0.1:<port>`.
+    pub endpoint: String,
+}
+
+impl CheckingMoto {
+    /// Starts it on a free loopback port and waits until it accepts connections (20 s at most;
+    /// a plain TCP connect, since even a probing HTTP request would be checked).
+    pub fn start() -> Self {
+        let port = crate::free_port();
+        let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+        let child = std::process::Command::new(&python)
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .env("INITIAL_NO_AUTH_ACTION_COUNT", "0")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {python} -m moto.server: {e}"));
+        let child = crate::Running(child);
+        crate::wait_port(port);
+        CheckingMoto {
+            _child: child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}

@@ -12,6 +12,7 @@ mod aliyun_request;
 mod cli_reads_well;
 mod containerfile;
 mod crash_restart;
+mod fail_fast;
 mod failures;
 mod operators_cli;
 mod otter_binary;

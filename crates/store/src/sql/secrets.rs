@@ -40,4 +40,24 @@ impl Engine {
         .fetch_all(&self.pool)
         .await?)
     }
+
+    /// One device whose stored secret starts with `prefix`, as (product, device, stored
+    /// secret), or `None` when there is none.
+    pub async fn device_secret_with_prefix(
+        &self,
+        prefix: &str,
+    ) -> Result<Option<(String, String, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT product_id, name, secret FROM devices WHERE substr(secret, 1, length($1)) = $1 LIMIT 1",
+        )
+        .bind(prefix)
+        .fetch_optional(&self.reads)
+        .await?)
+    }
+
+    /// A trivial query: the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.reads).await?;
+        Ok(())
+    }
 }
