@@ -88,7 +88,7 @@ pub struct ServeArgs {
     /// Region S3 requests are signed for [default: $AWS_REGION, else us-east-1].
     #[arg(long, env = "OTTER_S3_REGION")]
     s3_region: Option<String>,
-    /// S3 access key id [default: $AWS_ACCESS_KEY_ID, else the environment's credentials].
+    /// S3 access key id; checked at start, with the bucket (docs/s3.md) [default: $AWS_ACCESS_KEY_ID, else on AWS the instance profile; required with --s3-endpoint].
     #[arg(long, env = "OTTER_S3_ACCESS_KEY_ID")]
     s3_access_key_id: Option<String>,
     /// S3 secret access key [default: $AWS_SECRET_ACCESS_KEY].
