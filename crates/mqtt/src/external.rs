@@ -194,6 +194,9 @@ async fn first_connack(eventloop: &mut EventLoop, url: &str) -> Result<(), Broke
                 return Err(err(refusal(ack.code)));
             }
             Ok(_) => continue,
+            Err(rumqttc::ConnectionError::ConnectionRefused(code)) => {
+                return Err(err(refusal(code)));
+            }
             Err(rumqttc::ConnectionError::Io(e))
                 if e.kind() == std::io::ErrorKind::ConnectionRefused =>
             {

@@ -33,8 +33,8 @@ impl Otter {
     }
 
     /// `otter serve` over `data` with `extra` flags (MQTT and HTTP on free loopback ports unless
-    /// `extra` names them); returns it, its MQTT address and its HTTP base URL once it announced
-    /// them (it is then listening).
+    /// `extra` names them); returns it, its MQTT address (the broker's URL with `--broker`) and
+    /// its HTTP base URL once it announced them (it is then listening).
     pub fn serve(self, data: &Path, extra: &[&str]) -> (Running, String, String) {
         let (child, mqtt, http, _) = self.serve_logged(data, extra);
         (child, mqtt, http)
@@ -90,7 +90,11 @@ impl Otter {
         let mut log = Vec::new();
         for line in lines.by_ref() {
             let line = line.unwrap();
-            if let Some(rest) = line.strip_prefix("otter: MQTT on ") {
+            // `MQTT on <addr>`, or `MQTT via <url>` with an external broker (--broker).
+            let announced = line
+                .strip_prefix("otter: MQTT on ")
+                .or_else(|| line.strip_prefix("otter: MQTT via "));
+            if let Some(rest) = announced {
                 let (mqtt, http) = rest.split_once(", HTTP on ").unwrap();
                 let admin = http
                     .split_once("admin (API, console, metrics) on ")

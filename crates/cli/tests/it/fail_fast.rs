@@ -3,6 +3,7 @@
 //! the first upload or device; `/readyz` says whether a running node can do its work.
 
 use crate::OTTER;
+use otter_testkit::mosquitto::Mosquitto;
 use otter_testkit::s3::{CheckingMoto, endpoint as s3_endpoint};
 use otter_testkit::{Running, free_port};
 use std::io::Read;
@@ -192,6 +193,19 @@ fn an_unreachable_broker_refuses_the_start() {
     );
 }
 
+#[tokio::test]
+async fn a_broker_refusing_the_login_refuses_the_start() {
+    let broker = Mosquitto::start("allow_anonymous false\n").await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("mqtt://{}", broker.addr);
+    let err = refused(dir.path(), &["--broker", &url, "--broker-secret", "s"]);
+    assert!(
+        err.contains(&format!("connecting to the MQTT broker {url}"))
+            && err.contains("refused the login"),
+        "{err}"
+    );
+}
+
 #[test]
 fn an_unreachable_database_is_named_without_its_password() {
     let dir = tempfile::tempdir().unwrap();
@@ -261,6 +275,34 @@ async fn readyz_is_served_on_the_admin_listener_too() {
         assert_eq!(status, 200, "{base}: {body}");
         assert!(body.contains("\"ready\":true"), "{base}: {body}");
     }
+}
+
+#[tokio::test]
+async fn readyz_names_the_broker_once_its_connection_is_down() {
+    let broker = Mosquitto::start("allow_anonymous true\n").await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let url = format!("mqtt://{}", broker.addr);
+    let (_server, _, http) = OTTER.serve(&data, &["--broker", &url, "--broker-secret", "s"]);
+    let (status, body) = get(&format!("{http}/readyz")).await;
+    assert_eq!(status, 200, "{body}");
+    drop(broker);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let body = loop {
+        let (status, body) = get(&format!("{http}/readyz")).await;
+        if status == 503 {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "still {status}: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        answer["checks"]["broker"], "failing: disconnected",
+        "{body}"
+    );
+    assert_eq!(answer["checks"]["blobs"], "ok", "{body}");
+    assert_eq!(get(&format!("{http}/healthz")).await, (200, "ok".into()));
 }
 
 fn rand_u64() -> u64 {
