@@ -596,6 +596,16 @@ async fn api_tokens_and_stored_secrets() {
             .await
             .unwrap();
         assert_eq!(plain, vec![("P1".into(), "a".into(), "plain".into())]);
+        assert_eq!(
+            store.device_secret_with_prefix("sealed:v1:").await.unwrap(),
+            Some(("P1".into(), "b".into(), "sealed:v1:xyz".into())),
+            "one sealed secret, for the start-up check of the secret key"
+        );
+        assert_eq!(
+            store.device_secret_with_prefix("nothing:").await.unwrap(),
+            None
+        );
+        store.ping().await.unwrap();
         store
             .set_device_secret(&p("P1"), &d("a"), "sealed:v1:abc")
             .await
